@@ -1,0 +1,143 @@
+"""Operator and test fault injection (DESIGN §8), behind one gate.
+
+Every injection gets an id and two journal events: ``fault/injected`` when it is applied and
+``fault/observed`` when the node's reaction is seen (connection closed, routine panicked ...),
+so an operator sees cause and effect side by side. Everything is refused unless the node was
+started with ``--allow-faults``; that check lives in :meth:`FaultInjector._check` alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from node_core.observe.journal import JournalEvent
+from node_core.transport.connection import Connection
+from node_core.transport.routine import InjectedPanic
+
+if TYPE_CHECKING:
+    from node_core.node import Node
+
+
+class FaultError(Exception):
+    """A fault could not be applied; the message says why, for the operator."""
+
+
+class FaultsDisabled(FaultError):
+    """The node runs without ``--allow-faults``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultOutcome:
+    fault_id: int
+    kind: str
+    label: str
+    service: str | None
+    effect: str
+    reason: str | None
+
+
+class FaultInjector:
+    """Applies faults to a node and reports what the node did about them."""
+
+    def __init__(self, node: Node, *, enabled: bool) -> None:
+        self.node = node
+        self.enabled = enabled
+        self._ids = itertools.count(1)
+
+    def _check(self) -> None:
+        if not self.enabled:
+            raise FaultsDisabled(
+                "fault injection is disabled on this node: restart it with --allow-faults"
+            )
+
+    def _connection(self, label: str) -> Connection:
+        conn = self.node.transport.connection_for_label(label)
+        if conn is None or conn.closed:
+            raise FaultError(f"no connected peer {label!r}")
+        return conn
+
+    def _injected(self, fid: int, kind: str, label: str, service: str | None) -> int:
+        seq = self.node.journal.last_seq
+        self.node.metrics.faults_injected.labels(kind).inc()
+        self.node.journal.emit(
+            "fault", "injected", peer=label, service=service, kind=kind, fault_id=fid
+        )
+        return seq
+
+    async def _conn_closed(self, conn: Connection, since: int, timeout: float) -> JournalEvent:
+        conn_id = conn.peer.conn_id
+        return await self.node.journal.wait_for(
+            lambda e: (
+                e.table == "conn"
+                and e.event.startswith("closed")
+                and e.fields.get("conn") == conn_id
+            ),
+            since=since,
+            timeout=timeout,
+        )
+
+    async def disconnect(self, label: str, *, timeout: float = 5.0) -> FaultOutcome:
+        """Close the connection to ``label``; every routine on it exits and tears down."""
+        self._check()
+        conn = self._connection(label)
+        fid = next(self._ids)
+        since = self._injected(fid, "disconnect", label, None)
+        conn.scope.cancel(f"fault:{fid}:disconnect")
+        closed = await self._conn_closed(conn, since, timeout)
+        reason = str(closed.fields.get("reason"))
+        self.node.journal.emit(
+            "fault",
+            "observed",
+            peer=label,
+            kind="disconnect",
+            fault_id=fid,
+            effect="connection_closed",
+            reason=reason,
+        )
+        return FaultOutcome(fid, "disconnect", label, None, "connection_closed", reason)
+
+    async def panic(self, label: str, service: str, *, timeout: float = 5.0) -> FaultOutcome:
+        """Raise an exception inside ``service``'s routine of ``label`` at its next await."""
+        self._check()
+        conn = self._connection(label)
+        handle = conn.routine(service)
+        if handle is None:
+            services = sorted({h.service for h in conn.routines}) or ["none"]
+            raise FaultError(
+                f"peer {label} has no {service!r} routine (it has: {', '.join(services)})"
+            )
+        if not handle.running:
+            raise FaultError(
+                f"the {service} routine of {label} is not running (it is {handle.state.value})"
+            )
+        fid = next(self._ids)
+        since = self._injected(fid, "panic", label, service)
+        handle.ctx.inject(InjectedPanic(fid))
+        journal = self.node.journal
+        await journal.wait_for(
+            lambda e: (
+                e.table == "routine"
+                and e.event == "panicked"
+                and e.peer == label
+                and e.service == service
+            ),
+            since=since,
+            timeout=timeout,
+        )
+        closed = await self._conn_closed(conn, since, timeout)
+        reason = str(closed.fields.get("reason"))
+        journal.emit(
+            "fault",
+            "observed",
+            peer=label,
+            service=service,
+            kind="panic",
+            fault_id=fid,
+            effect="routine_panicked,connection_closed",
+            reason=reason,
+        )
+        return FaultOutcome(
+            fid, "panic", label, service, "routine_panicked,connection_closed", reason
+        )

@@ -1,0 +1,219 @@
+"""A node: identity, transport, services, dialer, observability and faults, composed.
+
+``Node.start()`` brings everything up in dependency order and ``Node.stop()`` takes it down in
+reverse; both are safe to call once each. Everything an operator or a test looks at goes
+through :func:`node_core.observe.snapshot.build_snapshot` and the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import ipaddress
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from node_core.discovery.book import AddressBook
+from node_core.discovery.dialer import Dialer
+from node_core.discovery.records import make_record
+from node_core.discovery.service import SERVICE_ID, DiscoveryConfig, DiscoveryService
+from node_core.faults import FaultInjector
+from node_core.identity import Identity, load_or_create
+from node_core.observe.journal import Journal
+from node_core.observe.looplag import LoopLagMonitor
+from node_core.observe.metrics import NodeMetrics
+from node_core.observe.misbehavior import MisbehaviorLog
+from node_core.observe.trace import TraceWriter
+from node_core.protocol import discovery as dwire
+from node_core.protocol.limits import PROTOCOL_VERSION, NetworkId
+from node_core.transport.config import TransportConfig
+from node_core.transport.endpoint import Transport
+from node_core.transport.service import Service, ServiceRegistry
+
+log = logging.getLogger(__name__)
+
+
+def default_chain_id(network_id: int) -> bytes:
+    """Stand-in genesis hash per network until the chain package provides the real one."""
+    return hashlib.blake2b(f"zakura-genesis:{network_id}".encode(), digest_size=32).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything needed to run one node. Defaults make a loopback regtest node."""
+
+    data_dir: Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    bootstrap: tuple[tuple[str, int], ...] = ()
+    api: tuple[str, int] | None = None
+    allow_faults: bool = False
+    trace_dir: Path | None = None
+    target_peers: int = 4
+    network_id: int = int(NetworkId.REGTEST)
+    chain_id: bytes | None = None
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    dial_interval: float = 1.0
+    advertise_host: str | None = None
+
+    @property
+    def effective_chain_id(self) -> bytes:
+        return self.chain_id if self.chain_id is not None else default_chain_id(self.network_id)
+
+
+class Node:
+    """One running node. Create, ``await start()``, use, ``await stop()``."""
+
+    def __init__(self, config: NodeConfig, *, extra_services: Sequence[Service] = ()) -> None:
+        self.config = config
+        self.identity: Identity = load_or_create(config.data_dir)
+        self.label = self.identity.label
+        self.node_id = self.identity.node_id
+        self.journal = Journal(self.label)
+        self.metrics = NodeMetrics()
+        self.misbehavior = MisbehaviorLog(self.journal, self.metrics)
+        self.trace: TraceWriter | None = None
+        if config.trace_dir is not None:
+            self.trace = TraceWriter(config.trace_dir, self.label)
+            self.trace.on_drop = lambda _total: self.metrics.trace_rows_dropped.inc()
+            self.trace.attach(self.journal)
+        self.chain_id = config.effective_chain_id
+        self.book = AddressBook(self_id=self.node_id)
+        self._record_sequence = int(time.time())
+        self._self_record: dwire.SignedNodeRecord | None = None
+        self.discovery = DiscoveryService(
+            node_id=self.node_id,
+            network_id=config.network_id,
+            chain_id=self.chain_id,
+            book=self.book,
+            journal=self.journal,
+            misbehavior=self.misbehavior,
+            self_record=self.self_record,
+            summaries=self._summaries,
+            config=config.discovery,
+        )
+        self.registry = ServiceRegistry([self.discovery, *extra_services])
+        transport_config = replace(
+            config.transport, network_id=config.network_id, chain_id=self.chain_id
+        )
+        self.transport = Transport(
+            self.identity, transport_config, self.registry, self.journal, self.metrics
+        )
+        self.dialer = Dialer(
+            self.transport,
+            self.book,
+            self.journal,
+            self.metrics,
+            target=config.target_peers,
+            bootstrap=list(config.bootstrap),
+            interval=config.dial_interval,
+        )
+        self.loop_lag = LoopLagMonitor()
+        self.loop_lag.on_sample = self.metrics.record_loop_lag
+        self.faults = FaultInjector(self, enabled=config.allow_faults)
+        self.api: Any = None
+        self.started_mono = time.monotonic()
+        self.started_wall = time.time()
+        self._started = False
+        self._stopped = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._started:
+            raise RuntimeError("node already started")
+        self._started = True
+        host, port = await self.transport.listen(self.config.listen_host, self.config.listen_port)
+        self.started_mono = time.monotonic()
+        self.started_wall = time.time()
+        self.loop_lag.start()
+        self.dialer.start()
+        if self.config.api is not None:
+            from node_core.api import ApiServer
+
+            self.api = ApiServer(self)
+            await self.api.start(*self.config.api)
+        self.journal.emit(
+            "node",
+            "started",
+            listen=f"{host}:{port}",
+            api=self.api_address,
+            allow_faults=self.config.allow_faults,
+        )
+        log.info("node %s listening on %s:%d", self.label, host, port)
+
+    async def stop(self) -> None:
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        self.journal.emit("node", "stopping")
+        if self.api is not None:
+            with contextlib.suppress(Exception):
+                await self.api.stop()
+        await self.dialer.stop()
+        await self.transport.close()
+        await self.loop_lag.stop()
+        if self.trace is not None:
+            self.trace.close()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def listen(self) -> str:
+        return f"{self.transport.listen_host}:{self.transport.listen_port}"
+
+    @property
+    def api_address(self) -> str | None:
+        return None if self.api is None else str(self.api.address)
+
+    @property
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_mono
+
+    def advertised_host(self) -> str:
+        host = self.config.advertise_host or self.transport.listen_host or "127.0.0.1"
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host).is_unspecified:
+                return "127.0.0.1"
+        return host
+
+    def self_record(self) -> dwire.SignedNodeRecord:
+        """Our signed record; re-signed when it would expire within the hour."""
+        rec = self._self_record
+        if rec is None or rec.record.expires_at_unix_secs - time.time() < 3600:
+            self._record_sequence += 1
+            addr = dwire.SocketAddr(
+                ipaddress.ip_address(self.advertised_host()), self.transport.listen_port
+            )
+            rec = make_record(
+                self.identity,
+                addrs=[addr],
+                services=[SERVICE_ID],
+                network_id=self.config.network_id,
+                chain_id=self.chain_id,
+                protocol_min=PROTOCOL_VERSION,
+                protocol_max=PROTOCOL_VERSION,
+                sequence=self._record_sequence,
+                now_unix=time.time(),
+            )
+            self._self_record = rec
+        return rec
+
+    def _summaries(self) -> list[dwire.ServiceSummary]:
+        free = max(0, self.transport.config.max_connections - len(self.transport.peers))
+        return [dwire.ServiceSummary(SERVICE_ID, min(free, 0xFFFF), min(free, 0xFFFF), b"")]
+
+    def snapshot(self) -> dict[str, Any]:
+        from node_core.observe.snapshot import build_snapshot
+
+        return build_snapshot(self)

@@ -1,0 +1,171 @@
+"""One versioned, orjson-serializable document describing a node right now.
+
+The console and the control API render only this document and journal events. Field names
+are a contract: later issues add fields, never rename these. Cheap by construction: one pass
+over connections, no I/O, no sorting beyond the peer list.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from node_core.protocol.limits import STREAM_KIND_LABELS
+
+if TYPE_CHECKING:
+    from node_core.node import Node
+    from node_core.transport.connection import Connection
+    from node_core.transport.supervise import RoutineHandle
+
+SCHEMA_VERSION = 1
+
+
+def _routine(handle: RoutineHandle, node: Node) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "service": handle.service,
+        "state": handle.state.value,
+        "generation": handle.ctx.generation,
+        "started_at": handle.started_wall,
+        "exit_cause": None if handle.exit is None else handle.exit.cause.value,
+        "exit_reason": None if handle.exit is None else handle.exit.reason,
+        "exit_error": None if handle.exit is None else handle.exit.error,
+        "exited_at": handle.exited_wall,
+    }
+    if handle.service == "discovery":
+        ex = node.discovery.exchanges.get(handle.peer.conn_id)
+        if ex is not None:
+            out["discovery"] = {
+                "phase": ex.phase,
+                "outcome": ex.outcome,
+                "received_hello": ex.received_hello,
+                "received_peers": ex.received_peers,
+                "received_services": ex.received_services,
+                "records_imported": ex.records_imported,
+                "refreshes": ex.refreshes,
+            }
+    return out
+
+
+def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> dict[str, Any]:
+    limits = conn.negotiated.limits
+    return {
+        "label": conn.peer.label,
+        "id": conn.peer.node_id.hex(),
+        "addr": conn.peer.addr,
+        "listen_port": conn.peer_listen_port,
+        "direction": conn.peer.direction,
+        "conn_id": conn.peer.conn_id,
+        "connected_at": conn.connected_wall,
+        "age_s": round(conn.age, 3),
+        "bytes_in": conn.bytes_in,
+        "bytes_out": conn.bytes_out,
+        "capabilities": conn.negotiated.capabilities,
+        "limits": {
+            "max_frame_bytes": limits.max_frame_bytes,
+            "max_message_bytes": limits.max_message_bytes,
+            "max_open_streams": limits.max_open_streams,
+            "max_inbound_queue_depth": limits.max_inbound_queue_depth,
+            "idle_timeout_ms": limits.idle_timeout_millis,
+        },
+        "streams": [
+            {
+                "id": s.id,
+                "kind": s.kind,
+                "service": STREAM_KIND_LABELS.get(s.kind, str(s.kind)),
+                "inbox": s.inbox_depth,
+                "pending_out": s.pending_bytes,
+                "send_credit": s.send_credit.available,
+                "frames_in": s.frames_in,
+                "frames_out": s.frames_out,
+            }
+            for s in conn.streams.values()
+        ],
+        "routines": [_routine(h, node) for h in conn.routines],
+        "misbehavior_count": misbehavior.get(conn.peer.label, 0),
+        "close": None,
+    }
+
+
+def build_snapshot(node: Node) -> dict[str, Any]:
+    """The snapshot document (schema 1)."""
+    transport = node.transport
+    cfg = transport.config
+    misbehavior: dict[str, int] = {}
+    for rec in node.misbehavior.records:
+        misbehavior[rec.label] = misbehavior.get(rec.label, 0) + 1
+    conns = sorted(transport.peers.connections(), key=lambda c: c.peer.conn_id)
+    peers = [_peer(c, node, misbehavior) for c in conns]
+    summary: dict[str, dict[str, int]] = {}
+    for p in peers:
+        for r in p["routines"]:
+            states = summary.setdefault(r["service"], {})
+            states[r["state"]] = states.get(r["state"], 0) + 1
+    lag = node.loop_lag.stats()
+    return {
+        "schema": SCHEMA_VERSION,
+        "generated_at": time.time(),
+        "node": {
+            "id": node.node_id.hex(),
+            "label": node.label,
+            "listen": node.listen,
+            "api": node.api_address,
+            "network": transport.network_label,
+            "chain_id": node.chain_id.hex(),
+            "started_at": node.started_wall,
+            "uptime_s": round(node.uptime, 3),
+            "allow_faults": node.faults.enabled,
+        },
+        "transport": {
+            "connections": len(conns),
+            "inbound": sum(1 for c in conns if c.peer.direction == "inbound"),
+            "outbound": sum(1 for c in conns if c.peer.direction == "outbound"),
+            "max_connections": cfg.max_connections,
+            "pending_handshakes": transport.pending_handshakes,
+            "max_pending_handshakes": cfg.max_pending_handshakes,
+            "max_connections_per_ip": cfg.max_connections_per_ip,
+            "per_ip": dict(transport.peers.per_ip),
+        },
+        "dialer": node.dialer.status(),
+        "peers": peers,
+        "recently_closed": [
+            {
+                "label": c.peer.label,
+                "addr": c.peer.addr,
+                "direction": c.peer.direction,
+                "conn_id": c.peer.conn_id,
+                "connected_at": c.connected_wall,
+                "closed_at": c.close.wall,
+                "code": c.close.code,
+                "reason": c.close.reason,
+                "by": c.close.by,
+                "bytes_in": c.bytes_in,
+                "bytes_out": c.bytes_out,
+            }
+            for c in list(transport.recently_closed)[-32:]
+        ],
+        "routines_summary": summary,
+        "loop_lag": {
+            "samples": lag.samples,
+            "p50_ms": lag.p50_ms,
+            "p99_ms": lag.p99_ms,
+            "max_ms": lag.max_ms,
+        },
+        "counters": {
+            "panics": node.metrics.value("zakura_pipe_panic_total"),
+            "trace_rows_dropped": 0 if node.trace is None else node.trace.dropped,
+        },
+        "misbehavior": [
+            {
+                "time": r.wall,
+                "label": r.label,
+                "service": r.service,
+                "reason": r.reason,
+                "action": r.action,
+            }
+            for r in list(node.misbehavior.records)[-100:]
+        ],
+        "misbehavior_tally": [
+            {"service": s, "reason": r, "count": n} for (s, r), n in node.misbehavior.tally.items()
+        ],
+        "journal_seq": node.journal.last_seq,
+    }

@@ -1,0 +1,511 @@
+"""One authenticated peer connection: the stream multiplexer over a TCP socket.
+
+Invariants:
+- One reader task owns the socket's read half and never blocks on a stream: inbound bytes
+  are bounded per stream by the credit window, so a stalled routine cannot stall its
+  neighbours.
+- Writes are synchronous ``transport.write`` calls made only while the peer has granted credit,
+  so buffered output is bounded by the sum of stream windows.
+- Every declared length is checked against its cap before the bytes are read or buffered.
+- Violations close the connection with the documented code; the first close reason wins and is
+  the one reported. Unknown stream kinds reset only that stream.
+- The connection scope is the parent of every service scope on it: closing the connection
+  cancels every routine, and cancelling the scope (protocol reject, panic, fault) closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from node_core.observe.journal import Journal
+from node_core.observe.metrics import NodeMetrics
+from node_core.protocol import mux
+from node_core.protocol.errors import CodecError, OverCap
+from node_core.protocol.flow import stream_window
+from node_core.protocol.frames import FrameOversize
+from node_core.protocol.handshake import Negotiated
+from node_core.protocol.limits import MUX_DATA_CHUNK_BYTES, MUX_HEADER_BYTES, CloseCode
+from node_core.protocol.ratelimit import TokenBucket
+from node_core.transport.cancel import CancelScope
+from node_core.transport.config import TransportConfig
+from node_core.transport.routine import PeerInfo, RoutineContext
+from node_core.transport.service import ServiceRegistry
+from node_core.transport.stream import Stream
+from node_core.transport.supervise import (
+    PanicHook,
+    Routine,
+    RoutineHandle,
+    Teardown,
+    next_generation,
+    spawn_supervised_routine,
+)
+
+log = logging.getLogger(__name__)
+
+RecordType = mux.RecordType
+
+#: Closes caused by the peer breaking a rule are journaled as ``closed.punitive``.
+_PUNITIVE_CODES = {CloseCode.BAD_PRELUDE, CloseCode.RATE_LIMIT, CloseCode.OVERSIZE}
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRecord:
+    code: int
+    reason: str
+    by: str  # "local" or "remote"
+    wall: float
+
+
+class Connection:
+    """A multiplexed connection to one authenticated peer."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        peer: PeerInfo,
+        initiator: bool,
+        negotiated: Negotiated,
+        transcript_hash: bytes,
+        listen_port: int,
+        config: TransportConfig,
+        registry: ServiceRegistry,
+        journal: Journal,
+        metrics: NodeMetrics,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer = peer
+        self.initiator = initiator
+        self.negotiated = negotiated
+        self.transcript_hash = transcript_hash
+        self.peer_listen_port = listen_port
+        self.config = config
+        self.registry = registry
+        self.journal = journal
+        self.metrics = metrics
+        self.scope = CancelScope(f"conn:{peer.label}")
+        self.scope.on_cancel(self._on_scope_cancelled)
+        self.streams: dict[int, Stream] = {}
+        self.service_scopes: dict[str, CancelScope] = {}
+        self.routines: list[RoutineHandle] = []
+        self.connected_mono = time.monotonic()
+        self.connected_wall = time.time()
+        self.last_inbound = self.connected_mono
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.close_record: CloseRecord | None = None
+        self._next_stream_id = 1 if initiator else 2
+        now = self.connected_mono
+        self._open_bucket = TokenBucket(config.stream_open_rate, now=now)
+        self._message_buckets: dict[int, TokenBucket] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closed = asyncio.Event()
+        self.on_closed: list[Callable[[Connection], None]] = []
+
+    # ------------------------------------------------------------------------ properties
+    @property
+    def closed(self) -> bool:
+        return self.close_record is not None
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.close_record.reason if self.close_record else None
+
+    @property
+    def label(self) -> str:
+        return self.peer.label
+
+    @property
+    def age(self) -> float:
+        return time.monotonic() - self.connected_mono
+
+    def _row(self, table: str, event: str, **fields: str | int | float | bool | None) -> None:
+        extra: dict[str, Any] = fields
+        self.journal.emit(table, event, peer=self.peer.label, conn=self.peer.conn_id, **extra)
+
+    # ------------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._read_loop(), name=f"mux-read:{self.label}"))
+        self._tasks.append(loop.create_task(self._keepalive(), name=f"mux-keepalive:{self.label}"))
+
+    async def wait_closed(self) -> CloseRecord:
+        await self._closed.wait()
+        assert self.close_record is not None
+        return self.close_record
+
+    def close(self, code: int, reason: str, *, by_remote: bool = False) -> bool:
+        """Close once; later calls are no-ops. Returns True if this call closed it."""
+        if self.close_record is not None:
+            return False
+        self.close_record = CloseRecord(
+            int(code), reason, "remote" if by_remote else "local", time.time()
+        )
+        if not by_remote:
+            with contextlib.suppress(Exception):
+                payload = mux.encode_close(mux.CloseInfo(int(code), reason))
+                self._writer.write(mux.encode_record(RecordType.CLOSE, 0, payload))
+        self.scope.cancel(reason)
+        for stream in self.streams.values():
+            stream.on_conn_closed()
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current and not task.done():
+                task.cancel()
+        self._closed.set()
+        for cb in self.on_closed:
+            try:
+                cb(self)
+            except Exception:
+                log.exception("on_closed callback failed for %s", self.label)
+        return True
+
+    def _on_scope_cancelled(self, reason: str) -> None:
+        self.close(CloseCode.NEUTRAL, reason)
+
+    def service_scope(self, service: str) -> CancelScope:
+        """The service scope for ``service`` on this connection (a child of the connection)."""
+        scope = self.scope.child(f"{service}:{self.label}")
+        self.service_scopes[service] = scope
+        return scope
+
+    def launch(
+        self,
+        service: str,
+        stream: Stream,
+        routine: Routine,
+        *,
+        on_teardown: Teardown | None = None,
+        on_panic: PanicHook | None = None,
+        generation: int | None = None,
+    ) -> RoutineHandle:
+        """Start the one supervised routine for ``service`` on this connection.
+
+        The routine gets a fresh service scope (a child of the connection scope); the stream's
+        waits are routed through its context so injected faults land inside the routine.
+        """
+        ctx = RoutineContext(
+            peer=self.peer,
+            service=service,
+            scope=self.service_scope(service),
+            connection=self.scope,
+            generation=generation if generation is not None else next_generation(service),
+        )
+        stream.bind(ctx)
+        handle = spawn_supervised_routine(
+            ctx,
+            routine,
+            journal=self.journal,
+            metrics=self.metrics,
+            on_teardown=on_teardown,
+            on_panic=on_panic,
+        )
+        self.routines.append(handle)
+        return handle
+
+    def routine(self, service: str) -> RoutineHandle | None:
+        """The newest routine of ``service`` on this connection."""
+        for handle in reversed(self.routines):
+            if handle.service == service:
+                return handle
+        return None
+
+    # ------------------------------------------------------------------------ streams
+    def open_stream(self, kind: int, version: int, frame_cap: int) -> Stream:
+        """Open an ordered stream to the peer (the prelude goes out at once)."""
+        if self.closed:
+            raise ConnectionError(f"connection to {self.label} is closed")
+        sid = self._next_stream_id
+        self._next_stream_id += 2
+        stream = Stream(
+            self,
+            sid,
+            kind,
+            version,
+            frame_cap=frame_cap,
+            window=stream_window(frame_cap),
+            locally_opened=True,
+        )
+        self.streams[sid] = stream
+        prelude = mux.encode_prelude(mux.StreamPrelude(kind, version, frame_cap))
+        self._write(RecordType.OPEN, sid, prelude)
+        self._row(
+            "stream", "opened", stream=sid, stream_kind=stream.kind_label, direction="outbound"
+        )
+        return stream
+
+    def reset_stream(self, stream: Stream, code: int, reason: str) -> None:
+        self._write(RecordType.RESET, stream.id, mux.encode_close(mux.CloseInfo(code, reason)))
+        stream.on_reset(code, reason)
+        self.streams.pop(stream.id, None)
+        self.metrics.stream_reset.labels(str(int(code))).inc()
+        self._row(
+            "stream",
+            "reset",
+            stream=stream.id,
+            stream_kind=stream.kind_label,
+            reason=reason,
+            code=int(code),
+            by="local",
+        )
+
+    def pump(self, stream: Stream) -> None:
+        """Write as much of ``stream``'s queued output as its credit allows."""
+        if self.closed:
+            return
+        credit = stream.send_credit
+        while credit.available > 0:
+            chunk = stream.next_chunk(min(credit.available, MUX_DATA_CHUNK_BYTES))
+            if chunk is None:
+                break
+            credit.consume(len(chunk))
+            self._writer.writelines(
+                (mux.encode_record_header(RecordType.DATA, stream.id, len(chunk)), chunk)
+            )
+            self.bytes_out += MUX_HEADER_BYTES + len(chunk)
+            self.metrics.bytes_out.inc(MUX_HEADER_BYTES + len(chunk))
+        if stream.local_finished and not stream.has_output:
+            self._write(RecordType.FIN, stream.id)
+
+    def consumed(self, stream: Stream, n: int) -> None:
+        """The routine read ``n`` bytes from ``stream``; return credit when due."""
+        grant = stream.recv_window.on_consumed(n)
+        if grant and not self.closed and stream.id in self.streams:
+            self._write(RecordType.CREDIT, stream.id, mux.encode_credit(grant))
+
+    def _write(self, rtype: RecordType, sid: int, payload: bytes = b"") -> None:
+        if self.closed:
+            return
+        self._writer.write(mux.encode_record(rtype, sid, payload))
+        self.bytes_out += MUX_HEADER_BYTES + len(payload)
+
+    # ------------------------------------------------------------------------ reading
+    async def _read_loop(self) -> None:
+        reader = self._reader
+        try:
+            while not self.closed:
+                header = await reader.readexactly(MUX_HEADER_BYTES)
+                try:
+                    rec = mux.decode_record_header(header)
+                except OverCap as exc:
+                    self._violation(CloseCode.OVERSIZE, "record.oversize", str(exc))
+                    return
+                except CodecError as exc:
+                    self._violation(CloseCode.NEUTRAL, "bad_record", str(exc))
+                    return
+                payload = await reader.readexactly(rec.length) if rec.length else b""
+                self.last_inbound = time.monotonic()
+                size = MUX_HEADER_BYTES + rec.length
+                self.bytes_in += size
+                self.metrics.bytes_in.inc(size)
+                self._dispatch(rec, payload)
+        except asyncio.IncompleteReadError:
+            self.close(CloseCode.NEUTRAL, "eof", by_remote=True)
+        except (ConnectionError, OSError) as exc:
+            self.close(CloseCode.NEUTRAL, f"connection_lost:{type(exc).__name__}", by_remote=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must cost this peer only
+            log.exception("mux reader failed for %s", self.label)
+            self.close(CloseCode.NEUTRAL, f"reader_failed:{type(exc).__name__}")
+
+    def _violation(self, code: int, reason: str, detail: str, **fields: str | int | None) -> None:
+        log.debug("closing %s: %s (%s)", self.label, reason, detail)
+        self.close(code, reason)
+
+    def _dispatch(self, rec: mux.RecordHeader, payload: bytes) -> None:
+        t = rec.type
+        if t is RecordType.DATA:
+            self._on_data(rec.stream_id, payload)
+        elif t is RecordType.CREDIT:
+            self._on_credit(rec.stream_id, payload)
+        elif t is RecordType.OPEN:
+            self._on_open(rec.stream_id, payload)
+        elif t is RecordType.FIN:
+            self._on_fin(rec.stream_id)
+        elif t is RecordType.RESET:
+            self._on_reset(rec.stream_id, payload)
+        elif t is RecordType.CLOSE:
+            try:
+                info = mux.decode_close(payload)
+                self.close(info.code, f"peer:{info.reason}", by_remote=True)
+            except CodecError:
+                self.close(CloseCode.NEUTRAL, "peer:malformed_close", by_remote=True)
+        # PING carries nothing beyond liveness, already recorded in last_inbound.
+
+    def _on_open(self, sid: int, payload: bytes) -> None:
+        if sid % 2 == (1 if self.initiator else 0) or sid in self.streams or sid == 0:
+            self._violation(CloseCode.BAD_PRELUDE, "bad_stream_id", f"stream id {sid}")
+            return
+        # Charge the stream-open bucket before parsing anything (reference §1.6 step 1).
+        if not self._open_bucket.try_take(time.monotonic()):
+            self.metrics.ratelimit_stream_open_throttled.inc()
+            self._row("ratelimit", "stream.open_throttled", stream=sid)
+            self._reset_unopened(sid, CloseCode.RATE_LIMIT, "stream_open_rate")
+            return
+        try:
+            prelude = mux.decode_prelude(payload)
+        except CodecError as exc:
+            self._violation(CloseCode.BAD_PRELUDE, "bad_prelude", str(exc))
+            return
+        if prelude.request_id is not None:
+            self._violation(CloseCode.BAD_PRELUDE, "request_id_on_ordered_stream", "")
+            return
+        svc = self.registry.lookup(prelude.kind)
+        if svc is None or svc.version != prelude.version:
+            self._reset_unopened(
+                sid, CloseCode.UNKNOWN_STREAM, "unknown_stream", stream_kind=str(prelude.kind)
+            )
+            return
+        if not svc.capability & self.negotiated.capabilities:
+            self._reset_unopened(
+                sid, CloseCode.UNKNOWN_STREAM, "capability_not_negotiated", stream_kind=svc.name
+            )
+            return
+        if any(s.kind == svc.kind for s in self.streams.values()):
+            self._violation(CloseCode.BAD_PRELUDE, "duplicate_ordered_stream", svc.name)
+            return
+        if len(self.streams) >= self.negotiated.limits.max_open_streams:
+            self._reset_unopened(sid, CloseCode.RESOURCE, "max_open_streams")
+            return
+        stream = Stream(
+            self,
+            sid,
+            svc.kind,
+            svc.version,
+            frame_cap=svc.frame_cap,
+            window=stream_window(svc.frame_cap),
+            locally_opened=False,
+        )
+        self.streams[sid] = stream
+        self._row("stream", "accepted", stream=sid, stream_kind=svc.name, direction="inbound")
+        svc.add_peer(self, stream)
+
+    def _reset_unopened(
+        self, sid: int, code: int, reason: str, stream_kind: str | None = None
+    ) -> None:
+        self._write(RecordType.RESET, sid, mux.encode_close(mux.CloseInfo(code, reason)))
+        self.metrics.stream_reset.labels(str(int(code))).inc()
+        self._row(
+            "stream", "rejected", stream=sid, reason=reason, code=int(code), stream_kind=stream_kind
+        )
+
+    def _on_data(self, sid: int, payload: bytes) -> None:
+        stream = self.streams.get(sid)
+        if stream is None:
+            return  # data in flight for a stream we reset: discard
+        if stream.remote_finished:
+            self._violation(CloseCode.BAD_PRELUDE, "data_after_fin", f"stream {sid}")
+            return
+        if not stream.recv_window.on_data(len(payload)):
+            self._violation(CloseCode.RESOURCE, "flow_control", f"stream {sid} overran its window")
+            return
+        stream.bytes_in += len(payload)
+        try:
+            frames = stream.decoder.feed(payload)
+        except FrameOversize as exc:
+            self.metrics.ratelimit_frame_oversize.labels(stream.kind_label).inc()
+            self._row(
+                "ratelimit",
+                "frame.oversize",
+                stream=sid,
+                stream_kind=stream.kind_label,
+                declared=exc.declared,
+                cap=exc.cap,
+            )
+            self._violation(CloseCode.OVERSIZE, "frame.oversize", str(exc))
+            return
+        if not frames:
+            return
+        bucket = self._message_buckets.get(stream.kind)
+        if bucket is None:
+            bucket = TokenBucket(self.config.message_rate, now=self.last_inbound)
+            self._message_buckets[stream.kind] = bucket
+        max_message = self.negotiated.limits.max_message_bytes
+        for frame in frames:
+            if len(frame.payload) > max_message:
+                self.metrics.ratelimit_message_oversize.labels(stream.kind_label).inc()
+                self._row(
+                    "ratelimit",
+                    "message.oversize",
+                    stream=sid,
+                    stream_kind=stream.kind_label,
+                    size=len(frame.payload),
+                )
+                self._violation(CloseCode.OVERSIZE, "message.oversize", "")
+                return
+            if not bucket.try_take(self.last_inbound):
+                # Dropping a frame of an ordered stream would leave a permanent gap: close.
+                self.metrics.ratelimit_message_throttled.labels(stream.kind_label).inc()
+                self._row(
+                    "ratelimit", "message.throttled", stream=sid, stream_kind=stream.kind_label
+                )
+                self._violation(CloseCode.RATE_LIMIT, "message.throttled", "")
+                return
+            stream.deliver(frame)
+
+    def _on_credit(self, sid: int, payload: bytes) -> None:
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        try:
+            stream.send_credit.grant(mux.decode_credit(payload))
+        except CodecError as exc:
+            self._violation(CloseCode.NEUTRAL, "bad_credit", str(exc))
+            return
+        self.pump(stream)
+
+    def _on_fin(self, sid: int) -> None:
+        stream = self.streams.get(sid)
+        if stream is None:
+            return
+        if not stream.decoder.at_boundary:
+            self._violation(CloseCode.NEUTRAL, "truncated_frame", f"stream {sid} ended mid-frame")
+            return
+        stream.on_remote_fin()
+
+    def _on_reset(self, sid: int, payload: bytes) -> None:
+        stream = self.streams.pop(sid, None)
+        if stream is None:
+            return
+        try:
+            info = mux.decode_close(payload)
+        except CodecError:
+            info = mux.CloseInfo(CloseCode.NEUTRAL, "malformed_reset")
+        stream.on_reset(info.code, f"peer:{info.reason}")
+        self._row(
+            "stream",
+            "reset",
+            stream=sid,
+            stream_kind=stream.kind_label,
+            reason=info.reason,
+            code=info.code,
+            by="remote",
+        )
+
+    # ------------------------------------------------------------------------ liveness
+    async def _keepalive(self) -> None:
+        idle = self.negotiated.limits.idle_timeout_millis / 1000.0
+        interval = min(self.config.keepalive_interval, idle / 3)
+        nonce = 0
+        while not self.closed:
+            await asyncio.sleep(interval)
+            if time.monotonic() - self.last_inbound > idle:
+                self.close(CloseCode.NEUTRAL, "idle_timeout")
+                return
+            nonce += 1
+            self._write(RecordType.PING, 0, mux.encode_ping(nonce))
+
+    def close_is_punitive(self) -> bool:
+        rec = self.close_record
+        return rec is not None and rec.by == "local" and rec.code in _PUNITIVE_CODES

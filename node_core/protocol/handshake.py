@@ -130,13 +130,20 @@ class HandshakeFailure(Exception):
     Attributes:
         reason: stable label used in journal rows, metrics and the Close message.
         punitive: True if the peer may be at fault (malformed data, identity or signature).
+        close_code: the code sent in the Close message (1 for admission refusals, else 0).
+        after_ack: set by the responder when the failure came after its Ack, so the refusal
+            must travel as a multiplexer CLOSE record (the initiator has left the handshake).
     """
 
-    def __init__(self, reason: str, detail: str = "", *, punitive: bool = False) -> None:
+    def __init__(
+        self, reason: str, detail: str = "", *, punitive: bool = False, close_code: int = 0
+    ) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
         self.punitive = punitive
+        self.close_code = close_code
+        self.after_ack = False
 
 
 def _write_limits(w: Writer, limits: Limits) -> None:

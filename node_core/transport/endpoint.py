@@ -158,6 +158,20 @@ class Transport:
         with contextlib.suppress(Exception):
             await self._establish(reader, writer, "inbound", addr, None)
 
+    def _precheck(self, addr: str) -> Callable[[bytes], str | None]:
+        """Per-IP cap, checked on the claimed id before we answer; a redial of a peer that is
+        already registered is exempt (it replaces itself, it does not add a connection)."""
+        ip = addr.rpartition(":")[0]
+
+        def admit(claimed: bytes) -> str | None:
+            if self.peers.get(claimed) is not None:
+                return None
+            if self.peers.per_ip[ip] >= self.config.max_connections_per_ip:
+                return "per_ip"
+            return None
+
+        return admit
+
     def _refuse(self, writer: asyncio.StreamWriter, direction: str, reason: str) -> None:
         self.metrics.conn_rejected_admission.labels(reason).inc()
         self.journal.emit("conn", "rejected.admission", reason=reason, direction=direction)
@@ -197,7 +211,7 @@ class Transport:
             async with asyncio.timeout(self.config.handshake_timeout):
                 params = self.local_params()
                 result: HandshakeResult = (
-                    await respond(reader, writer, self.identity, params)
+                    await respond(reader, writer, self.identity, params, self._precheck(addr))
                     if inbound
                     else await initiate(reader, writer, self.identity, params, expected)
                 )
@@ -223,7 +237,14 @@ class Transport:
                 punitive=punitive,
             )
             if not reason.startswith("peer_closed") and reason not in ("eof", "connection_lost"):
-                send_close(writer, reason)
+                failure = exc if isinstance(exc, hs.HandshakeFailure) else None
+                code = failure.close_code if failure else 0
+                send_close(writer, reason, code, mux=failure is not None and failure.after_ack)
+            if reason == "per_ip":
+                self.metrics.conn_rejected_admission.labels("per_ip").inc()
+                self.journal.emit(
+                    "conn", "rejected.admission", reason="per_ip", direction=direction, addr=addr
+                )
             writer.close()
             raise DialError(f"handshake_{reason}", str(exc)) from exc
         finally:
@@ -240,13 +261,6 @@ class Transport:
             direction=direction,
             network=self.network_label,
         )
-        ip = addr.rpartition(":")[0]
-        if (
-            self.peers.get(result.peer_node_id) is None
-            and self.peers.per_ip[ip] >= self.config.max_connections_per_ip
-        ):
-            self._refuse(writer, direction, "per_ip")
-            raise DialError("per_ip")
         peer = PeerInfo(result.peer_node_id, label, addr, direction, next(self._conn_ids))
         conn = Connection(
             reader,

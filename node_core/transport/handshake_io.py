@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from node_core.identity import Identity, verify
 from node_core.protocol import handshake as hs
+from node_core.protocol import mux as mux_codec
 from node_core.protocol.errors import CodecError
 from node_core.protocol.limits import CONTROL_VERSION, CloseCode
 
@@ -38,10 +40,17 @@ def write_control(writer: asyncio.StreamWriter, msg: hs.ControlMessage) -> None:
     writer.write(hs.frame_control(hs.encode_control(msg)))
 
 
-def send_close(writer: asyncio.StreamWriter, reason: str, code: int = CloseCode.NEUTRAL) -> None:
-    """Best effort: tell the peer why before closing the socket."""
+def send_close(
+    writer: asyncio.StreamWriter, reason: str, code: int = CloseCode.NEUTRAL, *, mux: bool = False
+) -> None:
+    """Best effort: tell the peer why before closing the socket (as a control Close, or as a
+    multiplexer CLOSE record once the peer has left the handshake)."""
     with contextlib.suppress(Exception):
-        write_control(writer, hs.Close(code, reason[:200] or "refused"))
+        if mux:
+            info = mux_codec.encode_close(mux_codec.CloseInfo(code, reason[:200] or "refused"))
+            writer.write(mux_codec.encode_record(mux_codec.RecordType.CLOSE, 0, info))
+        else:
+            write_control(writer, hs.Close(code, reason[:200] or "refused"))
 
 
 def _hello(identity: Identity, local: hs.LocalParams) -> hs.Hello:
@@ -85,12 +94,22 @@ async def respond(
     writer: asyncio.StreamWriter,
     identity: Identity,
     local: hs.LocalParams,
+    admit: Callable[[bytes], str | None] | None = None,
 ) -> HandshakeResult:
-    """Responder side: read Hello, answer Ack, verify Confirm."""
+    """Responder side: read Hello, answer Ack, verify Confirm.
+
+    ``admit(claimed_node_id)`` may refuse the peer before we answer (the per-IP precheck); its
+    reason goes back in a Close with code 1. A failure after the Ack (the initiator already
+    considers itself connected) is sent as a multiplexer CLOSE record instead, the only thing
+    the initiator reads at that point.
+    """
     hello = await read_control(reader)
     hs.expect(hello, hs.Hello)
     assert isinstance(hello, hs.Hello)
     negotiated = hs.negotiate(local, hello)
+    refusal = admit(hello.node_id) if admit is not None else None
+    if refusal is not None:
+        raise hs.HandshakeFailure(refusal, "admission refused", close_code=CloseCode.RESOURCE)
     unsigned = hs.Ack(
         control_version=CONTROL_VERSION,
         selected_protocol=negotiated.protocol,
@@ -108,8 +127,12 @@ async def respond(
     ack = replace(unsigned, signature=identity.sign(hs.responder_signing_message(th)))
     write_control(writer, ack)
     await writer.drain()
-    confirm = await read_control(reader)
-    hs.expect(confirm, hs.Confirm)
-    assert isinstance(confirm, hs.Confirm)
-    hs.check_confirm(hello, ack, confirm, verify)
+    try:
+        confirm = await read_control(reader)
+        hs.expect(confirm, hs.Confirm)
+        assert isinstance(confirm, hs.Confirm)
+        hs.check_confirm(hello, ack, confirm, verify)
+    except hs.HandshakeFailure as exc:
+        exc.after_ack = True
+        raise
     return HandshakeResult(hello.node_id, hello.listen_port, negotiated, th)

@@ -137,6 +137,8 @@ def spawn_supervised_routine(
     async def supervised() -> None:
         exit = RoutineExit(ExitCause.NORMAL)
         try:
+            if ctx.scope.cancelled:
+                raise asyncio.CancelledError
             await routine(ctx)
         except asyncio.CancelledError:
             exit = RoutineExit(
@@ -175,8 +177,10 @@ def spawn_supervised_routine(
     handle.task = task
 
     def stop_task(_reason: str) -> None:
+        # Deferred: a task cancelled before its first step never enters its try/finally, so
+        # teardown would be skipped. The first step was queued at create_task and runs first.
         if not task.done() and asyncio.current_task() is not task:
-            task.cancel()
+            asyncio.get_running_loop().call_soon(task.cancel)
 
     ctx.scope.on_cancel(stop_task)
     return handle
@@ -197,6 +201,8 @@ def spawn_supervised_peer_task(
 
     async def supervised() -> None:
         try:
+            if ctx.connection.cancelled:
+                raise asyncio.CancelledError
             await body(ctx)
         except asyncio.CancelledError:
             raise
@@ -221,8 +227,10 @@ def spawn_supervised_peer_task(
     task = asyncio.get_running_loop().create_task(supervised(), name=f"{service}-helper:{label}")
 
     def stop_task(_reason: str) -> None:
+        # Deferred: a task cancelled before its first step never enters its try/finally, so
+        # teardown would be skipped. The first step was queued at create_task and runs first.
         if not task.done() and asyncio.current_task() is not task:
-            task.cancel()
+            asyncio.get_running_loop().call_soon(task.cancel)
 
     ctx.connection.on_cancel(stop_task)
     return task

@@ -1,0 +1,529 @@
+"""The ``zakura`` command line: ``node``, ``testnet`` and ``demo`` (the default).
+
+Operators meet the node here first, so every mistake they can make on the command line ends in
+one line on stderr that names the flag and the problem, and exit code 2 - never a traceback.
+Runtime failures after start-up are the node's business and are logged normally.
+
+``zakura node`` prints exactly one line on stdout once it is listening (see
+:func:`format_start_line`); :mod:`node_core.testnet` waits for that line to know a child is
+ready and to learn the ports it actually bound, so its shape is a contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import re
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from node_core.protocol.limits import NetworkId
+
+if TYPE_CHECKING:
+    from node_core.node import NodeConfig
+
+log = logging.getLogger(__name__)
+
+EXIT_USAGE = 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
+NETWORKS = {
+    "regtest": NetworkId.REGTEST,
+    "testnet": NetworkId.TESTNET,
+    "mainnet": NetworkId.MAINNET,
+}
+START_LINE_RE = re.compile(r"^zakura node ready: label=(\S+) listen=(\S+) api=(\S+)\s*$")
+
+
+class UsageError(Exception):
+    """Bad operator input discovered after parsing (a port in use, an exposed key ...).
+
+    Args:
+        flag: The command-line flag the operator has to change.
+        problem: What is wrong, in the operator's terms.
+    """
+
+    def __init__(self, flag: str, problem: str) -> None:
+        super().__init__(f"{flag}: {problem}")
+        self.flag = flag
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class StartLine:
+    """What a ``zakura node`` child announced when it became ready."""
+
+    label: str
+    listen: str
+    api: str | None
+
+
+def format_start_line(label: str, listen: str, api: str | None) -> str:
+    """The one line ``zakura node`` prints when it is listening (parsed by the testnet)."""
+    return f"zakura node ready: label={label} listen={listen} api={api or 'off'}"
+
+
+def parse_start_line(line: str) -> StartLine | None:
+    """Inverse of :func:`format_start_line`; ``None`` for any other line."""
+    m = START_LINE_RE.match(line)
+    if m is None:
+        return None
+    api = None if m.group(3) == "off" else m.group(3)
+    return StartLine(label=m.group(1), listen=m.group(2), api=api)
+
+
+# ---------------------------------------------------------------------- argument types
+def parse_hostport(
+    text: str, *, default_host: str | None = None, min_port: int = 0
+) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` (IPv6 as ``[::1]:PORT``); a bare ``PORT`` only with ``default_host``.
+
+    Raises:
+        argparse.ArgumentTypeError: With a message that says what shape was expected.
+    """
+    text = text.strip()
+    if default_host is not None and text.isdigit():
+        host, port_text = default_host, text
+    elif text.startswith("["):
+        inner, sep, port_text = text[1:].partition("]:")
+        if not sep or not inner:
+            raise argparse.ArgumentTypeError(f"expected [IPV6]:PORT, got {text!r}")
+        host = inner
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            shape = "HOST:PORT or PORT" if default_host is not None else "HOST:PORT"
+            raise argparse.ArgumentTypeError(
+                f"expected {shape} (e.g. 127.0.0.1:9000), got {text!r}"
+            )
+        if not host:
+            raise argparse.ArgumentTypeError(f"missing host in {text!r} (e.g. 127.0.0.1:9000)")
+        if ":" in host:
+            raise argparse.ArgumentTypeError(
+                f"write IPv6 addresses in brackets, e.g. [::1]:9000 (got {text!r})"
+            )
+    if not port_text.isdigit():
+        raise argparse.ArgumentTypeError(f"port {port_text!r} in {text!r} is not a number")
+    port = int(port_text)
+    if not min_port <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range ({min_port}-65535)")
+    return host, port
+
+
+def listen_addr(text: str) -> tuple[str, int]:
+    """``--listen``: port 0 asks the OS for a free port (the start line reports it)."""
+    return parse_hostport(text)
+
+
+def dial_addr(text: str) -> tuple[str, int]:
+    """``--bootstrap``: a dialable address, so port 0 is refused."""
+    return parse_hostport(text, min_port=1)
+
+
+def api_addr(text: str) -> tuple[str, int]:
+    """``--api``: a bare port means loopback; exposing the API is the operator's explicit call."""
+    return parse_hostport(text, default_host="127.0.0.1")
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 included (0 = let the OS choose)."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return int(text)
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An integer type with a lower bound and a message that says so."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    """A positive duration in seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------------- parser
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the flag, then exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def fail(prog: str, err: UsageError) -> int:
+    """Report a post-parse usage error the same way argparse reports its own."""
+    print(f"{prog}: error: argument {err.flag}: {err.problem}", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def add_log_level(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=default,
+        metavar="LEVEL",
+        help=f"log verbosity on stderr: {', '.join(LOG_LEVELS)} (default: {default})",
+    )
+
+
+def setup_logging(level: str) -> None:
+    """Logs go to stderr so stdout stays machine-readable (the start line, the tables)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+NODE_HELP = """\
+Run one headless node until SIGINT or SIGTERM, then stop it cleanly (exit 0).
+
+The node listens for peers on --listen, keeps --target-peers connections (dialing addresses
+learned through discovery), and keeps redialing every --bootstrap peer while it is down. Its
+Ed25519 identity lives in --data-dir/node_key (created 0600 on first start; a key readable by
+others is refused). Once listening it prints one line on stdout:
+
+  zakura node ready: label=peer:<16 hex> listen=HOST:PORT api=HOST:PORT|off
+
+Input errors (bad address, port in use, unusable data dir or key) print one line on stderr
+naming the flag, and exit with code 2."""
+
+NODE_EXAMPLE = """\
+example:
+  zakura node --listen 127.0.0.1:9000 --data-dir ./node-a --api 9100
+  zakura node --listen 127.0.0.1:9001 --data-dir ./node-b --bootstrap 127.0.0.1:9000
+  curl -s 127.0.0.1:9100/api/v1/snapshot"""
+
+TESTNET_HELP = """\
+Run a local network of N node processes on 127.0.0.1 and print their addresses.
+
+Each node is a child process (`python -m node_core node ...`) with its own data dir named
+node-00, node-01, ... under --data-dir; every node bootstraps from node 0 and then finds the
+others through discovery. Each child logs to <its data dir>/node.log. Once every node has
+reported ready, a table of index, label, listen and API address and pid is printed. Ctrl-C or
+SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet process itself is
+killed, even with SIGKILL, the children are told to stop by the kernel (Linux)."""
+
+TESTNET_EXAMPLE = """\
+example:
+  zakura testnet --nodes 8 --api-base-port 9100
+  curl -s 127.0.0.1:9100/api/v1/snapshot     # node 0's view of the network"""
+
+DEMO_HELP = """\
+The interim operator view (what `make run` starts, and `zakura` with no subcommand).
+
+Starts a local testnet of --peers node processes, then the operator's own node inside this
+process (fault injection enabled, target peers = --peers, bootstrapped from testnet node 0),
+and shows a live table of that node's peers built from its snapshot: routine state per service
+(● running, ◌ exited, ✖ panicked, ⏸ parked) with its generation, traffic, misbehavior, and the
+peers closed in the last 10 s. When stdout is not a terminal it prints a text summary every
+second instead. Ctrl-C stops the node and the testnet."""
+
+DEMO_EXAMPLE = """\
+example:
+  zakura demo --peers 8
+  zakura demo --peers 3 --duration 10 | tee demo.log"""
+
+
+def build_parser() -> Parser:
+    """The whole command tree; every flag says its default and every level has an example."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    root = Parser(
+        prog="zakura",
+        formatter_class=fmt,
+        description=(
+            "zakura: an asyncio peer-to-peer node following the Zakura peer-routine\n"
+            "architecture, its local testnet, and an operator view. With no subcommand it\n"
+            "runs `zakura demo` (a local testnet plus a node of your own, shown live)."
+        ),
+        epilog="example:\n  zakura            # same as: zakura demo\n  zakura node --help",
+    )
+    sub = root.add_subparsers(dest="command", metavar="{node,testnet,demo}")
+
+    node = sub.add_parser(
+        "node",
+        help="run one headless node",
+        description=NODE_HELP,
+        epilog=NODE_EXAMPLE,
+        formatter_class=fmt,
+    )
+    node.add_argument(
+        "--listen",
+        type=listen_addr,
+        required=True,
+        metavar="HOST:PORT",
+        help="address to accept peers on; port 0 picks a free port (required)",
+    )
+    node.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory for the identity key and node state; created if missing (required)",
+    )
+    node.add_argument(
+        "--bootstrap",
+        type=dial_addr,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="peer to dial and keep redialing; repeat for several (default: none)",
+    )
+    node.add_argument(
+        "--api",
+        type=api_addr,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the read-only control API here; a bare PORT means 127.0.0.1:PORT "
+        "(default: off)",
+    )
+    node.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="accept fault injection (disconnect, panic a routine ...) (default: refused)",
+    )
+    node.add_argument(
+        "--trace-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the journal as JSONL trace tables into DIR (default: off)",
+    )
+    node.add_argument(
+        "--target-peers",
+        type=count(0),
+        default=4,
+        metavar="N",
+        help="connections to keep, inbound ones included (default: 4)",
+    )
+    node.add_argument(
+        "--network",
+        choices=sorted(NETWORKS),
+        default="regtest",
+        help="network id sent in the handshake; peers must match (default: regtest)",
+    )
+    add_log_level(node, "info")
+
+    testnet = sub.add_parser(
+        "testnet",
+        help="run a local network of node processes",
+        description=TESTNET_HELP,
+        epilog=TESTNET_EXAMPLE,
+        formatter_class=fmt,
+    )
+    testnet.add_argument(
+        "--nodes",
+        type=count(1),
+        required=True,
+        metavar="N",
+        help="number of node processes (required)",
+    )
+    testnet.add_argument(
+        "--base-port",
+        type=port_number,
+        default=0,
+        metavar="P",
+        help="node i listens on P+i; 0 lets each node pick a free port (default: 0)",
+    )
+    testnet.add_argument(
+        "--api-base-port",
+        type=port_number,
+        default=None,
+        metavar="P",
+        help="node i serves its API on 127.0.0.1:P+i; 0 picks free ports (default: no API)",
+    )
+    testnet.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="parent of the node-NN data dirs, kept at exit "
+        "(default: a fresh temp dir, removed at exit)",
+    )
+    testnet.add_argument(
+        "--target-peers",
+        type=count(0),
+        default=4,
+        metavar="N",
+        help="--target-peers of every node (default: 4)",
+    )
+    testnet.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="start every node with --allow-faults (default: off)",
+    )
+    testnet.add_argument(
+        "--trace-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="node i writes its trace tables into DIR/node-NN (default: off)",
+    )
+    add_log_level(testnet, "info")
+
+    demo = sub.add_parser(
+        "demo",
+        help="local testnet plus your own node, shown live (the default)",
+        description=DEMO_HELP,
+        epilog=DEMO_EXAMPLE,
+        formatter_class=fmt,
+    )
+    demo.add_argument(
+        "--peers",
+        type=count(1),
+        default=6,
+        metavar="N",
+        help="number of testnet node processes to start (default: 6)",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep all data under DIR (your node in DIR/node, the testnet in DIR/testnet) "
+        "(default: a temp dir, removed at exit)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="exit by itself this long after the view starts (default: run until Ctrl-C)",
+    )
+    add_log_level(demo, "warning")
+    return root
+
+
+# ---------------------------------------------------------------------- zakura node
+def check_data_dir(path: Path) -> None:
+    """Fail fast, naming the flag, when the data dir cannot hold the key and state."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        problem = f"{path} is not a writable directory ({describe(exc)})"
+        raise UsageError("--data-dir", problem) from None
+
+
+def describe(exc: OSError) -> str:
+    """An OSError in operator words, without the errno noise."""
+    if isinstance(exc, socket.gaierror):
+        return "cannot resolve that host name"
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use (another node or program is listening there)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "cannot bind that address (it is not an address of this machine)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
+    """Build the :class:`NodeConfig` for ``zakura node`` (imported late to keep --help quick)."""
+    from node_core.node import NodeConfig
+
+    host, port = args.listen
+    return NodeConfig(
+        data_dir=args.data_dir,
+        listen_host=host,
+        listen_port=port,
+        bootstrap=tuple(args.bootstrap),
+        api=args.api,
+        allow_faults=args.allow_faults,
+        trace_dir=args.trace_dir,
+        target_peers=args.target_peers,
+        network_id=int(NETWORKS[args.network]),
+    )
+
+
+async def run_node(args: argparse.Namespace) -> int:
+    """Start the node, print the start line, wait for SIGINT/SIGTERM, stop cleanly."""
+    from node_core.identity import IdentityError
+    from node_core.node import Node
+
+    check_data_dir(args.data_dir)
+    try:
+        node = Node(node_config_from_args(args))
+    except IdentityError as exc:
+        raise UsageError("--data-dir", str(exc)) from None
+    except OSError as exc:
+        # The identity loaded, so the data dir is fine: the trace writer could not start.
+        raise UsageError("--trace-dir", f"{args.trace_dir}: {describe(exc)}") from None
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await node.start()
+        except OSError as exc:
+            # listen comes first in Node.start: a still-unbound listener means it was --listen.
+            bad_listen = node.transport.listen_port == 0
+            flag, (host, port) = ("--listen", args.listen) if bad_listen else ("--api", args.api)
+            raise UsageError(flag, f"{host}:{port}: {describe(exc)}") from None
+        print(format_start_line(node.label, node.listen, node.api_address), flush=True)
+        await stop.wait()
+        log.info("signal received, stopping node %s", node.label)
+    finally:
+        await node.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+# ---------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``zakura`` console script and ``python -m node_core``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv:
+        argv = ["demo"]
+    args = parser.parse_args(argv)
+    if args.command is None:  # only top-level flags given: they all exit, but be safe
+        args = parser.parse_args(["demo"])
+    setup_logging(args.log_level)
+    prog = f"zakura {args.command}"
+    try:
+        if args.command == "node":
+            return asyncio.run(run_node(args))
+        if args.command == "testnet":
+            from node_core.testnet import run_testnet_cli
+
+            return asyncio.run(run_testnet_cli(args))
+        from node_core.demo import run_demo
+
+        return asyncio.run(run_demo(args))
+    except UsageError as err:
+        return fail(prog, err)
+    except KeyboardInterrupt:
+        # Ctrl-C before the signal handlers were installed: nothing is running yet.
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

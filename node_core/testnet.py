@@ -1,0 +1,467 @@
+"""A local network of ``zakura node`` processes on one host (``zakura testnet``, the demo, tests).
+
+Real processes, not tasks in one loop: a testnet is where we kill nodes, watch them crash and
+measure them without the observer sharing their event loop, so each node gets its own
+interpreter, data dir (``node-00``, ``node-01`` ...) and log file (``<data dir>/node.log``).
+
+Lifecycle rules, because leaked node processes hold ports and CPU long after a test failed:
+
+- A child is *ready* when it prints its start line (:func:`node_core.cli.format_start_line`);
+  that line also reports the ports it really bound, so children started with port 0 never race
+  another program for a port picked in advance.
+- Node 0 starts first and every other node bootstraps from it.
+- ``stop()`` sends SIGTERM to every child, waits up to 3 s, then SIGKILLs the rest, and always
+  reaps them. Any failure during ``start()`` stops what was started before re-raising.
+- If this process dies without running ``stop()`` (SIGKILL, a hard crash), the kernel sends
+  every child SIGTERM: see :func:`_die_with_parent`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import node_core
+from node_core.cli import UsageError, parse_start_line
+
+HOST = "127.0.0.1"
+STOP_GRACE_SECS = 3.0
+READY_TIMEOUT_SECS = 20.0
+LOG_TAIL_LINES = 15
+_PR_SET_PDEATHSIG = 1
+#: The directory holding the ``node_core`` package this process runs; children import it too.
+_SRC_ROOT = str(Path(node_core.__file__).resolve().parent.parent)
+
+
+class TestnetError(Exception):
+    """A testnet node could not be started; the message names it and quotes its log.
+
+    Attributes:
+        exit_code: The exit code the CLI should use: 2 when a child rejected its input (a port
+            in use ...), 1 otherwise.
+    """
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(slots=True)
+class TestnetNode:
+    """One running child node, as it announced itself."""
+
+    __test__ = False
+
+    index: int
+    label: str
+    listen: str
+    api: str | None
+    data_dir: Path
+    process: asyncio.subprocess.Process
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def name(self) -> str:
+        return f"node-{self.index:02d}"
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when this process dies.
+
+    Why: ``stop()`` covers every orderly exit, but nothing in-process runs when the testnet is
+    SIGKILLed (or the OOM killer, or a segfault, takes it); orphaned nodes would keep their ports
+    and keep dialing each other forever. ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` asks the kernel to
+    deliver SIGTERM, which the node handles as a clean stop. Caveats: the signal fires when the
+    *thread* that forked the child exits, so start a testnet from a long-lived thread (the main
+    thread, or the thread running its event loop); and the parent may already have died between
+    ``fork`` and ``prctl``, hence the ``getppid`` check. Linux only; elsewhere a no-op.
+
+    ``prctl`` is resolved here, in the parent, so the child runs as little code as possible
+    between ``fork`` and ``exec``.
+    """
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    sigterm = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), sigterm)
+
+    return preexec
+
+
+def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join("    " + ln for ln in text.splitlines()[-lines:]) or "    (log is empty)"
+
+
+class Testnet:
+    """N ``zakura node`` child processes on 127.0.0.1, bootstrapped from node 0.
+
+    Use as ``async with Testnet(4) as net: ...`` or call :meth:`start` and :meth:`stop`.
+
+    Args:
+        nodes: Number of node processes.
+        base_port: Node i listens on ``base_port + i``; 0 lets each child pick a free port.
+        api_base_port: Node i serves its API on ``api_base_port + i``; 0 picks free ports;
+            ``None`` runs no API.
+        data_dir: Parent of the ``node-NN`` dirs, kept at exit. ``None`` makes a temp dir that
+            :meth:`stop` removes.
+        target_peers: ``--target-peers`` of every node.
+        allow_faults: Start every node with ``--allow-faults``.
+        trace_dir: Node i writes trace tables to ``trace_dir/node-NN``.
+        log_level: ``--log-level`` of the children (their stderr goes to ``node.log``).
+        ready_timeout: Seconds a child may take to print its start line.
+        extra_args: Appended to every child's command line.
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        nodes: int,
+        *,
+        base_port: int = 0,
+        api_base_port: int | None = None,
+        data_dir: Path | None = None,
+        target_peers: int = 4,
+        allow_faults: bool = False,
+        trace_dir: Path | None = None,
+        log_level: str = "info",
+        ready_timeout: float = READY_TIMEOUT_SECS,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        if nodes < 1:
+            raise ValueError("a testnet needs at least one node")
+        for name, base in (("base_port", base_port), ("api_base_port", api_base_port)):
+            if base and base + nodes - 1 > 65535:
+                raise ValueError(f"{name} {base} + {nodes} nodes runs past port 65535")
+        self.size = nodes
+        self.base_port = base_port
+        self.api_base_port = api_base_port
+        self.owns_data_dir = data_dir is None
+        self._data_dir = data_dir
+        self.target_peers = target_peers
+        self.allow_faults = allow_faults
+        self.trace_dir = trace_dir
+        self.log_level = log_level
+        self.ready_timeout = ready_timeout
+        self.extra_args = extra_args
+        self.nodes: list[TestnetNode] = []
+        self._starting: list[asyncio.subprocess.Process] = []
+        self._drains: list[asyncio.Task[None]] = []
+        self._started = False
+        self._stopped = False
+
+    @property
+    def data_dir(self) -> Path:
+        """Parent of the ``node-NN`` dirs (a temp dir made by :meth:`start` unless given)."""
+        if self._data_dir is None:
+            raise RuntimeError("the testnet has no data dir before start()")
+        return self._data_dir
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> list[TestnetNode]:
+        """Start every node and wait until each has printed its start line.
+
+        Raises:
+            TestnetError: A child exited or stayed silent past ``ready_timeout``; every child
+                started so far has been stopped.
+        """
+        if self._started:
+            raise RuntimeError("testnet already started")
+        self._started = True
+        if self._data_dir is None:
+            self._data_dir = Path(tempfile.mkdtemp(prefix="zakura-testnet-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            first = await self._spawn(0, bootstrap=None)
+            self.nodes.append(first)
+            rest = await asyncio.gather(
+                *(self._spawn(i, bootstrap=first.listen) for i in range(1, self.size)),
+                return_exceptions=True,
+            )
+            for result in rest:
+                if isinstance(result, BaseException):
+                    raise result
+                self.nodes.append(result)
+        except BaseException:
+            await self.stop()
+            raise
+        self.nodes.sort(key=lambda n: n.index)
+        return self.nodes
+
+    async def stop(self) -> None:
+        """Stop every child (SIGTERM, SIGKILL after 3 s), reap them, drop an owned temp dir."""
+        if self._stopped:
+            return
+        self._stopped = True
+        procs = [p for p in self._starting if p.returncode is None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        if procs:
+            _, pending = await asyncio.wait(
+                [asyncio.ensure_future(p.wait()) for p in procs], timeout=STOP_GRACE_SECS
+            )
+            for proc in procs:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+            if pending:
+                await asyncio.wait(pending)
+        for drain in self._drains:
+            drain.cancel()
+        if self._drains:
+            await asyncio.wait(self._drains)
+        if self.owns_data_dir and self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
+
+    async def __aenter__(self) -> Testnet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_exit(self) -> TestnetNode:
+        """Return the first node whose process exits (for supervisors such as the CLI)."""
+        alive = {asyncio.ensure_future(n.process.wait()): n for n in self.nodes if n.alive}
+        if not alive:
+            raise RuntimeError("no testnet node is running")
+        try:
+            done, _ = await asyncio.wait(alive, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in alive:
+                task.cancel()
+        return alive[next(iter(done))]
+
+    # ------------------------------------------------------------------ one child
+    def command(self, index: int, bootstrap: str | None) -> list[str]:
+        """The command line of node ``index``, as run by :meth:`start`."""
+        name = f"node-{index:02d}"
+        port = self.base_port + index if self.base_port else 0
+        args = [
+            sys.executable,
+            "-m",
+            "node_core",
+            "node",
+            "--listen",
+            f"{HOST}:{port}",
+            "--data-dir",
+            str(self.data_dir / name),
+            "--target-peers",
+            str(self.target_peers),
+            "--log-level",
+            self.log_level,
+        ]
+        if bootstrap is not None:
+            args += ["--bootstrap", bootstrap]
+        if self.api_base_port is not None:
+            api_port = self.api_base_port + index if self.api_base_port else 0
+            args += ["--api", f"{HOST}:{api_port}"]
+        if self.allow_faults:
+            args.append("--allow-faults")
+        if self.trace_dir is not None:
+            args += ["--trace-dir", str(self.trace_dir / name)]
+        return [*args, *self.extra_args]
+
+    async def _spawn(self, index: int, bootstrap: str | None) -> TestnetNode:
+        name = f"node-{index:02d}"
+        node_dir = self.data_dir / name
+        node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log_path = node_dir / "node.log"
+        env = dict(os.environ)
+        # The child must import the same node_core as this process, installed or not.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_ROOT, env.get("PYTHONPATH")) if p)
+        with _open_log(log_path) as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command(index, bootstrap),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_file,
+                env=env,
+                preexec_fn=_die_with_parent(os.getpid()),
+            )
+        self._starting.append(proc)
+        assert proc.stdout is not None
+        ready = await self._await_ready(index, proc, log_path)
+        # A node prints nothing after its start line, but an unread pipe would block it if it
+        # ever did: keep draining, into its log.
+        self._drains.append(asyncio.get_running_loop().create_task(_drain(proc.stdout, log_path)))
+        return TestnetNode(
+            index=index,
+            label=ready.label,
+            listen=ready.listen,
+            api=ready.api,
+            data_dir=node_dir,
+            process=proc,
+            log_path=log_path,
+        )
+
+    async def _await_ready(
+        self, index: int, proc: asyncio.subprocess.Process, log_path: Path
+    ) -> _Ready:
+        assert proc.stdout is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ready_timeout
+        name = f"node {index} (pid {proc.pid})"
+        while True:
+            remaining = deadline - loop.time()
+            try:
+                raw = await asyncio.wait_for(proc.stdout.readline(), max(0.0, remaining))
+            except TimeoutError:
+                raise TestnetError(
+                    f"testnet {name} did not report ready within {self.ready_timeout:.0f} s; "
+                    f"last lines of {log_path}:\n{_tail(log_path)}"
+                ) from None
+            if not raw:
+                code = await proc.wait()
+                raise TestnetError(
+                    f"testnet {name} exited with code {code} before it was ready; "
+                    f"last lines of {log_path}:\n{_tail(log_path)}",
+                    exit_code=2 if code == 2 else 1,
+                )
+            parsed = parse_start_line(raw.decode(errors="replace"))
+            if parsed is not None:
+                return _Ready(parsed.label, parsed.listen, parsed.api)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    label: str
+    listen: str
+    api: str | None
+
+
+def _open_log(path: Path) -> BinaryIO:
+    """Append mode: the child and :func:`_drain` share the file without clobbering."""
+    return open(path, "ab")
+
+
+async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
+    with _open_log(log_path) as out:
+        while line := await stream.readline():
+            out.write(b"[stdout] " + line)
+            out.flush()
+
+
+# ---------------------------------------------------------------------- zakura testnet
+def format_table(net: Testnet) -> str:
+    """The table ``zakura testnet`` prints once every node is ready."""
+    rows = [("idx", "label", "listen", "api", "pid")]
+    rows += [(str(n.index), n.label, n.listen, n.api or "-", str(n.pid)) for n in net.nodes]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(w) if c in (0, 4) else cell.ljust(w)
+            for c, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
+
+
+async def run_testnet_cli(args: argparse.Namespace) -> int:
+    """``zakura testnet``: start, print the table, supervise until a signal, stop everything."""
+    for flag, base in (("--base-port", args.base_port), ("--api-base-port", args.api_base_port)):
+        if base and base + args.nodes - 1 > 65535:
+            raise UsageError(flag, f"{base} + {args.nodes} nodes runs past port 65535")
+    net = Testnet(
+        args.nodes,
+        base_port=args.base_port,
+        api_base_port=args.api_base_port,
+        data_dir=args.data_dir,
+        target_peers=args.target_peers,
+        allow_faults=args.allow_faults,
+        trace_dir=args.trace_dir,
+        log_level=args.log_level,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        starting = asyncio.ensure_future(net.start())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()  # start() stops whatever it started before re-raising
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return 0
+        stopper.cancel()
+        try:
+            starting.result()
+        except TestnetError as exc:
+            print(f"zakura testnet: error: {exc}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        kept = "kept" if args.data_dir is not None else "removed at exit"
+        print(
+            f"zakura testnet: {len(net.nodes)} nodes on {HOST}, data in {net.data_dir} ({kept}); "
+            "each node logs to <data dir>/node-NN/node.log",
+            flush=True,
+        )
+        print(format_table(net), flush=True)
+        print("Ctrl-C or SIGTERM stops every node.", flush=True)
+        return await _supervise(net, stop)
+    finally:
+        await net.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _supervise(net: Testnet, stop: asyncio.Event) -> int:
+    """Wait for a signal; report children that die meanwhile; give up when none is left."""
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        while not stop.is_set():
+            if not any(n.alive for n in net.nodes):
+                print("zakura testnet: every node has exited", file=sys.stderr, flush=True)
+                return 1
+            exited = asyncio.ensure_future(net.wait_exit())
+            await asyncio.wait({stopper, exited}, return_when=asyncio.FIRST_COMPLETED)
+            if exited.done():
+                node = exited.result()
+                print(
+                    f"zakura testnet: node {node.index} ({node.label}, pid {node.pid}) exited "
+                    f"with code {node.process.returncode}; see {node.log_path}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            else:
+                exited.cancel()
+        return 0
+    finally:
+        stopper.cancel()

@@ -95,6 +95,9 @@ class ReceiveReport:
     finished: float
 
 
+BULK_MESSAGE_RATE = 1_000_000.0
+
+
 class BulkService:
     """Bulk sender (initiator side) / hashing receiver (responder side) on stream kind 200.
 
@@ -107,6 +110,9 @@ class BulkService:
     kind = BULK_KIND
     version = BULK_VERSION
     capability = BULK_CAPABILITY
+    #: A bulk service declares its own inbound message rate: the transport default (2048/s,
+    #: made for small control messages) would close an honest 64 KiB-frame sender at 128 MiB/s.
+    message_rate: float | None = BULK_MESSAGE_RATE
 
     def __init__(
         self,
@@ -198,3 +204,5 @@ async def _receive_all(stream: Stream) -> ReceiveReport:
 def _fail(fut: asyncio.Future[SendReport] | asyncio.Future[ReceiveReport]) -> None:
     if not fut.done():
         fut.set_exception(RuntimeError("bulk routine ended without a result"))
+        # Whoever awaits the report still gets the exception; nobody awaiting is not an error.
+        fut.exception()

@@ -179,13 +179,13 @@ def fail(prog: str, err: UsageError) -> int:
     return EXIT_USAGE
 
 
-def add_log_level(p: argparse.ArgumentParser, default: str) -> None:
+def add_log_level(p: argparse.ArgumentParser, default: str, where: str = "on stderr") -> None:
     p.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
         default=default,
         metavar="LEVEL",
-        help=f"log verbosity on stderr: {', '.join(LOG_LEVELS)} (default: {default})",
+        help=f"log verbosity {where}: {', '.join(LOG_LEVELS)} (default: {default})",
     )
 
 
@@ -382,7 +382,7 @@ def build_parser() -> Parser:
         metavar="DIR",
         help="node i writes its trace tables into DIR/node-NN (default: off)",
     )
-    add_log_level(testnet, "info")
+    add_log_level(testnet, "info", "here on stderr and in every node's node.log")
 
     demo = sub.add_parser(
         "demo",

@@ -339,9 +339,10 @@ class Testnet:
         deadline = loop.time() + self.ready_timeout
         name = f"node {index} (pid {proc.pid})"
         while True:
-            remaining = deadline - loop.time()
             try:
-                raw = await asyncio.wait_for(proc.stdout.readline(), max(0.0, remaining))
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                async with asyncio.timeout_at(deadline):
+                    raw = await proc.stdout.readline()
             except TimeoutError:
                 raise TestnetError(
                     f"testnet {name} did not report ready within {self.ready_timeout:.0f} s; "

@@ -166,8 +166,11 @@ class Dialer:
     # ------------------------------------------------------------------ candidates
     async def _candidate_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that races
+            # with the wake, leaving this loop running after stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 self._fill_slots()

@@ -93,6 +93,7 @@ class DiscoveryService:
     version = 1
     capability = int(Capability.DISCOVERY)
     frame_cap = wire.MAX_DISCOVERY_MESSAGE_BYTES + FRAME_HEADER_BYTES
+    message_rate: float | None = None
 
     def __init__(
         self,

@@ -91,25 +91,36 @@ class FrameDecoder:
 
     def feed(self, data: bytes | memoryview) -> list[Frame]:
         """Add bytes; return every frame they complete. Raises :class:`FrameOversize`."""
-        self._buf += data
-        out: list[Frame] = []
         buf = self._buf
+        src: bytes | memoryview | bytearray
+        if buf:
+            buf += data
+            src = buf
+        else:
+            src = data  # fast path: parse in place, buffer only an incomplete tail
+        out: list[Frame] = []
         pos = 0
-        while True:
-            if self._header is None:
-                if len(buf) - pos < FRAME_HEADER_BYTES:
+        end = len(src)
+        with memoryview(src) as view:
+            while True:
+                if self._header is None:
+                    if end - pos < FRAME_HEADER_BYTES:
+                        break
+                    header = _HEADER.unpack_from(view, pos)
+                    if header[2] > self.max_payload:
+                        raise FrameOversize(header[2], self.max_payload)
+                    self._header = header
+                    pos += FRAME_HEADER_BYTES
+                length = self._header[2]
+                if end - pos < length:
                     break
-                header = _HEADER.unpack_from(buf, pos)
-                if header[2] > self.max_payload:
-                    raise FrameOversize(header[2], self.max_payload)
-                self._header = header
-                pos += FRAME_HEADER_BYTES
-            length = self._header[2]
-            if len(buf) - pos < length:
-                break
-            out.append(Frame(self._header[0], self._header[1], bytes(buf[pos : pos + length])))
-            pos += length
-            self._header = None
-        if pos:
+                out.append(
+                    Frame(self._header[0], self._header[1], view[pos : pos + length].tobytes())
+                )
+                pos += length
+                self._header = None
+            if src is not buf and pos < end:
+                buf += view[pos:]
+        if src is buf and pos:
             del buf[:pos]
         return out

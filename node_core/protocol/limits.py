@@ -83,7 +83,7 @@ MUX_HEADER_BYTES = 9
 MAX_MUX_RECORD_BYTES = 256 * KIB
 #: Senders cut stream data into DATA records of at most this many bytes so that one
 #: large message cannot monopolise the connection.
-MUX_DATA_CHUNK_BYTES = 64 * KIB
+MUX_DATA_CHUNK_BYTES = 128 * KIB
 #: Smallest per-stream receive window; a stream's window is at least twice its frame cap
 #: so one maximal frame can always be in flight while the previous one is being read.
 MIN_STREAM_WINDOW_BYTES = 256 * KIB

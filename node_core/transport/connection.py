@@ -264,16 +264,14 @@ class Connection:
         if self.closed:
             return
         credit = stream.send_credit
-        while credit.available > 0:
-            chunk = stream.next_chunk(min(credit.available, MUX_DATA_CHUNK_BYTES))
-            if chunk is None:
-                break
-            credit.consume(len(chunk))
+        while credit.available > 0 and stream.has_output:
+            parts, size = stream.take_output(min(credit.available, MUX_DATA_CHUNK_BYTES))
+            credit.consume(size)
             self._writer.writelines(
-                (mux.encode_record_header(RecordType.DATA, stream.id, len(chunk)), chunk)
+                (mux.encode_record_header(RecordType.DATA, stream.id, size), *parts)
             )
-            self.bytes_out += MUX_HEADER_BYTES + len(chunk)
-            self.metrics.bytes_out.inc(MUX_HEADER_BYTES + len(chunk))
+            self.bytes_out += MUX_HEADER_BYTES + size
+            self.metrics.bytes_out.inc(MUX_HEADER_BYTES + size)
         if stream.local_finished and not stream.has_output:
             self._write(RecordType.FIN, stream.id)
 
@@ -319,7 +317,7 @@ class Connection:
             log.exception("mux reader failed for %s", self.label)
             self.close(CloseCode.NEUTRAL, f"reader_failed:{type(exc).__name__}")
 
-    def _violation(self, code: int, reason: str, detail: str, **fields: str | int | None) -> None:
+    def _violation(self, code: int, reason: str, detail: str) -> None:
         log.debug("closing %s: %s (%s)", self.label, reason, detail)
         self.close(code, reason)
 
@@ -429,7 +427,9 @@ class Connection:
             return
         bucket = self._message_buckets.get(stream.kind)
         if bucket is None:
-            bucket = TokenBucket(self.config.message_rate, now=self.last_inbound)
+            svc = self.registry.lookup(stream.kind)
+            rate = (svc.message_rate if svc is not None else None) or self.config.message_rate
+            bucket = TokenBucket(rate, now=self.last_inbound)
             self._message_buckets[stream.kind] = bucket
         max_message = self.negotiated.limits.max_message_bytes
         for frame in frames:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -113,10 +112,8 @@ class Transport:
         if self._closing:
             raise DialError("shutting_down")
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=READ_BUFFER_LIMIT),
-                self.config.dial_timeout,
-            )
+            async with asyncio.timeout(self.config.dial_timeout):
+                reader, writer = await asyncio.open_connection(host, port, limit=READ_BUFFER_LIMIT)
         except (OSError, TimeoutError) as exc:
             raise DialError("connect_failed", f"{host}:{port}: {exc}") from exc
         return await self._establish(reader, writer, "outbound", f"{host}:{port}", expected_node_id)
@@ -365,6 +362,3 @@ class Transport:
                     cb(conn)
                 except Exception:
                     log.exception("on_deregistered listener failed")
-
-    def now(self) -> float:
-        return time.monotonic()

@@ -30,6 +30,15 @@ class Service(Protocol):
         """Largest frame (header included) this service accepts; authoritative per kind."""
         ...
 
+    @property
+    def message_rate(self) -> float | None:
+        """Inbound messages per second per connection for this kind (None: transport default).
+
+        Bulk services raise it: an honest sender that respects credit must never be closed
+        for rate; floods of small messages are what the bucket is for.
+        """
+        ...
+
     def add_peer(self, conn: Connection, stream: Stream) -> None: ...
 
     def remove_peer(self, conn: Connection) -> None: ...

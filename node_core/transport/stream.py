@@ -196,21 +196,27 @@ class Stream:
         self._wake_recv()
         self._wake_space()
 
-    def next_chunk(self, limit: int) -> memoryview | None:
-        """Pop up to ``limit`` bytes of queued output (called by the connection's pump)."""
-        if not self._outbox or limit <= 0:
-            return None
-        head = self._outbox[0]
-        if len(head) <= limit:
-            self._outbox.popleft()
-            chunk = head
-        else:
-            chunk, self._outbox[0] = head[:limit], head[limit:]
-        self._pending_bytes -= len(chunk)
-        self.bytes_out += len(chunk)
+    def take_output(self, limit: int) -> tuple[list[memoryview], int]:
+        """Pop up to ``limit`` bytes of queued output, spanning frame boundaries."""
+        parts: list[memoryview] = []
+        size = 0
+        outbox = self._outbox
+        while outbox and size < limit:
+            head = outbox[0]
+            room = limit - size
+            if len(head) <= room:
+                outbox.popleft()
+                parts.append(head)
+                size += len(head)
+            else:
+                parts.append(head[:room])
+                outbox[0] = head[room:]
+                size += room
+        self._pending_bytes -= size
+        self.bytes_out += size
         if self._space_waiter is not None:
             self._wake_space()
-        return chunk
+        return parts, size
 
     @property
     def has_output(self) -> bool:

@@ -44,6 +44,7 @@ class ProbeService:
 
     version = 1
     frame_cap = 16 * 1024 + 8
+    message_rate: float | None = None
 
     def __init__(self, name: str, kind: int, capability: int, *, stall: bool = False) -> None:
         self.name = name

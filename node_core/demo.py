@@ -1,0 +1,295 @@
+"""``zakura demo``: the interim operator view that ``make run`` starts until the console lands.
+
+It starts a local :class:`~node_core.testnet.Testnet`, runs the operator's own node in this
+process, and shows that node's peers live. Every figure on screen comes from
+``node.snapshot()`` alone - the same rule the Textual console will follow - so this view is
+also a running check that the snapshot carries what an operator needs. The renderers below are
+pure functions of one snapshot document, which keeps them testable and swappable.
+
+Peer-supplied strings (close reasons, addresses) are shown through :func:`clean` and as rich
+``Text`` (never markup), so a hostile peer cannot paint the operator's terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import unicodedata
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console, Group, JustifyMethod, RenderableType
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+from rich.text import Text
+
+from node_core.node import Node, NodeConfig
+from node_core.testnet import HOST, Testnet, TestnetError
+
+T = TypeVar("T")
+
+GLYPHS = {"running": "●", "exited": "◌", "panicked": "✖", "parked": "⏸"}
+GLYPH_STYLES = {"running": "green", "exited": "dim", "panicked": "bold red", "parked": "yellow"}
+RECENT_CLOSED_SECS = 10.0
+REFRESH_HZ = 4.0
+SUMMARY_INTERVAL_SECS = 1.0
+MAX_FIELD_CHARS = 80
+
+
+# ---------------------------------------------------------------------- pure formatting
+def clean(value: object, limit: int = MAX_FIELD_CHARS) -> str:
+    """Printable, bounded text: control and format characters become ``?``."""
+    text = "".join(
+        "?" if unicodedata.category(ch).startswith("C") else ch for ch in str(value)[:limit]
+    )
+    return text + ("…" if len(str(value)) > limit else "")
+
+
+def fmt_bytes(n: float) -> str:
+    """``999 B``, ``1.2 KiB``, ``3.4 MiB``: readable at a glance, exact enough to compare."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def fmt_age(secs: float) -> str:
+    """``42s``, ``3m07s``, ``2h05m``."""
+    s = max(0, int(secs))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def routine_text(peer: dict[str, Any]) -> Text:
+    """``discovery ●1``: one service, its state glyph and generation, per routine."""
+    out = Text()
+    for i, r in enumerate(peer.get("routines", [])):
+        state = str(r.get("state"))
+        if i:
+            out.append("  ")
+        out.append(f"{clean(r.get('service'))} ")
+        out.append(GLYPHS.get(state, "?"), style=GLYPH_STYLES.get(state, ""))
+        out.append(str(r.get("generation")))
+    return out
+
+
+def routine_plain(peer: dict[str, Any]) -> str:
+    return "  ".join(
+        f"{clean(r.get('service'))} {GLYPHS.get(str(r.get('state')), '?')}{r.get('generation')}"
+        for r in peer.get("routines", [])
+    )
+
+
+def recently_closed(snap: dict[str, Any]) -> list[dict[str, Any]]:
+    """Peers closed in the last 10 s of the snapshot's own clock, newest first."""
+    now = float(snap.get("generated_at", time.time()))
+    recent = [
+        c
+        for c in snap.get("recently_closed", [])
+        if c.get("closed_at") is not None and now - float(c["closed_at"]) <= RECENT_CLOSED_SECS
+    ]
+    return sorted(recent, key=lambda c: -float(c["closed_at"]))
+
+
+def header_line(snap: dict[str, Any]) -> str:
+    """Who we are, where we listen, for how long, how connected, how healthy the loop is."""
+    node, dialer, lag = snap["node"], snap["dialer"], snap["loop_lag"]
+    return (
+        f"{clean(node['label'])}  listen {clean(node['listen'])}  "
+        f"up {fmt_age(float(node['uptime_s']))}  "
+        f"peers {dialer['connected']}/{dialer['target']} connected  "
+        f"loop lag p99 {float(lag['p99_ms']):.1f} ms"
+    )
+
+
+def render(snap: dict[str, Any]) -> RenderableType:
+    """The live view: header, peer table, recently closed peers."""
+    table = Table(expand=False, show_edge=False, pad_edge=False, header_style="bold")
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("label", "left"),
+        ("addr", "left"),
+        ("dir", "left"),
+        ("age", "right"),
+        ("routines", "left"),
+        ("in", "right"),
+        ("out", "right"),
+        ("misb", "right"),
+    )
+    for name, justify in columns:
+        table.add_column(name, justify=justify)
+    for p in snap.get("peers", []):
+        misb = int(p.get("misbehavior_count", 0))
+        table.add_row(
+            Text(clean(p.get("label"))),
+            Text(clean(p.get("addr"))),
+            Text("in" if p.get("direction") == "inbound" else "out"),
+            Text(fmt_age(float(p.get("age_s", 0.0)))),
+            routine_text(p),
+            Text(fmt_bytes(int(p.get("bytes_in", 0)))),
+            Text(fmt_bytes(int(p.get("bytes_out", 0)))),
+            Text(str(misb), style="bold red" if misb else "dim"),
+        )
+    parts: list[RenderableType] = [Text(header_line(snap), style="bold"), table]
+    closed = recently_closed(snap)
+    if closed:
+        gone = Table(title="closed in the last 10 s", show_edge=False, header_style="bold")
+        for name in ("label", "addr", "reason", "ago"):
+            gone.add_column(name)
+        now = float(snap.get("generated_at", time.time()))
+        for c in closed:
+            gone.add_row(
+                Text(clean(c.get("label"))),
+                Text(clean(c.get("addr"))),
+                Text(clean(c.get("reason")), style="yellow"),
+                Text(fmt_age(now - float(c["closed_at"]))),
+            )
+        parts.append(gone)
+    legend = "● running  ◌ exited  ✖ panicked  ⏸ parked   (number = generation)   Ctrl-C quits"
+    parts.append(Text(legend, style="dim"))
+    return Group(*parts)
+
+
+def summary_lines(snap: dict[str, Any]) -> list[str]:
+    """The same facts as :func:`render`, as plain lines for logs and pipes."""
+    lines = [header_line(snap)]
+    for p in snap.get("peers", []):
+        lines.append(
+            f"  {clean(p.get('label'))}  {clean(p.get('addr'))}  {clean(p.get('direction'))}  "
+            f"age {fmt_age(float(p.get('age_s', 0.0)))}  {routine_plain(p)}  "
+            f"in {fmt_bytes(int(p.get('bytes_in', 0)))}  "
+            f"out {fmt_bytes(int(p.get('bytes_out', 0)))}  "
+            f"misbehavior {int(p.get('misbehavior_count', 0))}"
+        )
+    for c in recently_closed(snap):
+        lines.append(f"  closed {clean(c.get('label'))}: {clean(c.get('reason'))}")
+    return lines
+
+
+# ---------------------------------------------------------------------- running it
+async def _unless_stopped(aw: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """Await ``aw`` unless ``stop`` is set first (then cancel it and return ``None``)."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
+
+
+async def _wait(stop: asyncio.Event, timeout: float) -> None:
+    """Sleep until the next frame, or return at once when asked to stop.
+
+    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11 ``wait_for`` can swallow a
+    cancellation that lands just as the inner wait completes, leaving the task running.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(max(0.0, timeout)):
+            await stop.wait()
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    """``zakura demo``: testnet + own node + live peer view, until Ctrl-C or ``--duration``."""
+    console = Console()
+    tty = console.is_terminal
+    if tty:
+        # Live owns the terminal: route logs through it so they print above the table.
+        root_logger = logging.getLogger()
+        level = root_logger.level
+        for h in list(root_logger.handlers):
+            root_logger.removeHandler(h)
+        root_logger.addHandler(RichHandler(console=console, show_path=False, level=level))
+
+    owns_root = args.data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="zakura-demo-")) if owns_root else Path(args.data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    net = Testnet(args.peers, data_dir=root / "testnet", target_peers=4)
+    node: Node | None = None
+    try:
+        print(f"zakura demo: starting a testnet of {args.peers} peer processes in {root} ...")
+        sys.stdout.flush()
+        try:
+            if await _unless_stopped(net.start(), stop) is None:
+                return 0
+        except TestnetError as exc:
+            print(f"zakura demo: error: {exc}", file=sys.stderr, flush=True)
+            return exc.exit_code
+        node = Node(
+            NodeConfig(
+                data_dir=root / "node",
+                listen_host=HOST,
+                listen_port=0,
+                bootstrap=((HOST, net.nodes[0].listen_port),),
+                allow_faults=True,
+                target_peers=len(net.nodes),
+            )
+        )
+        await node.start()
+        print(f"zakura demo: your node {node.label} listens on {node.listen}", flush=True)
+        deadline = None if args.duration is None else loop.time() + args.duration
+        if tty:
+            await _live(node, stop, deadline, console)
+        else:
+            await _summaries(node, stop, deadline)
+        return 0
+    finally:
+        print("zakura demo: stopping ...", flush=True)
+        if node is not None:
+            await node.stop()
+        await net.stop()
+        if owns_root:
+            shutil.rmtree(root, ignore_errors=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _remaining(deadline: float | None, period: float) -> float:
+    if deadline is None:
+        return period
+    return min(period, deadline - asyncio.get_running_loop().time())
+
+
+def _done(stop: asyncio.Event, deadline: float | None) -> bool:
+    return stop.is_set() or (deadline is not None and asyncio.get_running_loop().time() >= deadline)
+
+
+async def _live(node: Node, stop: asyncio.Event, deadline: float | None, console: Console) -> None:
+    """Redraw at 4 Hz from a fresh snapshot; refresh is driven here, so no render thread."""
+    with Live(render(node.snapshot()), console=console, auto_refresh=False) as live:
+        while not _done(stop, deadline):
+            live.update(render(node.snapshot()), refresh=True)
+            await _wait(stop, _remaining(deadline, 1.0 / REFRESH_HZ))
+
+
+async def _summaries(node: Node, stop: asyncio.Event, deadline: float | None) -> None:
+    """Not a terminal (CI logs, pipes): one plain summary per second."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        lines = summary_lines(node.snapshot())
+        lines[0] = f"[{loop.time() - started:5.1f}s] {lines[0]}"
+        print("\n".join(lines), flush=True)
+        if _done(stop, deadline):
+            return
+        await _wait(stop, _remaining(deadline, SUMMARY_INTERVAL_SECS))

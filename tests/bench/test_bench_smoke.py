@@ -1,0 +1,66 @@
+"""The benchmarks move the right bytes. Correctness only: never a timing threshold (§9)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import bench
+from bench import BenchOptions
+from bench.__main__ import main
+from bench.bulk_service import BULK_CAPABILITY, BULK_KIND, BulkService, Payload
+from bench.mux_throughput import run_interleaved
+from node_core.protocol.limits import MIB
+
+
+async def test_mux_benchmark_moves_the_right_bytes(tmp_path: Path) -> None:
+    run = await run_interleaved(size_mib=2, repetitions=1, workdir=tmp_path)
+
+    assert run.problems() == []
+    assert run.payload_bytes == 2 * MIB
+    assert len(run.raw) == len(run.mux) == 1
+    for sample in (*run.raw, *run.mux):
+        assert sample.bytes_received == run.payload_bytes
+        assert sample.digest == run.expected_digest
+        assert sample.elapsed > 0
+    assert run.mux[0].reads == run.payload_bytes // run.chunk_bytes  # one frame per chunk
+    assert math.isfinite(run.ratio) and run.ratio > 0
+
+
+async def test_problems_reports_wrong_bytes(tmp_path: Path) -> None:
+    run = await run_interleaved(size_mib=1, repetitions=1, workdir=tmp_path)
+    bad = type(run)(run.payload_bytes, run.chunk_bytes, b"\x00" * 64, run.raw, run.mux)
+    assert len(bad.problems()) == 2  # both samples disagree with the claimed digest
+
+
+def test_payload_is_deterministic_and_digested() -> None:
+    a = Payload.generate(300_000, 65536)
+    b = Payload.generate(300_000, 65536)
+    assert a == b
+    assert sum(len(c) for c in a.chunks) == 300_000
+    assert len(a.chunks) == 5 and len(a.chunks[-1]) == 300_000 - 4 * 65536
+
+
+def test_bulk_service_shape() -> None:
+    svc = BulkService()
+    assert svc.kind == BULK_KIND and svc.capability == BULK_CAPABILITY
+    with pytest.raises(ValueError):
+        BulkService(Payload.generate(1024, 1024), frame_cap=1024)
+
+
+def test_cli_quick_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    names = [b.name for b in bench.discover()]
+    assert "mux_throughput" in names
+    status = main(["--mb", "1", "--repeat", "1", "--results-dir", str(tmp_path)])
+    assert status == 0
+    (path,) = tmp_path.glob("*.json")
+    doc = json.loads(path.read_text())
+    assert doc["failures"] == {}
+    (row,) = doc["results"]
+    assert row["benchmark"] == "mux_throughput"
+    assert row["details"]["digests_match"] is True
+    assert row["ratio"] > 0
+    assert BenchOptions().quick is False

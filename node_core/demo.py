@@ -32,6 +32,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from node_core.cli import finish_leftover_tasks
 from node_core.node import Node, NodeConfig
 from node_core.testnet import HOST, Testnet, TestnetError
 
@@ -262,6 +263,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(root, ignore_errors=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await finish_leftover_tasks()
 
 
 def _remaining(deadline: float | None, period: float) -> float:

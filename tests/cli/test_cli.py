@@ -1,0 +1,335 @@
+"""The ``zakura`` command line as operators use it: real processes, real sockets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node_core.cli import format_start_line, parse_hostport, parse_start_line
+
+ZAKURA = [sys.executable, "-m", "node_core"]
+SCRIPT = Path(sys.executable).parent / "zakura"
+
+
+def run(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ZAKURA, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port some other program is listening on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------- --help
+HELP_CASES = {
+    (): ["node", "testnet", "demo", "example"],
+    ("node",): [
+        "--listen",
+        "--data-dir",
+        "--bootstrap",
+        "--api",
+        "--allow-faults",
+        "--trace-dir",
+        "--target-peers",
+        "--network",
+        "--log-level",
+    ],
+    ("testnet",): [
+        "--nodes",
+        "--base-port",
+        "--api-base-port",
+        "--data-dir",
+        "--target-peers",
+        "--allow-faults",
+        "--trace-dir",
+        "--log-level",
+    ],
+    ("demo",): ["--peers", "--data-dir", "--duration", "--log-level"],
+}
+
+
+@pytest.mark.parametrize("level", list(HELP_CASES), ids=lambda lv: " ".join(lv) or "zakura")
+def test_help_teaches_every_flag(level: tuple[str, ...]) -> None:
+    result = run(*level, "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "example" in out
+    for flag in HELP_CASES[level]:
+        assert flag in out, f"{flag} missing from help of {level}"
+    if level:
+        # Every option line states its default (or that it is required).
+        options = out.split("options:", 1)[1].split("example", 1)[0]
+        entries = re.split(r"\n  (?=-)", options)
+        for entry in entries[1:]:
+            if entry.startswith("-h"):
+                continue
+            assert "default" in entry or "required" in entry, entry
+
+
+def test_console_script_is_installed_and_matches_module() -> None:
+    if not SCRIPT.exists():
+        pytest.skip("console script not installed in this environment")
+    result = subprocess.run(
+        [str(SCRIPT), "testnet", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    assert result.stdout == run("testnet", "--help").stdout
+
+
+# ---------------------------------------------------------------------- bad input
+def assert_usage_error(result: subprocess.CompletedProcess[str], flag: str, *words: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1, result.stderr
+    assert flag in errors[0], errors[0]
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def test_bad_listen_names_the_flag(tmp_path: Path) -> None:
+    result = run("node", "--listen", "nonsense", "--data-dir", str(tmp_path))
+    assert_usage_error(result, "--listen", "HOST:PORT", "nonsense")
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "word"),
+    [
+        (["--listen", "127.0.0.1:70000"], "--listen", "out of range"),
+        (["--listen", "127.0.0.1:x"], "--listen", "not a number"),
+        (["--listen", ":9000"], "--listen", "missing host"),
+        (["--listen", "127.0.0.1:0", "--bootstrap", "127.0.0.1:0"], "--bootstrap", "range"),
+        (["--listen", "127.0.0.1:0", "--api", "localhost"], "--api", "HOST:PORT or PORT"),
+        (["--listen", "127.0.0.1:0", "--target-peers", "-1"], "--target-peers", "at least 0"),
+        (["--listen", "127.0.0.1:0", "--network", "moon"], "--network", "invalid choice"),
+    ],
+)
+def test_malformed_flags(tmp_path: Path, args: list[str], flag: str, word: str) -> None:
+    assert_usage_error(run("node", *args, "--data-dir", str(tmp_path)), flag, word)
+
+
+def test_listen_port_in_use(tmp_path: Path, busy_port: int) -> None:
+    result = run("node", "--listen", f"127.0.0.1:{busy_port}", "--data-dir", str(tmp_path))
+    assert_usage_error(result, "--listen", "already in use", str(busy_port))
+
+
+def test_api_port_in_use(tmp_path: Path, busy_port: int) -> None:
+    result = run(
+        "node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path), "--api", str(busy_port)
+    )
+    assert_usage_error(result, "--api", "already in use")
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run("node", "--listen", "127.0.0.1:0", "--data-dir", str(blocker / "sub"))
+    assert_usage_error(result, "--data-dir", "not a writable directory")
+
+
+def test_exposed_identity_key_is_refused(tmp_path: Path) -> None:
+    key = tmp_path / "node_key"
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o644)
+    result = run("node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path))
+    assert_usage_error(result, "--data-dir", "chmod 600")
+
+
+def test_trace_dir_that_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run(
+        "node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
+        "--trace-dir", str(blocker),
+    )  # fmt: skip
+    assert_usage_error(result, "--trace-dir")
+
+
+# ---------------------------------------------------------------------- parsing units
+def test_parse_hostport_shapes() -> None:
+    assert parse_hostport("127.0.0.1:9000") == ("127.0.0.1", 9000)
+    assert parse_hostport("[::1]:9000") == ("::1", 9000)
+    assert parse_hostport("localhost:0") == ("localhost", 0)
+    assert parse_hostport("9100", default_host="127.0.0.1") == ("127.0.0.1", 9100)
+    for bad in ("9100", "::1:9000", "[::1]", "host:", "host:65536"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_hostport(bad)
+
+
+def test_start_line_round_trip() -> None:
+    line = format_start_line("peer:0123456789abcdef", "127.0.0.1:1", None)
+    parsed = parse_start_line(line)
+    assert parsed is not None
+    assert (parsed.label, parsed.listen, parsed.api) == (
+        "peer:0123456789abcdef",
+        "127.0.0.1:1",
+        None,
+    )
+    assert parse_start_line("something else") is None
+
+
+# ---------------------------------------------------------------------- a running node
+async def read_start_line(proc: asyncio.subprocess.Process, timeout: float = 20.0) -> str:
+    assert proc.stdout is not None
+    async with asyncio.timeout(timeout):
+        return (await proc.stdout.readline()).decode()
+
+
+async def wait_exit(proc: asyncio.subprocess.Process, timeout: float) -> int:
+    async with asyncio.timeout(timeout):
+        return await proc.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_node_serves_api_and_stops_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
+        "--api", "0", "--log-level", "warning",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        line = await read_start_line(proc)
+        ready = parse_start_line(line)
+        assert ready is not None, line
+        assert ready.label.startswith("peer:") and len(ready.label) == 5 + 16
+        assert ready.listen.startswith("127.0.0.1:") and not ready.listen.endswith(":0")
+        assert ready.api is not None and ready.api.startswith("127.0.0.1:")  # bare port: loopback
+        async with aiohttp.ClientSession() as http, http.get(f"http://{ready.api}/healthz") as r:
+            assert r.status == 200
+            assert (await r.json())["label"] == ready.label
+        started = time.monotonic()
+        proc.send_signal(sig)
+        assert await wait_exit(proc, 10.0) == 0
+        assert time.monotonic() - started < 10.0
+        assert proc.stderr is not None
+        assert b"Traceback" not in await proc.stderr.read()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+# ---------------------------------------------------------------------- zakura demo
+def test_demo_non_tty_shows_connected_peers(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*ZAKURA, "demo", "--duration", "3", "--peers", "3", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    counts = [
+        (int(m.group(1)), int(m.group(2)))
+        for m in re.finditer(r"peers (\d+)/(\d+) connected", result.stdout)
+    ]
+    assert counts, result.stdout
+    assert max(c for c, _ in counts) >= 3, result.stdout
+    assert {t for _, t in counts} == {3}
+    # The last summary lists each peer with its running discovery routine.
+    last = result.stdout.rsplit("peers ", 1)[1]
+    assert len(re.findall(r"discovery ●\d+", last)) >= 3, last
+    # The demo stopped (and reaped) its testnet: no process runs from its data dir any more.
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live (non-zombie) processes whose command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if text in cmdline and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+async def test_demo_quits_on_ctrl_c(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "demo", "--peers", "2", "--data-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"peers 2/2 connected" not in await proc.stdout.readline():
+                pass
+        assert processes_mentioning(str(tmp_path))  # the testnet children are running
+        proc.send_signal(signal.SIGINT)
+        assert await wait_exit(proc, 15.0) == 0
+        assert processes_mentioning(str(tmp_path)) == []
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+# ---------------------------------------------------------------------- shutdown safety net
+async def test_leftover_task_that_swallows_one_cancel_is_finished() -> None:
+    """The 3.11 ``wait_for`` race eats one cancellation; re-cancelling must still end the task."""
+    from node_core.cli import finish_leftover_tasks
+
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed > 2:
+                    raise
+
+    task = asyncio.create_task(stubborn(), name="stubborn")
+    await asyncio.sleep(0)
+    await finish_leftover_tasks(timeout=5.0)
+    assert task.cancelled()
+    assert swallowed == 3
+
+
+def test_task_that_never_stops_cannot_hang_the_process() -> None:
+    code = (
+        "import asyncio\n"
+        "from node_core.cli import finish_leftover_tasks\n"
+        "async def immortal():\n"
+        "    while True:\n"
+        "        try:\n"
+        "            await asyncio.Event().wait()\n"
+        "        except asyncio.CancelledError:\n"
+        "            pass\n"
+        "async def main():\n"
+        "    asyncio.create_task(immortal(), name='immortal')\n"
+        "    await asyncio.sleep(0)\n"
+        "    await finish_leftover_tasks(timeout=0.5)\n"
+        "asyncio.run(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 1
+    assert "immortal" in result.stderr

@@ -1,0 +1,236 @@
+"""Local testnets: the 8-node acceptance run, clean stops, and no orphans after SIGKILL.
+
+Everything here is real: child processes, TCP on 127.0.0.1, the HTTP API. Waits poll a
+condition against a deadline; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from node_core.testnet import Testnet, TestnetError
+
+ZAKURA = [sys.executable, "-m", "node_core"]
+ACCEPTANCE_NODES = 8
+ACCEPTANCE_SECS = 20.0
+
+
+# ---------------------------------------------------------------------- helpers
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie counts as gone (it no longer runs any code)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+async def poll(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def consecutive_free_ports(count: int, attempts: int = 50) -> int:
+    """A base port P such that P..P+count-1 are all free right now (held, then released)."""
+    for _ in range(attempts):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        with ExitStack() as stack:
+            try:
+                for port in range(base, base + count):
+                    s = stack.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+@dataclass
+class Row:
+    index: int
+    label: str
+    listen: str
+    api: str
+    pid: int
+
+
+async def read_table(proc: asyncio.subprocess.Process, nodes: int, timeout: float) -> list[Row]:
+    """Read ``zakura testnet`` stdout until its table of ``nodes`` rows is complete."""
+    assert proc.stdout is not None
+    rows: list[Row] = []
+    seen_header = False
+    async with asyncio.timeout(timeout):
+        while len(rows) < nodes:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise AssertionError(f"testnet exited early with {await proc.wait()}")
+            fields = line.split()
+            if fields[:5] == ["idx", "label", "listen", "api", "pid"]:
+                seen_header = True
+            elif seen_header and len(fields) == 5:
+                rows.append(Row(int(fields[0]), fields[1], fields[2], fields[3], int(fields[4])))
+    return rows
+
+
+async def fetch_snapshot(http: aiohttp.ClientSession, api: str) -> dict[str, Any] | None:
+    try:
+        async with http.get(f"http://{api}/api/v1/snapshot") as resp:
+            if resp.status != 200:
+                return None
+            doc: dict[str, Any] = await resp.json()
+            return doc
+    except aiohttp.ClientError:
+        return None
+
+
+def converged(snap: dict[str, Any] | None) -> bool:
+    """Acceptance condition for one node: peers listed, target reached, discovery everywhere."""
+    if snap is None or not snap["peers"]:
+        return False
+    dialer = snap["dialer"]
+    if not (dialer["reached"] and dialer["connected"] >= dialer["target"]):
+        return False
+    return all(any(r["service"] == "discovery" for r in p["routines"]) for p in snap["peers"])
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+# ---------------------------------------------------------------------- acceptance
+async def test_acceptance_eight_node_testnet(tmp_path: Path) -> None:
+    """`zakura testnet --nodes 8 --api-base-port P`: converged within 20 s, then SIGTERM."""
+    api_base = consecutive_free_ports(ACCEPTANCE_NODES)
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "testnet", "--nodes", str(ACCEPTANCE_NODES), "--api-base-port", str(api_base),
+        "--data-dir", str(tmp_path), "--log-level", "warning",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        rows = await read_table(proc, ACCEPTANCE_NODES, timeout=ACCEPTANCE_SECS)
+        assert [r.index for r in rows] == list(range(ACCEPTANCE_NODES))
+        assert [r.api for r in rows] == [
+            f"127.0.0.1:{api_base + i}" for i in range(ACCEPTANCE_NODES)
+        ]
+        assert len({r.label for r in rows}) == ACCEPTANCE_NODES
+        assert len({r.listen for r in rows}) == ACCEPTANCE_NODES
+        assert all((tmp_path / f"node-{i:02d}" / "node_key").exists() for i in range(8))
+
+        snaps: dict[int, dict[str, Any] | None] = {}
+        async with aiohttp.ClientSession() as http:
+            deadline = started + ACCEPTANCE_SECS
+            while True:
+                results = await asyncio.gather(*(fetch_snapshot(http, r.api) for r in rows))
+                snaps = dict(enumerate(results))
+                if all(converged(s) for s in results):
+                    break
+                if time.monotonic() > deadline:
+                    summary = {
+                        i: None if s is None else (s["dialer"], len(s["peers"]))
+                        for i, s in snaps.items()
+                    }
+                    raise AssertionError(f"not converged within 20 s: {summary}")
+                await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - started
+        print(f"\n8-node testnet converged {elapsed:.2f} s after launch")
+        for i, snap in snaps.items():
+            assert snap is not None
+            assert snap["node"]["label"] == rows[i].label
+            assert snap["node"]["listen"] == rows[i].listen
+            own = {rows[i].label}
+            assert {p["label"] for p in snap["peers"]} <= {r.label for r in rows} - own
+
+        pids = [r.pid for r in rows]
+        assert all(pid_alive(p) for p in pids)
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+        await poll(lambda: not any(pid_alive(p) for p in pids), 5.0, "every child to exit")
+    finally:
+        await stop_process(proc)
+
+
+async def test_children_die_when_testnet_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up: PR_SET_PDEATHSIG must stop the children."""
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "testnet", "--nodes", "3", "--data-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        rows = await read_table(proc, 3, timeout=30)
+        pids = [r.pid for r in rows]
+        assert all(pid_alive(p) for p in pids)
+        os.kill(proc.pid, signal.SIGKILL)
+        assert await proc.wait() == -signal.SIGKILL
+        await poll(lambda: not any(pid_alive(p) for p in pids), 10.0, "orphans to exit")
+    finally:
+        await stop_process(proc)
+    # They got SIGTERM, so they stopped cleanly: each logged its orderly shutdown.
+    for i in range(3):
+        log = (tmp_path / f"node-{i:02d}" / "node.log").read_text()
+        assert "signal received, stopping node" in log, log[-2000:]
+
+
+# ---------------------------------------------------------------------- the Testnet class
+async def test_testnet_class_lifecycle() -> None:
+    net = Testnet(3, api_base_port=0, target_peers=2)
+    async with net:
+        root = net.data_dir
+        assert [n.index for n in net.nodes] == [0, 1, 2]
+        assert [n.data_dir.name for n in net.nodes] == ["node-00", "node-01", "node-02"]
+        assert all(n.alive and n.api is not None for n in net.nodes)
+        assert all(n.log_path.exists() for n in net.nodes)
+        assert len({n.listen_port for n in net.nodes}) == 3
+        async with aiohttp.ClientSession() as http:
+
+            async def all_reached() -> bool:
+                snaps = [await fetch_snapshot(http, n.api or "") for n in net.nodes]
+                return all(converged(s) for s in snaps)
+
+            deadline = time.monotonic() + 20
+            while not await all_reached():
+                assert time.monotonic() < deadline, "3-node testnet did not converge"
+                await asyncio.sleep(0.1)
+    # Clean stop: every child exited by itself on SIGTERM (code 0), the temp dir is gone.
+    assert [n.process.returncode for n in net.nodes] == [0, 0, 0]
+    assert not root.exists()
+
+
+async def test_child_that_cannot_start_is_reported_and_nothing_leaks(tmp_path: Path) -> None:
+    base = consecutive_free_ports(2)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + 1))
+        squatter.listen()
+        net = Testnet(2, base_port=base, data_dir=tmp_path)
+        with pytest.raises(TestnetError) as info:
+            await net.start()
+    message = str(info.value)
+    assert "node 1" in message
+    assert "already in use" in message  # the child's own one-line error, quoted from its log
+    assert info.value.exit_code == 2
+    # Node 0 had started; start() stopped it before raising.
+    assert net.nodes and all(n.process.returncode is not None for n in net.nodes)
+    assert (tmp_path / "node-00" / "node.log").is_file()  # a given data dir is kept

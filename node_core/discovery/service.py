@@ -38,7 +38,7 @@ from node_core.protocol.frames import Frame
 from node_core.protocol.limits import FRAME_HEADER_BYTES, Capability, StreamKind
 from node_core.transport.connection import Connection
 from node_core.transport.routine import RemoteProtocolError, RoutineContext
-from node_core.transport.stream import SendResult, Stream
+from node_core.transport.stream import SendResult, Stream, StreamReset
 
 SERVICE = "discovery"
 SERVICE_ID = "zakura.discovery.v1"
@@ -158,6 +158,10 @@ class DiscoveryService:
                 state.outcome = "complete" if state.complete else state.outcome
                 if not self.config.disconnect_after_exchange and state.outcome != "stream_closed":
                     await self._serve(ctx, stream, state)
+        except StreamReset:
+            # The peer reset its discovery stream: the exchange is over, nothing more.
+            state.outcome = "stream_reset"
+            return
         except BaseException as exc:
             state.outcome = (
                 exc.reason if isinstance(exc, RemoteProtocolError) else type(exc).__name__

@@ -50,6 +50,16 @@ class Limits:
             idle_timeout_millis=min(self.idle_timeout_millis, other.idle_timeout_millis),
         )
 
+    def usable(self) -> bool:
+        """True if every limit is at least the protocol minimum (see ``limits.MIN_*``)."""
+        return (
+            self.max_frame_bytes >= L.MIN_MAX_FRAME_BYTES
+            and self.max_message_bytes >= L.MIN_MAX_MESSAGE_BYTES
+            and self.max_open_streams >= 1
+            and self.max_inbound_queue_depth >= 1
+            and self.idle_timeout_millis >= L.MIN_IDLE_TIMEOUT_MILLIS
+        )
+
     def fits_within(self, other: Limits) -> bool:
         """True if every limit is non-zero and no larger than ``other``'s."""
         return all(
@@ -330,8 +340,8 @@ def negotiate(local: LocalParams, hello: Hello) -> Negotiated:
     accepted_caps = hello.capabilities & local.capabilities
     if accepted_caps & local.required_capabilities != local.required_capabilities:
         raise HandshakeFailure("missing_capability", f"peer offers {hello.capabilities:#x}")
-    if not hello.limits.fits_within(_MAX_ACCEPTABLE):
-        raise HandshakeFailure("resource_limit", "a limit is zero or above the protocol maximum")
+    if not hello.limits.fits_within(_MAX_ACCEPTABLE) or not hello.limits.usable():
+        raise HandshakeFailure("resource_limit", "a limit is outside the protocol's range")
     return Negotiated(selected, accepted_caps, hello.limits.min(local.limits))
 
 
@@ -357,8 +367,8 @@ def check_ack(
         raise HandshakeFailure(
             "malformed", "ack accepts capabilities we never offered", punitive=True
         )
-    if not ack.accepted_limits.fits_within(hello.limits):
-        raise HandshakeFailure("resource_limit", "accepted limits exceed what we offered")
+    if not ack.accepted_limits.fits_within(hello.limits) or not ack.accepted_limits.usable():
+        raise HandshakeFailure("resource_limit", "accepted limits are outside what we offered")
     th = transcript_hash(encode_control(hello), ack_transcript_body(ack))
     if not verify(ack.node_id, responder_signing_message(th), ack.signature):
         raise HandshakeFailure("bad_signature", "responder signature", punitive=True)

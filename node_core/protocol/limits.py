@@ -75,6 +75,11 @@ LOCAL_MAX_INBOUND_QUEUE_DEPTH = 4096
 #: Reference: 600 s local maximum; the QUIC idle timeout it rides on is 150 s.
 DEFAULT_IDLE_TIMEOUT_MILLIS = 150_000
 LOCAL_MAX_IDLE_TIMEOUT_MILLIS = 600_000
+#: Smallest limits a node accepts: below these no service could send its largest message
+#: (discovery needs 16 KiB) and a tiny idle timeout would turn keepalive into a ping flood.
+MIN_MAX_MESSAGE_BYTES = 16 * KIB
+MIN_MAX_FRAME_BYTES = MIN_MAX_MESSAGE_BYTES + 8
+MIN_IDLE_TIMEOUT_MILLIS = 1_000
 
 # --- multiplexer ---------------------------------------------------------------------------
 STREAM_PRELUDE_MAGIC = b"ZKST"

@@ -19,12 +19,13 @@ log = logging.getLogger(__name__)
 class CancelScope:
     """A cancellation token with a first-writer-wins reason and child scopes."""
 
-    __slots__ = ("_callbacks", "_children", "_event", "_reason", "name", "parent")
+    __slots__ = ("_callbacks", "_children", "_event", "_reason", "cause", "name", "parent")
 
     def __init__(self, name: str = "", parent: CancelScope | None = None) -> None:
         self.name = name
         self.parent = parent
         self._reason: str | None = None
+        self.cause: object | None = None
         self._children: list[CancelScope] = []
         self._callbacks: list[Callable[[str], None]] = []
         self._event: asyncio.Event | None = None
@@ -49,11 +50,16 @@ class CancelScope:
             self._children.append(scope)
         return scope
 
-    def cancel(self, reason: str = "cancelled") -> bool:
-        """Cancel this scope and its children. Returns True if this call was the first."""
+    def cancel(self, reason: str = "cancelled", cause: object | None = None) -> bool:
+        """Cancel this scope and its children. Returns True if this call was the first.
+
+        ``cause`` is optional structured detail for whoever owns the scope (the connection
+        reads the close code from it); like the reason, the first one wins.
+        """
         if self._reason is not None:
             return False
         self._reason = reason
+        self.cause = cause
         if self._event is not None:
             self._event.set()
         if self.parent is not None and self in self.parent._children:

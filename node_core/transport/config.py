@@ -38,5 +38,7 @@ class TransportConfig:
                 raise ValueError(f"{name} must be at least 1")
         if self.stream_open_rate <= 0 or self.message_rate <= 0:
             raise ValueError("rates must be positive")
+        if not self.limits.usable():
+            raise ValueError("limits are below the protocol minimums (see protocol/limits.py)")
         if self.keepalive_interval * 1000 >= self.limits.idle_timeout_millis:
             raise ValueError("keepalive interval must be shorter than the idle timeout")

@@ -34,7 +34,7 @@ from node_core.protocol.limits import MUX_DATA_CHUNK_BYTES, MUX_HEADER_BYTES, Cl
 from node_core.protocol.ratelimit import TokenBucket
 from node_core.transport.cancel import CancelScope
 from node_core.transport.config import TransportConfig
-from node_core.transport.routine import PeerInfo, RoutineContext
+from node_core.transport.routine import CloseCause, PeerInfo, RoutineContext
 from node_core.transport.service import ServiceRegistry
 from node_core.transport.stream import Stream
 from node_core.transport.supervise import (
@@ -50,9 +50,6 @@ log = logging.getLogger(__name__)
 
 RecordType = mux.RecordType
 
-#: Closes caused by the peer breaking a rule are journaled as ``closed.punitive``.
-_PUNITIVE_CODES = {CloseCode.BAD_PRELUDE, CloseCode.RATE_LIMIT, CloseCode.OVERSIZE}
-
 
 @dataclass(frozen=True, slots=True)
 class CloseRecord:
@@ -60,6 +57,7 @@ class CloseRecord:
     reason: str
     by: str  # "local" or "remote"
     wall: float
+    punitive: bool = False  # we closed because the peer broke a rule
 
 
 class Connection:
@@ -142,12 +140,18 @@ class Connection:
         assert self.close_record is not None
         return self.close_record
 
-    def close(self, code: int, reason: str, *, by_remote: bool = False) -> bool:
+    def close(
+        self, code: int, reason: str, *, by_remote: bool = False, punitive: bool = False
+    ) -> bool:
         """Close once; later calls are no-ops. Returns True if this call closed it."""
         if self.close_record is not None:
             return False
         self.close_record = CloseRecord(
-            int(code), reason, "remote" if by_remote else "local", time.time()
+            int(code),
+            reason,
+            "remote" if by_remote else "local",
+            time.time(),
+            punitive and not by_remote,
         )
         if not by_remote:
             with contextlib.suppress(Exception):
@@ -171,7 +175,11 @@ class Connection:
         return True
 
     def _on_scope_cancelled(self, reason: str) -> None:
-        self.close(CloseCode.NEUTRAL, reason)
+        cause = self.scope.cause
+        if isinstance(cause, CloseCause):
+            self.close(cause.code, reason, punitive=cause.punitive)
+        else:
+            self.close(CloseCode.NEUTRAL, reason)
 
     def service_scope(self, service: str) -> CancelScope:
         """The service scope for ``service`` on this connection (a child of the connection)."""
@@ -272,8 +280,10 @@ class Connection:
             )
             self.bytes_out += MUX_HEADER_BYTES + size
             self.metrics.bytes_out.inc(MUX_HEADER_BYTES + size)
-        if stream.local_finished and not stream.has_output:
+        if stream.local_finished and not stream.has_output and not stream.fin_sent:
+            stream.fin_sent = True
             self._write(RecordType.FIN, stream.id)
+            self._forget_if_done(stream)
 
     def consumed(self, stream: Stream, n: int) -> None:
         """The routine read ``n`` bytes from ``stream``; return credit when due."""
@@ -319,7 +329,7 @@ class Connection:
 
     def _violation(self, code: int, reason: str, detail: str) -> None:
         log.debug("closing %s: %s (%s)", self.label, reason, detail)
-        self.close(code, reason)
+        self.close(code, reason, punitive=True)
 
     def _dispatch(self, rec: mux.RecordHeader, payload: bytes) -> None:
         t = rec.type
@@ -473,6 +483,12 @@ class Connection:
             self._violation(CloseCode.NEUTRAL, "truncated_frame", f"stream {sid} ended mid-frame")
             return
         stream.on_remote_fin()
+        self._forget_if_done(stream)
+
+    def _forget_if_done(self, stream: Stream) -> None:
+        """Both sides finished: the stream id and its kind are free again."""
+        if stream.fin_sent and stream.remote_finished:
+            self.streams.pop(stream.id, None)
 
     def _on_reset(self, sid: int, payload: bytes) -> None:
         stream = self.streams.pop(sid, None)
@@ -508,4 +524,4 @@ class Connection:
 
     def close_is_punitive(self) -> bool:
         rec = self.close_record
-        return rec is not None and rec.by == "local" and rec.code in _PUNITIVE_CODES
+        return rec is not None and rec.punitive

@@ -78,6 +78,16 @@ class RoutineExit:
     cause: ExitCause
     reason: str | None = None
     error: str | None = None
+    close_code: int = CloseCode.NEUTRAL
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCause:
+    """Why a connection scope was cancelled, for the close record: code and whether the
+    peer was at fault (a protocol reject is; an operator disconnect is not)."""
+
+    code: int
+    punitive: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ class Stream:
         self._space_waiter: asyncio.Future[None] | None = None
         self.remote_finished = False
         self.local_finished = False
+        self.fin_sent = False
         self.reset_info: StreamReset | None = None
 
     # ----------------------------------------------------------------- routine-facing API
@@ -104,8 +105,11 @@ class Stream:
         if self.closed or self.local_finished:
             return SendResult.CLOSED
         size = FRAME_HEADER_BYTES + len(payload)
-        if size > self.frame_cap:
-            raise ValueError(f"frame of {size} bytes exceeds stream cap {self.frame_cap}")
+        if size > self.frame_cap or len(payload) > self.conn.negotiated.limits.max_message_bytes:
+            raise ValueError(
+                f"a {len(payload)}-byte message exceeds the stream cap {self.frame_cap} or the "
+                f"negotiated maximum {self.conn.negotiated.limits.max_message_bytes}"
+            )
         if self._pending_bytes and self._pending_bytes + size > self.max_pending_bytes:
             return SendResult.FULL
         self._outbox.append(memoryview(encode_frame_header(message_type, flags, len(payload))))

@@ -27,6 +27,7 @@ from node_core.observe.journal import Journal
 from node_core.observe.metrics import NodeMetrics
 from node_core.transport.cancel import CancelScope
 from node_core.transport.routine import (
+    CloseCause,
     ExitCause,
     LocalProtocolError,
     PeerInfo,
@@ -35,6 +36,7 @@ from node_core.transport.routine import (
     RoutineExit,
     RoutineState,
 )
+from node_core.transport.stream import StreamReset
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,8 @@ def handle_routine_exit(service: str, connection: CancelScope, exit: RoutineExit
     scope. Panics never get here; ``on_panic`` handles them.
     """
     if exit.cause is ExitCause.PROTOCOL_REJECT:
-        connection.cancel(f"{service}:{exit.reason or 'protocol_reject'}")
+        reason = f"{service}:{exit.reason or 'protocol_reject'}"
+        connection.cancel(reason, CloseCause(exit.close_code, punitive=True))
         return True
     return False
 
@@ -99,7 +102,10 @@ def _run_teardown(teardown: Teardown | None, what: str) -> None:
 
 def _classify(exc: BaseException) -> RoutineExit:
     if isinstance(exc, RemoteProtocolError):
-        return RoutineExit(ExitCause.PROTOCOL_REJECT, exc.reason, str(exc))
+        return RoutineExit(ExitCause.PROTOCOL_REJECT, exc.reason, str(exc), exc.close_code)
+    if isinstance(exc, StreamReset):
+        # The peer (or the transport) ended the stream: like a FIN, not a bug of ours.
+        return RoutineExit(ExitCause.NORMAL, f"stream_reset:{exc.reason}")
     if isinstance(exc, LocalProtocolError):
         return RoutineExit(ExitCause.LOCAL_REJECT, exc.reason, str(exc))
     return RoutineExit(ExitCause.PANIC, type(exc).__name__, repr(exc)[:300])

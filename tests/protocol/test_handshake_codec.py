@@ -60,6 +60,15 @@ limits_st = st.builds(
     max_inbound_queue_depth=U16,
     idle_timeout_millis=U32,
 )
+#: Limits a node could be configured with: at or above the protocol minimums.
+usable_limits_st = st.builds(
+    Limits,
+    max_frame_bytes=st.integers(L.MIN_MAX_FRAME_BYTES, 0xFFFF_FFFF),
+    max_message_bytes=st.integers(L.MIN_MAX_MESSAGE_BYTES, 0xFFFF_FFFF),
+    max_open_streams=st.integers(1, 0xFFFF),
+    max_inbound_queue_depth=st.integers(1, 0xFFFF),
+    idle_timeout_millis=st.integers(L.MIN_IDLE_TIMEOUT_MILLIS, L.LOCAL_MAX_IDLE_TIMEOUT_MILLIS),
+)
 hello_st = st.builds(
     Hello,
     control_version=U16,
@@ -345,13 +354,13 @@ def responder() -> Identity:
     return Identity.generate()
 
 
-@given(limits_st, limits_st, U64, U64)
+@given(st.one_of(limits_st, usable_limits_st), usable_limits_st, U64, U64)
 def test_negotiate_is_intersection_and_min(
     theirs: Limits, ours: Limits, their_caps: int, our_caps: int
 ) -> None:
     hello = make_hello(b"\x01" * 32, capabilities=their_caps, limits=theirs)
     local = make_local(b"\x02" * 32, capabilities=our_caps, limits=ours)
-    if not theirs.fits_within(
+    if not theirs.usable() or not theirs.fits_within(
         Limits(0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF, 0xFFFF, L.LOCAL_MAX_IDLE_TIMEOUT_MILLIS)
     ):
         with pytest.raises(HandshakeFailure) as info:
@@ -372,8 +381,8 @@ def test_negotiate_is_intersection_and_min(
 
 
 def test_negotiate_concrete_example() -> None:
-    theirs = Limits(1000, 5000, 10, 4096, 20_000)
-    ours = Limits(2000, 4000, 20, 100, 30_000)
+    theirs = Limits(100_000, 500_000, 10, 4096, 20_000)
+    ours = Limits(200_000, 400_000, 20, 100, 30_000)
     hello = make_hello(
         b"\x01" * 32,
         capabilities=int(L.Capability.DISCOVERY | L.Capability.HEADER_SYNC),
@@ -386,7 +395,7 @@ def test_negotiate_concrete_example() -> None:
     )
     got = negotiate(local, hello)
     assert got.capabilities == int(L.Capability.HEADER_SYNC)
-    assert got.limits == Limits(1000, 4000, 10, 100, 20_000)
+    assert got.limits == Limits(100_000, 400_000, 10, 100, 20_000)
 
 
 @pytest.mark.parametrize(

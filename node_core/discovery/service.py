@@ -121,7 +121,7 @@ class DiscoveryService:
         self.other_service_owns = other_service_owns
         self.config = config or DiscoveryConfig()
         self.rng = rng or random.Random()
-        self.admitted: set[bytes] = set()
+        self.admitted: dict[bytes, int] = {}  # node id -> generation of its live routine
         self.exchanges: dict[int, ExchangeState] = {}  # by conn_id
 
     # ------------------------------------------------------------------ Service protocol
@@ -133,24 +133,28 @@ class DiscoveryService:
         async def routine(ctx: RoutineContext) -> None:
             await self._run(ctx, conn, stream)
 
-        def teardown() -> None:
-            self._cleanup(conn)
-
-        conn.launch(SERVICE, stream, routine, on_teardown=teardown)
+        # Cleanup lives in the routine's own ``finally`` (its destructor), which runs on every
+        # exit path; a routine cancelled before its first step never admitted anything.
+        conn.launch(SERVICE, stream, routine)
 
     def remove_peer(self, conn: Connection) -> None:
-        self._cleanup(conn)
+        """Transport disconnect fan-out: un-admit whatever routine this connection ran."""
+        for handle in conn.routines:
+            if handle.service == SERVICE:
+                self._cleanup(conn.peer.node_id, handle.ctx.generation)
 
-    def _cleanup(self, conn: Connection) -> None:
-        """Idempotent: the peer leaves ``admitted``; state is kept for the console."""
-        self.admitted.discard(conn.peer.node_id)
+    def _cleanup(self, node_id: bytes, generation: int) -> None:
+        """Idempotent and generation-scoped: a finished routine never un-admits the routine
+        that replaced it on the same peer. Exchange state is kept for the console."""
+        if self.admitted.get(node_id) == generation:
+            del self.admitted[node_id]
 
     # ------------------------------------------------------------------ the routine
     async def _run(self, ctx: RoutineContext, conn: Connection, stream: Stream) -> None:
         now = time.monotonic()
         state = ExchangeState(ctx.peer.label, now, now + self.config.settle_timeout)
         self.exchanges[ctx.peer.conn_id] = state
-        self.admitted.add(ctx.peer.node_id)
+        self.admitted[ctx.peer.node_id] = ctx.generation
         try:
             exchanged = self._startup_sends(stream, state, conn)
             if exchanged:
@@ -170,7 +174,9 @@ class DiscoveryService:
         finally:
             if state.outcome == "running":
                 state.outcome = "ended"
-            self._cleanup(conn)
+            if state.outcome == "stream_closed":
+                stream.finish()  # answer the peer's FIN so the stream (and its kind) is freed
+            self._cleanup(ctx.peer.node_id, ctx.generation)
         if (
             exchanged
             and self.config.disconnect_after_exchange

@@ -253,9 +253,11 @@ class Connection:
         return stream
 
     def reset_stream(self, stream: Stream, code: int, reason: str) -> None:
+        if self.streams.get(stream.id) is not stream:
+            return  # already reset or forgotten; the id may belong to a successor now
         self._write(RecordType.RESET, stream.id, mux.encode_close(mux.CloseInfo(code, reason)))
         stream.on_reset(code, reason)
-        self.streams.pop(stream.id, None)
+        del self.streams[stream.id]
         self.metrics.stream_reset.labels(str(int(code))).inc()
         self._row(
             "stream",
@@ -288,7 +290,8 @@ class Connection:
     def consumed(self, stream: Stream, n: int) -> None:
         """The routine read ``n`` bytes from ``stream``; return credit when due."""
         grant = stream.recv_window.on_consumed(n)
-        if grant and not self.closed and stream.id in self.streams:
+        # Identity, not id: a reset stream's id may already belong to its successor.
+        if grant and not self.closed and self.streams.get(stream.id) is stream:
             self._write(RecordType.CREDIT, stream.id, mux.encode_credit(grant))
 
     def _write(self, rtype: RecordType, sid: int, payload: bytes = b"") -> None:

@@ -1,0 +1,234 @@
+"""The operator console: a Textual app over one :class:`~console.client.NodeClient`.
+
+Data flow: one timer polls the client (``--refresh``, 4 Hz by default) for a snapshot and the
+journal delta, stores them in :class:`~console.state.ConsoleState`, and asks the visible view
+to render. While paused the state is not replaced, so rows stay still under the cursor.
+
+Actions (``d`` disconnect, ``p`` panic) all go through :meth:`ZakuraConsole.request_action`:
+policy check, target pick, confirmation naming the target, a re-check that the target still
+exists, the action, and a notification with the effect the node was seen to have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from console.client import ActionRequest, NodeClient
+from console.policy import ActionPolicy
+from console.screens.base import ConsoleScreen
+from console.screens.journal import JournalScreen
+from console.screens.misbehavior import MisbehaviorScreen
+from console.screens.modals import ConfirmScreen, HelpScreen, PickServiceScreen
+from console.screens.overview import OverviewScreen
+from console.screens.peers import PeersScreen
+from console.state import ConsoleState
+from themes import load_themes
+
+VIEWS: tuple[tuple[str, str, str], ...] = (
+    ("1", "overview", "Overview"),
+    ("2", "peers", "Peers"),
+    ("3", "journal", "Journal"),
+    ("4", "misbehavior", "Misbehavior"),
+)
+
+
+class ZakuraConsole(App[None]):
+    """The console app."""
+
+    TITLE = "zakura console"
+    CSS_PATH = Path(__file__).parent / "console.tcss"
+    MODES = {
+        "overview": OverviewScreen,
+        "peers": PeersScreen,
+        "journal": JournalScreen,
+        "misbehavior": MisbehaviorScreen,
+    }
+    DEFAULT_MODE = "overview"
+    BINDINGS = [
+        *(Binding(key, f"switch_mode('{mode}')", title, show=False) for key, mode, title in VIEWS),
+        Binding("space", "toggle_pause", "Pause"),
+        Binding("d", "disconnect", "Disconnect"),
+        Binding("p", "panic", "Panic"),
+        Binding("t", "cycle_theme", "Theme"),
+        Binding("question_mark", "help", "Keys"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        client: NodeClient,
+        *,
+        refresh_interval: float = 0.25,
+        theme: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.policy = ActionPolicy(read_only=client.read_only)
+        self.refresh_interval = refresh_interval
+        self.state = ConsoleState(read_only=client.read_only)
+        self._themes = [t.name for t in load_themes()]
+        self._initial_theme = theme or self._themes[0]
+        self._polling = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_mount(self) -> None:
+        for t in load_themes():
+            self.register_theme(t)
+        self.theme = self._initial_theme
+        self.set_interval(self.refresh_interval, self.poll)
+        self.call_later(self.poll)
+
+    def view_titles(self) -> list[tuple[str, str]]:
+        return [(key, title) for key, _mode, title in VIEWS]
+
+    async def poll(self) -> None:
+        """Fetch one frame of data and render it (skipped while a fetch is running)."""
+        if self._polling:
+            return
+        self._polling = True
+        try:
+            snapshot = await self.client.snapshot()
+            rows = await self.client.journal_since(self.state.journal_seq)
+        except Exception as exc:  # a failing client must not kill the console
+            self.notify(f"cannot read the node: {exc}", severity="error", timeout=3)
+            return
+        finally:
+            self._polling = False
+        if self.state.paused:
+            return
+        self.state.snapshot = snapshot
+        self.state.add_journal(rows)
+        self.state.frames += 1
+        self.render_current()
+
+    def render_current(self) -> None:
+        screen = self.screen
+        if isinstance(screen, ConsoleScreen):
+            screen.refresh_view()
+
+    # ------------------------------------------------------------------ simple actions
+    def action_toggle_pause(self) -> None:
+        self.state.paused = not self.state.paused
+        self.render_current()
+        if not self.state.paused:
+            self.call_later(self.poll)
+
+    def action_cycle_theme(self) -> None:
+        names = self._themes
+        current = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(current + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=1.5)
+
+    def help_rows(self) -> list[tuple[str, str]]:
+        rows = [(key, f"{title} view") for key, _mode, title in VIEWS]
+        rows += [
+            ("space", "pause / resume updates (PAUSED shows in the status bar)"),
+            ("d", "disconnect the selected peer (asks first)"),
+            ("p", "panic a routine of the selected peer (pick the routine, asks first)"),
+            ("t", "cycle themes"),
+            ("?", "this help"),
+            ("ctrl+p", "command palette: every action and view by name"),
+            ("q", "quit (stops everything the console started)"),
+        ]
+        screen = self.screen
+        if isinstance(screen, ConsoleScreen):
+            rows += [
+                (b.key_display or b.key, b.description)
+                for b in screen.BINDINGS
+                if isinstance(b, Binding) and b.description
+            ]
+        return rows
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for key, mode, title in VIEWS:
+            yield SystemCommand(
+                f"View: {title}",
+                f"switch to the {title} view ({key})",
+                lambda mode=mode: self.switch_mode(mode),
+            )
+        yield SystemCommand(
+            "Disconnect selected peer", "close its connection (d)", self.action_disconnect
+        )
+        yield SystemCommand(
+            "Panic a routine of the selected peer",
+            "raise an exception inside it (p)",
+            self.action_panic,
+        )
+        yield SystemCommand(
+            "Pause / resume updates", "freeze the view (space)", self.action_toggle_pause
+        )
+        yield SystemCommand(
+            "Cycle theme", "dark, light, high contrast (t)", self.action_cycle_theme
+        )
+        yield SystemCommand("Show keys", "every key and what it does (?)", self.action_help)
+
+    # ------------------------------------------------------------------ fault actions
+    def selected_peer(self) -> str | None:
+        screen = self.screen
+        return screen.selected_peer() if isinstance(screen, ConsoleScreen) else None
+
+    def action_disconnect(self) -> None:
+        self.request_action("disconnect")
+
+    def action_panic(self) -> None:
+        self.request_action("panic")
+
+    def request_action(self, kind: str) -> None:
+        """The one entry point for actions: policy first, then target, confirm, act."""
+        if not self.policy.allows(kind):
+            self.notify(
+                f"read-only console: {kind} is disabled (started with --read-only)",
+                severity="error",
+                timeout=4,
+            )
+            return
+        label = self.selected_peer()
+        if label is None:
+            self.notify("select a peer first (Peers view, 2)", severity="warning", timeout=3)
+            return
+        self.run_worker(self._act(kind, label), group="action", exclusive=True)
+
+    async def _act(self, kind: str, label: str) -> None:
+        peer = self.state.peer(label)
+        if peer is None:
+            self.notify(f"{label} is no longer connected", severity="warning")
+            return
+        service: str | None = None
+        if kind == "panic":
+            routines = [(r["service"], r["state"]) for r in peer["routines"]]  # type: ignore[attr-defined]
+            running = [(s, st) for s, st in routines if st == "running"]
+            if not running:
+                self.notify(f"{label} has no running routine to panic", severity="warning")
+                return
+            service = await self.push_screen_wait(PickServiceScreen(label, running))
+            if service is None:
+                return
+        request = ActionRequest(kind, label, service)
+        detail = f"peer {label} at {peer['addr']} ({peer['direction']})\n" + (
+            "Its connection closes; every routine on it stops and tears down."
+            if kind == "disconnect"
+            else f"An exception is raised inside its {service} routine: a panic, which "
+            "closes that peer's connection only."
+        )
+        if not await self.push_screen_wait(
+            ConfirmScreen(request.describe().capitalize() + "?", detail)
+        ):
+            return
+        # Re-check the target against fresh data: it may have left while the modal was open.
+        fresh = await self.client.snapshot()
+        if not any(p["label"] == label for p in fresh["peers"]):
+            self.notify(f"{label} left before the action: nothing done", severity="warning")
+            return
+        self.notify(f"{request.describe()} ...", timeout=2)
+        result = await self.client.act(request)
+        self.notify(result.message, severity="information" if result.ok else "error", timeout=6)
+        self.call_later(self.poll)

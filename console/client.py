@@ -1,0 +1,114 @@
+"""How the console talks to a node: the :class:`NodeClient` protocol and its in-process
+implementation.
+
+Widgets see only what a client returns (snapshot documents, journal events as plain dicts,
+action results), never node internals, so a remote client over the control API can drop in
+later without touching a widget. Every action goes through :class:`ActionPolicy`, the one place
+that decides whether actions are allowed at all (``--read-only``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from console.policy import ActionPolicy, ActionRefused
+
+if TYPE_CHECKING:
+    from node_core.node import Node
+
+Snapshot = dict[str, Any]
+JournalRow = dict[str, Any]
+
+#: Actions the console can ask for; the policy and the clients know no others.
+ACTIONS = ("disconnect", "panic")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRequest:
+    """What the operator asked for: ``kind`` on peer ``label`` (and ``service`` for a panic)."""
+
+    kind: str
+    label: str
+    service: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "panic":
+            return f"panic the {self.service} routine of {self.label}"
+        return f"{self.kind} {self.label}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What happened: ``effect`` is what the node was seen to do (from its journal)."""
+
+    ok: bool
+    message: str
+    fault_id: int | None = None
+    effect: str | None = None
+
+
+class NodeClient(Protocol):
+    """The console's only view of a node."""
+
+    @property
+    def read_only(self) -> bool: ...
+
+    @property
+    def description(self) -> str:
+        """One line saying what this client is attached to, for the header."""
+        ...
+
+    async def snapshot(self) -> Snapshot: ...
+
+    async def journal_since(self, seq: int, limit: int = 500) -> list[JournalRow]:
+        """Journal events with ``seq`` greater than the given one, oldest first."""
+        ...
+
+    async def act(self, request: ActionRequest) -> ActionResult: ...
+
+
+class InProcessClient:
+    """A client for a node running in this process."""
+
+    def __init__(self, node: Node, *, read_only: bool = False) -> None:
+        self.node = node
+        self.policy = ActionPolicy(read_only=read_only)
+
+    @property
+    def read_only(self) -> bool:
+        return self.policy.read_only
+
+    @property
+    def description(self) -> str:
+        return f"in-process node {self.node.label}"
+
+    async def snapshot(self) -> Snapshot:
+        return self.node.snapshot()
+
+    async def journal_since(self, seq: int, limit: int = 500) -> list[JournalRow]:
+        events = self.node.journal.since(seq)
+        return [e.to_dict() for e in events[-limit:]]
+
+    async def act(self, request: ActionRequest) -> ActionResult:
+        from node_core.faults import FaultError
+
+        try:
+            self.policy.check(request.kind)
+        except ActionRefused as exc:
+            return ActionResult(False, str(exc))
+        try:
+            if request.kind == "disconnect":
+                outcome = await self.node.faults.disconnect(request.label)
+            else:
+                outcome = await self.node.faults.panic(request.label, request.service or "")
+        except FaultError as exc:
+            return ActionResult(False, str(exc))
+        except TimeoutError:
+            return ActionResult(False, f"no effect observed within 5 s for: {request.describe()}")
+        return ActionResult(
+            True,
+            f"{request.describe()}: {outcome.effect} ({outcome.reason})",
+            outcome.fault_id,
+            outcome.effect,
+        )

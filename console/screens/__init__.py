@@ -1,0 +1,1 @@
+"""Console screens: one module per view or modal."""

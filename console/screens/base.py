@@ -1,0 +1,56 @@
+"""The base of every view: a status bar on top, the footer below, and the ``apply`` hook the
+app calls with each new frame of data."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from console.state import ConsoleState
+from console.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from console.app import ZakuraConsole
+
+
+class ConsoleScreen(Screen[None]):
+    """A view. Subclasses compose their body in ``compose_body`` and render in ``apply``."""
+
+    #: Shown in the status bar's view list.
+    VIEW_TITLE = ""
+
+    @property
+    def console(self) -> ZakuraConsole:
+        from console.app import ZakuraConsole
+
+        app = self.app
+        assert isinstance(app, ZakuraConsole)
+        return app
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar()
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        return iter(())
+
+    def on_screen_resume(self) -> None:
+        self.refresh_view()
+
+    def refresh_view(self) -> None:
+        """Render the app's current state (called on every frame and when shown)."""
+        state = self.console.state
+        self.query_one(StatusBar).apply(state, self.VIEW_TITLE, self.console.view_titles())
+        if state.snapshot is not None:
+            self.apply(state)
+
+    def apply(self, state: ConsoleState) -> None:
+        """Render ``state``; only changed cells should be touched."""
+
+    def selected_peer(self) -> str | None:
+        """The peer label the actions (``d``, ``p``) target on this view, if any."""
+        return None

@@ -1,0 +1,117 @@
+"""Modal screens: confirmation of a destructive action, choosing a routine, the key help."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+MODAL_CSS = """
+ConfirmScreen, PickServiceScreen, HelpScreen {
+    align: center middle;
+}
+ConfirmScreen > Vertical, PickServiceScreen > Vertical, HelpScreen > Vertical {
+    width: auto;
+    max-width: 90%;
+    height: auto;
+    max-height: 90%;
+    border: thick $accent;
+    background: $surface;
+    padding: 1 2;
+}
+ConfirmScreen Horizontal {
+    height: auto;
+    align-horizontal: right;
+    margin-top: 1;
+}
+ConfirmScreen Button {
+    margin-left: 2;
+}
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask before a destructive action; names the target. Enter/y confirms, Esc/n cancels."""
+
+    DEFAULT_CSS = MODAL_CSS
+    BINDINGS = [
+        Binding("y", "answer(True)", "Confirm"),
+        Binding("n,escape", "answer(False)", "Cancel"),
+    ]
+
+    def __init__(self, title: str, detail: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.detail = detail
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(self.title_text, style="bold"), id="confirm-title")
+            yield Static(self.detail, id="confirm-detail")
+            with Horizontal():
+                yield Button("Cancel (n)", id="cancel")
+                yield Button("Confirm (y)", id="confirm", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class PickServiceScreen(ModalScreen[str | None]):
+    """Choose which routine of a peer to act on."""
+
+    DEFAULT_CSS = MODAL_CSS
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, label: str, services: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.label = label
+        self.services = services
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(Text(f"Panic which routine of {self.label}?", style="bold"))
+            yield OptionList(
+                *(Option(f"{svc}  ({state})", id=svc) for svc, state in self.services),
+                id="services",
+            )
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the app and of the current view, with what it does."""
+
+    DEFAULT_CSS = MODAL_CSS
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, rows: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append("Keys\n\n", style="bold")
+        width = max((len(k) for k, _ in self.rows), default=4) + 2
+        for key, what in self.rows:
+            text.append(key.ljust(width), style="bold")
+            text.append(what + "\n")
+        text.append("\nEsc closes this help.", style="dim")
+        with Vertical():
+            yield Static(text, id="help-text")
+
+    def action_close(self) -> None:
+        self.dismiss(None)

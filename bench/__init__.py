@@ -47,6 +47,10 @@ class ScenarioResult:
     goal: float | None  # minimum acceptable ``measured / baseline``; higher is better
     samples: dict[str, list[float]] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    #: For costs (lower is better): the largest acceptable ``measured_value``, in ``unit``,
+    #: and the largest acceptable ``measured / baseline`` ratio.
+    max_value: float | None = None
+    max_ratio: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -56,9 +60,24 @@ class ScenarioResult:
 
     @property
     def meets_goal(self) -> bool | None:
-        if self.goal is None:
-            return None
-        return self.ratio >= self.goal
+        checks: list[bool] = []
+        if self.goal is not None:
+            checks.append(self.ratio >= self.goal)
+        if self.max_value is not None:
+            checks.append(self.measured_value <= self.max_value)
+        if self.max_ratio is not None:
+            checks.append(self.ratio <= self.max_ratio)
+        return all(checks) if checks else None
+
+    def goal_text(self) -> str:
+        parts = []
+        if self.goal is not None:
+            parts.append(f">= {self.goal:.2f}x")
+        if self.max_value is not None:
+            parts.append(f"<= {self.max_value:g} {self.unit}")
+        if self.max_ratio is not None:
+            parts.append(f"<= {self.max_ratio:.2f}x")
+        return ", ".join(parts) or "-"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

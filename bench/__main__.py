@@ -107,7 +107,7 @@ def render(results: list[ScenarioResult], failures: dict[str, str]) -> Table:
             f"{_fmt(r.baseline_value)} {r.unit}",
             f"{_fmt(r.measured_value)} {r.unit}",
             f"{r.ratio:.2f}",
-            "-" if r.goal is None else f">= {r.goal:.2f} {mark}",
+            f"{r.goal_text()} {mark}".strip(),
         )
     for name, error in failures.items():
         table.add_row(f"[red]{escape(name)}[/]", "[red]FAILED[/]", "", "", "", escape(error[:80]))

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from console.client import ActionRequest, NodeClient
@@ -88,7 +89,7 @@ class ZakuraConsole(App[None]):
 
     async def poll(self) -> None:
         """Fetch one frame of data and render it (skipped while a fetch is running)."""
-        if self._polling:
+        if self._polling or not self.is_running:
             return
         self._polling = True
         try:
@@ -99,15 +100,19 @@ class ZakuraConsole(App[None]):
             return
         finally:
             self._polling = False
-        if self.state.paused:
+        if self.state.paused or not self.is_running:
             return
-        self.state.snapshot = snapshot
+        self.state.set_snapshot(snapshot)
         self.state.add_journal(rows)
-        self.state.frames += 1
         self.render_current()
 
     def render_current(self) -> None:
-        screen = self.screen
+        if not self.is_running:
+            return
+        try:
+            screen = self.screen
+        except ScreenStackError:  # a timer tick while the app shuts down
+            return
         if isinstance(screen, ConsoleScreen):
             screen.refresh_view()
 
@@ -137,9 +142,11 @@ class ZakuraConsole(App[None]):
         ]
         screen = self.screen
         if isinstance(screen, ConsoleScreen):
+            # Only the view's own keys: Screen's inherited focus/copy keys are noise here.
+            own = type(screen).__dict__.get("BINDINGS", [])
             rows += [
-                (b.key_display or b.key, b.description)
-                for b in screen.BINDINGS
+                (b.key_display or b.key, b.tooltip or b.description)
+                for b in own
                 if isinstance(b, Binding) and b.description
             ]
         return rows
@@ -176,6 +183,15 @@ class ZakuraConsole(App[None]):
         screen = self.screen
         return screen.selected_peer() if isinstance(screen, ConsoleScreen) else None
 
+    def _cursor_label_of_departed_peer(self) -> str | None:
+        """The label under the cursor when it is a peer that already left (for the message)."""
+        from console.widgets.peer_table import PeerTable
+
+        try:
+            return self.screen.query_one(PeerTable).cursor_label()
+        except NoMatches:
+            return None
+
     def action_disconnect(self) -> None:
         self.request_action("disconnect")
 
@@ -193,7 +209,13 @@ class ZakuraConsole(App[None]):
             return
         label = self.selected_peer()
         if label is None:
-            self.notify("select a peer first (Peers view, 2)", severity="warning", timeout=3)
+            left = self._cursor_label_of_departed_peer()
+            message = (
+                f"{left} already left: nothing to {kind}"
+                if left
+                else "select a peer first (Peers view, 2)"
+            )
+            self.notify(message, severity="warning", timeout=3)
             return
         self.run_worker(self._act(kind, label), group="action", exclusive=True)
 

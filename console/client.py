@@ -87,8 +87,8 @@ class InProcessClient:
         return self.node.snapshot()
 
     async def journal_since(self, seq: int, limit: int = 500) -> list[JournalRow]:
-        events = self.node.journal.since(seq)
-        return [e.to_dict() for e in events[-limit:]]
+        # Oldest first, at most ``limit``: the console pages forward and never skips events.
+        return [e.to_dict() for e in self.node.journal.since(seq, limit)]
 
     async def act(self, request: ActionRequest) -> ActionResult:
         from node_core.faults import FaultError

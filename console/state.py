@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from console.client import JournalRow, Snapshot
 
 JOURNAL_KEEP = 5000
+LAG_HISTORY = 120
 
 
 @dataclass
@@ -22,6 +23,18 @@ class ConsoleState:
     paused: bool = False
     read_only: bool = False
     frames: int = 0
+    #: Node event-loop lag p99 (ms), one point per frame, for the Overview sparkline.
+    lag_p99: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_HISTORY))
+
+    def set_snapshot(self, snapshot: Snapshot) -> None:
+        previous = self.snapshot
+        self.snapshot = snapshot
+        self.frames += 1
+        lag = snapshot.get("loop_lag") or {}
+        # One point per distinct snapshot: re-reading the same frame adds nothing.
+        fresh = previous is None or previous.get("generated_at") != snapshot.get("generated_at")
+        if fresh and lag.get("samples"):
+            self.lag_p99.append(float(lag.get("p99_ms") or 0.0))
 
     def add_journal(self, rows: list[JournalRow]) -> None:
         for row in rows:

@@ -43,6 +43,8 @@ class ConsoleScreen(Screen[None]):
 
     def refresh_view(self) -> None:
         """Render the app's current state (called on every frame and when shown)."""
+        if not self.is_mounted:
+            return  # a frame can arrive between switch_mode and this screen's mount
         state = self.console.state
         self.query_one(StatusBar).apply(state, self.VIEW_TITLE, self.console.view_titles())
         if state.snapshot is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,13 +16,22 @@ ConfirmScreen, PickServiceScreen, HelpScreen {
     align: center middle;
 }
 ConfirmScreen > Vertical, PickServiceScreen > Vertical, HelpScreen > Vertical {
-    width: auto;
-    max-width: 90%;
+    width: 76;
+    max-width: 95%;
     height: auto;
     max-height: 90%;
-    border: thick $accent;
+    border: round $accent;
     background: $surface;
     padding: 1 2;
+}
+ConfirmScreen Static, ConfirmScreen Label, PickServiceScreen Label, HelpScreen Static {
+    width: 100%;
+    height: auto;
+}
+PickServiceScreen OptionList {
+    height: auto;
+    max-height: 12;
+    margin-top: 1;
 }
 ConfirmScreen Horizontal {
     height: auto;
@@ -103,15 +113,15 @@ class HelpScreen(ModalScreen[None]):
         self.rows = rows
 
     def compose(self) -> ComposeResult:
-        text = Text()
-        text.append("Keys\n\n", style="bold")
-        width = max((len(k) for k, _ in self.rows), default=4) + 2
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(overflow="fold")
         for key, what in self.rows:
-            text.append(key.ljust(width), style="bold")
-            text.append(what + "\n")
-        text.append("\nEsc closes this help.", style="dim")
+            table.add_row(key, what)
         with Vertical():
-            yield Static(text, id="help-text")
+            yield Label(Text("Keys", style="bold"))
+            yield Static(table, id="help-text")
+            yield Label(Text("Esc closes this help.", style="dim"))
 
     def action_close(self) -> None:
         self.dismiss(None)

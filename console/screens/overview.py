@@ -1,20 +1,231 @@
-"""The Overview view."""
+"""The Overview view: the node at a glance.
+
+Top row: who the node is, how connected it is against its targets and caps, and how healthy
+its event loop is. Middle: the routines matrix and the peers that just left. Then a reserved
+area (``#sync-panels``) that the header-sync and block-sync issues fill, and the journal tail.
+
+Every panel compares what it would show with what it shows and re-renders only on a
+difference, so a quiet node costs almost nothing per frame.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+from typing import Any
 
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from console.client import Snapshot
+from console.format import clean, duration
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+from console.widgets.journal_tail import JournalTail
+from console.widgets.kv_panel import KVPanel, KVRow
+from console.widgets.recent_closes import RecentCloses
+from console.widgets.routines_matrix import RoutinesMatrix
+
+#: Frames of p99 loop lag kept for the sparkline (30 s at the default 4 Hz).
+LAG_HISTORY = 120
+#: Loop lag (ms) above which the numbers turn to warning, then error colours.
+LAG_WARN_MS = 25.0
+LAG_BAD_MS = 100.0
+
+SYNC_PLACEHOLDER = "header-sync and block-sync panels appear here once those services run"
+
+
+def lag_style(ms: float) -> str:
+    if ms >= LAG_BAD_MS:
+        return "$error bold"
+    if ms >= LAG_WARN_MS:
+        return "$warning bold"
+    return ""
+
+
+def node_rows(snap: Snapshot) -> list[KVRow]:
+    node = snap["node"]
+    faults = bool(node.get("allow_faults"))
+    return [
+        ("label", clean(node.get("label"), 40), "bold"),
+        ("listen", clean(node.get("listen") or "-", 60), ""),
+        ("network", clean(node.get("network") or "-", 30), ""),
+        ("uptime", duration(float(node.get("uptime_s") or 0.0)), ""),
+        (
+            "faults",
+            "allowed" if faults else "refused",
+            "$warning" if faults else "$foreground-muted",
+        ),
+        (
+            "api",
+            clean(node.get("api") or "off", 60),
+            "" if node.get("api") else "$foreground-muted",
+        ),
+    ]
+
+
+def connection_rows(snap: Snapshot) -> list[KVRow]:
+    t, d = snap["transport"], snap["dialer"]
+    connected, target = int(d.get("connected", t["connections"])), int(d.get("target", 0))
+    pending, max_pending = int(t["pending_handshakes"]), int(t["max_pending_handshakes"])
+    conns, max_conns = int(t["connections"]), int(t["max_connections"])
+    return [
+        (
+            "peers",
+            f"{connected} / {target} target",
+            "$peer-ok bold" if connected >= target else "$peer-parked bold",
+        ),
+        ("in / out", f"{t['inbound']} / {t['outbound']}", ""),
+        ("capacity", f"{conns} / {max_conns} max", "$warning" if conns >= max_conns else ""),
+        (
+            "handshakes",
+            f"{pending} / {max_pending} pending",
+            "$warning" if pending >= max_pending else "",
+        ),
+        ("dialing", f"{d.get('in_flight', 0)} (book {d.get('book_size', 0)})", ""),
+    ]
+
+
+def lag_rows(lag: dict[str, Any]) -> list[KVRow]:
+    if not lag.get("samples"):
+        return [("loop lag", "no samples yet", "$foreground-muted")]
+    rows: list[KVRow] = []
+    for name in ("p50", "p99", "max"):
+        ms = float(lag.get(f"{name}_ms") or 0.0)
+        rows.append((f"lag {name}", f"{ms:.1f} ms", lag_style(ms)))
+    return rows
+
+
+def counter_rows(snap: Snapshot) -> list[KVRow]:
+    counters = snap.get("counters") or {}
+    panics = int(counters.get("panics") or 0)
+    dropped = int(counters.get("trace_rows_dropped") or 0)
+    return [
+        ("panics", str(panics), "$peer-panicked bold" if panics else "$foreground-muted"),
+        ("trace dropped", str(dropped), "$warning" if dropped else "$foreground-muted"),
+    ]
 
 
 class OverviewScreen(ConsoleScreen):
+    """Panels over the latest snapshot, and the journal tail."""
+
     VIEW_TITLE = "Overview"
+    DEFAULT_CSS = """
+    OverviewScreen .panel {
+        width: 1fr;
+        height: 100%;
+        border: round $foreground 30%;
+        border-title-color: $primary;
+        border-title-style: bold;
+        border-subtitle-color: $foreground-muted;
+        padding: 0 1;
+    }
+    OverviewScreen #ov-top {
+        height: 9;
+    }
+    OverviewScreen #ov-mid {
+        height: 7;
+    }
+    OverviewScreen #ov-node {
+        min-width: 34;
+    }
+    OverviewScreen #ov-routines {
+        width: auto;
+    }
+    OverviewScreen #ov-lag-spark {
+        height: 2;
+        margin: 0 0 0 0;
+    }
+    OverviewScreen #ov-lag-spark > .sparkline--max-color {
+        color: $warning;
+    }
+    OverviewScreen #ov-lag-spark > .sparkline--min-color {
+        color: $success;
+    }
+    OverviewScreen #sync-panels {
+        height: auto;
+        layout: horizontal;
+    }
+    OverviewScreen #sync-placeholder {
+        width: 1fr;
+        height: 3;
+        border: dashed $foreground 30%;
+        border-title-color: $foreground-muted;
+        color: $foreground-muted;
+        text-style: italic;
+        padding: 0 1;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    OverviewScreen #ov-journal {
+        height: 1fr;
+        min-height: 4;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lag_drawn: list[float] = []
 
     def compose_body(self) -> ComposeResult:
-        yield Static(id="body")
+        with Horizontal(id="ov-top"):
+            with Vertical(classes="panel", id="ov-node") as box:
+                box.border_title = "node"
+                yield KVPanel(id="ov-node-kv")
+            with Vertical(classes="panel", id="ov-conns") as box:
+                box.border_title = "connections"
+                yield KVPanel(id="ov-conns-kv")
+            with Vertical(classes="panel", id="ov-runtime") as box:
+                box.border_title = "event loop"
+                box.border_subtitle = "p99 history"
+                yield KVPanel(key_width=13, id="ov-lag-kv")
+                yield Sparkline([], id="ov-lag-spark")
+                yield KVPanel(key_width=13, id="ov-counters-kv")
+        with Horizontal(id="ov-mid"):
+            with Vertical(classes="panel", id="ov-routines") as box:
+                box.border_title = "routines (service x state)"
+                yield RoutinesMatrix(id="ov-matrix")
+            with Vertical(classes="panel", id="ov-closed") as box:
+                box.border_title = "recently closed"
+                yield RecentCloses(id="ov-closes")
+        with Vertical(id="sync-panels"):
+            placeholder = Static(SYNC_PLACEHOLDER, id="sync-placeholder", markup=False)
+            placeholder.border_title = "sync"
+            yield placeholder
+        with Vertical(classes="panel", id="ov-journal") as box:
+            box.border_title = "journal"
+            box.border_subtitle = "newest last - 3 opens the full log"
+            yield JournalTail(id="ov-tail")
+
+    def refresh_view(self) -> None:
+        # The app can poll between a mode switch and this screen's mount (its widgets not yet
+        # composed): skip that frame; the screen renders on resume.
+        if self.is_mounted:
+            super().refresh_view()
 
     def apply(self, state: ConsoleState) -> None:
-        assert state.snapshot is not None
-        self.query_one("#body", Static).update(f"{len(state.snapshot['peers'])} peers")
+        snap = state.snapshot
+        assert snap is not None
+        self.query_one("#ov-node-kv", KVPanel).set_rows(node_rows(snap))
+        self.query_one("#ov-conns-kv", KVPanel).set_rows(connection_rows(snap))
+        lag = snap.get("loop_lag") or {}
+        self.query_one("#ov-lag-kv", KVPanel).set_rows(lag_rows(lag))
+        self._draw_lag(state)
+        self.query_one("#ov-counters-kv", KVPanel).set_rows(counter_rows(snap))
+        matrix, closes = self.query_one(RoutinesMatrix), self.query_one(RecentCloses)
+        matrix.set_summary(snap.get("routines_summary") or {})
+        closes.set_closes(snap.get("recently_closed") or [], float(snap["generated_at"]))
+        # The middle row is as tall as its fuller panel: the journal tail gets the rest.
+        mid = self.query_one("#ov-mid")
+        height = max(matrix.line_count, closes.line_count) + 2
+        if mid.styles.height is None or mid.styles.height.value != height:
+            mid.styles.height = height
+        self.query_one(JournalTail).set_rows(state.journal)
+
+    def _draw_lag(self, state: ConsoleState) -> None:
+        # The history is the app's (one point per frame, whatever view is visible).
+        # Sparkline.data is reactive: only a new list is noticed. One point would render as a
+        # full block, which reads as "maximum lag"; wait for a second one to draw a trend.
+        history = list(state.lag_p99)
+        if len(history) >= 2 and history != self._lag_drawn:
+            self._lag_drawn = history
+            self.query_one(Sparkline).data = history

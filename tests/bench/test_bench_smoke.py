@@ -54,7 +54,9 @@ def test_bulk_service_shape() -> None:
 def test_cli_quick_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     names = [b.name for b in bench.discover()]
     assert "mux_throughput" in names
-    status = main(["--mb", "1", "--repeat", "1", "--results-dir", str(tmp_path)])
+    status = main(
+        ["--only", "mux_throughput", "--mb", "1", "--repeat", "1", "--results-dir", str(tmp_path)]
+    )
     assert status == 0
     (path,) = tmp_path.glob("*.json")
     doc = json.loads(path.read_text())

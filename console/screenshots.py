@@ -1,0 +1,103 @@
+"""``make screenshots``: drive the real app through a scripted, deterministic demo and write an
+SVG and a PNG of every view to ``screenshots/``.
+
+The data comes from :class:`console.fixture.FixtureClient` (frozen clock, fixed peers), so the
+images only change when the UI does. PNGs are rendered with CairoSVG; the SVG asks for Fira
+Code, which is swapped for DejaVu Sans Mono (installed on Debian) so box drawing lines up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from console.app import ZakuraConsole
+from console.fixture import FixtureClient
+
+SIZE = (140, 40)
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    name: str
+    keys: tuple[str, ...]
+    caption: str
+    theme: str | None = None
+    read_only: bool = False
+
+
+SHOTS = (
+    Shot("overview", ("1",), "Overview: node, peers against target, routines matrix, lag, journal"),
+    Shot("peers", ("2", "down", "down"), "Peers: one row per peer, routine glyphs, bytes, rates"),
+    Shot("peer-detail", ("2", "down", "down", "enter"), "Peer detail: routines, streams, events"),
+    Shot("journal", ("3",), "Journal: live events with kind, peer and service filters"),
+    Shot("misbehavior", ("4",), "Misbehavior: records and counts by reason"),
+    Shot("confirm-disconnect", ("2", "down", "d"), "Disconnect asks first and names the target"),
+    Shot("help", ("2", "question_mark"), "Every key, one screen"),
+    Shot("peers-light", ("2",), "The light theme", theme="zakura-light"),
+    Shot("peers-high-contrast", ("2",), "The high-contrast theme", theme="zakura-high-contrast"),
+    Shot("read-only", ("2", "d"), "--read-only: actions refused, READ-ONLY marked", read_only=True),
+)
+
+
+async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
+    app = ZakuraConsole(FixtureClient(peers=peers, read_only=shot.read_only), theme=shot.theme)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await pilot.pause()
+        await app.poll()
+        await pilot.pause()
+        for key in shot.keys:
+            await pilot.press(key)
+            await pilot.pause()
+        await app.poll()
+        await pilot.pause()
+        await pilot.wait_for_scheduled_animations()
+        svg = app.export_screenshot(title=f"zakura console - {shot.caption}")
+    path = out / f"{shot.name}.svg"
+    await asyncio.to_thread(path.write_text, svg, encoding="utf-8")
+    return path
+
+
+def to_png(svg_path: Path) -> Path:
+    import cairosvg
+
+    svg = svg_path.read_text(encoding="utf-8").replace("Fira Code", "DejaVu Sans Mono")
+    png = svg_path.with_suffix(".png")
+    cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(png), output_width=1600)
+    return png
+
+
+async def run(out: Path, only: Sequence[str]) -> list[Path]:
+    written: list[Path] = []
+    for shot in SHOTS:
+        if only and shot.name not in only:
+            continue
+        svg = await take(shot, out)
+        written += [svg, to_png(svg)]
+        print(f"  {shot.name}: {shot.caption}", flush=True)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m console.screenshots",
+        description="Write SVG and PNG screenshots of every console view from fixture data.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("screenshots"), help="output folder (default: screenshots)"
+    )
+    parser.add_argument("only", nargs="*", help="shot names to take (default: all)")
+    args = parser.parse_args(argv)
+    print(f"writing screenshots to {args.out}/ ...", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = asyncio.run(run(args.out, args.only))
+    print(f"{len(files)} files written", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

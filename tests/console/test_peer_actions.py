@@ -1,0 +1,231 @@
+"""The ``d`` and ``p`` keys against a real in-process node with real peers on loopback.
+
+A hub node (faults allowed, target 3) and three leaf nodes bootstrapped to it run in this
+test's loop; the console attaches to the hub through :class:`InProcessClient`. The tests
+press the real keys (``2``, arrows, ``d``/``p``, ``y``) and check what the hub's journal and
+connections say happened: exactly the chosen peer's connection closed, with the reason the
+fault gives it, and the other two untouched.
+
+A disconnected leaf redials the hub about a second later (its bootstrap redial), so "the
+others stay" is checked by connection id, and the victim's row by its close reason or by a
+new connection id, whichever the frame caught.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from textual.pilot import Pilot
+
+from console.app import ZakuraConsole
+from console.client import InProcessClient
+from console.screens.modals import ConfirmScreen, PickServiceScreen
+from console.screens.peers import PeersScreen
+from console.widgets.peer_table import PeerTable
+from node_core.node import Node, NodeConfig
+
+SIZE = (140, 40)
+NO_TIMER = 3600.0  # the test polls by hand; the app's own timer stays out of the way
+
+
+class RecordingConsole(ZakuraConsole):
+    """The real app, remembering every notification it showed (they expire on screen)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes: list[tuple[str, str]] = []
+
+    def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
+        self.notes.append((str(message), str(kwargs.get("severity", "information"))))
+        super().notify(message, **kwargs)
+
+
+async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Re-check ``cond`` as the loop runs (never a fixed sleep)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def star(tmp_path: Path) -> AsyncIterator[tuple[Node, list[Node]]]:
+    """A hub with three connected leaves."""
+    hub = Node(NodeConfig(data_dir=tmp_path / "hub", allow_faults=True, target_peers=3))
+    nodes = [hub]
+    try:
+        await hub.start()
+        boot = (("127.0.0.1", hub.transport.listen_port),)
+        for i in range(3):
+            leaf = Node(NodeConfig(data_dir=tmp_path / f"leaf{i}", bootstrap=boot, target_peers=1))
+            nodes.append(leaf)
+            await leaf.start()
+        await wait_until(lambda: len(hub.transport.peers) == 3, "three leaves connected")
+        yield hub, nodes[1:]
+    finally:
+        for node in nodes:
+            await node.stop()
+
+
+def conn_ids(hub: Node) -> dict[str, int]:
+    return {p["label"]: p["conn_id"] for p in hub.snapshot()["peers"]}
+
+
+def closures(hub: Node, since: int) -> list[Any]:
+    """The hub's connection-closed journal events after ``since``."""
+    return [
+        e for e in hub.journal.since(since) if e.table == "conn" and e.event.startswith("closed")
+    ]
+
+
+def column(table: PeerTable, key: str) -> int:
+    return [s.key for s in table.specs].index(key)
+
+
+def text_of(widget: Any) -> str:
+    console = Console(width=SIZE[0], file=io.StringIO(), color_system=None)
+    with console.capture() as capture:
+        console.print(widget.content)
+    return capture.get()
+
+
+async def peers_view(pilot: Pilot[Any], row: int) -> tuple[PeerTable, str]:
+    """Open the Peers view, put the cursor on ``row``; returns the table and that label."""
+    app = pilot.app
+    assert isinstance(app, ZakuraConsole)
+    await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+    await pilot.press("2")
+    await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view")
+    table = app.screen.query_one(PeerTable)
+    await wait_until(lambda: table.live_count == 3, "three live rows")
+    for _ in range(row):
+        await pilot.press("down")
+    await pilot.pause()
+    label = table.selected_label()
+    assert label is not None
+    return table, label
+
+
+async def test_d_disconnects_exactly_the_selected_peer(star: tuple[Node, list[Node]]) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        table, victim = await peers_view(pilot, 1)
+        before = conn_ids(hub)
+        since = hub.journal.last_seq
+        await pilot.press("d")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert victim in confirm.title_text  # the modal names its target
+        await pilot.press("y")
+        await wait_until(
+            lambda: any("connection_closed" in note for note, _ in app.notes), "the effect"
+        )
+        closed = closures(hub, since)
+        assert {e.peer for e in closed} == {victim}  # nobody else lost a connection
+        mine = [e for e in closed if e.fields["conn"] == before[victim]]
+        assert len(mine) == 1
+        reason = str(mine[0].fields["reason"])
+        assert reason.startswith("fault:") and reason.endswith(":disconnect")
+        assert f"{victim}: connection_closed ({reason})" in " ".join(n for n, _ in app.notes)
+        # The others were not touched: same connections, still up.
+        now = conn_ids(hub)
+        for label, conn in before.items():
+            if label != victim:
+                assert now.get(label) == conn
+        # The victim's row shows the close reason: on its closed row, or, when the hub has
+        # already redialled it (it does at once), as the reason its last connection ended.
+        await app.poll()
+        await pilot.pause()
+        cells = table.rendered_cells(victim)
+        assert cells is not None
+        conn_cell = cells[column(table, "conn")][0]
+        if conn_cell == str(before[victim]):
+            assert cells[-1][0] == reason
+            assert app.selected_peer() is None  # a closed row is no action target
+        else:
+            assert cells[-1][0] == f"↻ {reason}"
+        for label in before:
+            if label != victim:
+                row = table.rendered_cells(label)
+                assert row is not None and row[-1][0] == ""
+
+
+async def test_p_panics_the_chosen_routine_of_the_selected_peer(
+    star: tuple[Node, list[Node]],
+) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        table, victim = await peers_view(pilot, 2)
+        before = conn_ids(hub)
+        since = hub.journal.last_seq
+        await pilot.press("p")
+        await wait_until(lambda: isinstance(app.screen, PickServiceScreen), "the routine picker")
+        picker = app.screen
+        assert isinstance(picker, PickServiceScreen)
+        assert [svc for svc, _state in picker.services] == ["discovery"]
+        await pilot.press("down", "enter")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        assert "discovery" in app.screen.title_text  # type: ignore[attr-defined]
+        await pilot.press("y")
+        await wait_until(
+            lambda: any("routine_panicked" in note for note, _ in app.notes), "the effect"
+        )
+        effect = next(note for note, _ in app.notes if "routine_panicked" in note)
+        assert victim in effect and "connection_closed" in effect
+        events = [(e.table, e.event, e.peer) for e in hub.journal.since(since)]
+        assert ("routine", "panicked", victim) in events
+        closed = closures(hub, since)
+        assert {e.peer for e in closed} == {victim}
+        mine = [e for e in closed if e.fields["conn"] == before[victim]]
+        assert len(mine) == 1 and mine[0].fields["reason"] == "panic:discovery"
+        now = conn_ids(hub)
+        for label, conn in before.items():
+            if label != victim:
+                assert now.get(label) == conn
+        for peer in hub.snapshot()["peers"]:
+            if peer["label"] != victim:
+                assert [r["state"] for r in peer["routines"]] == ["running"]
+        # The row: closed by the panic with ✖ under discovery, or already reconnected and
+        # saying why its last connection ended.
+        await app.poll()
+        await pilot.pause()
+        cells = table.rendered_cells(victim)
+        assert cells is not None
+        if cells[column(table, "conn")][0] == str(before[victim]):
+            assert cells[-1][0] == "panic:discovery"
+            assert cells[column(table, "svc:discovery")][0].startswith("✖")
+        else:
+            assert cells[-1][0] == "↻ panic:discovery"
+
+
+async def test_read_only_refuses_both_actions(star: tuple[Node, list[Node]]) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub, read_only=True), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        _table, _victim = await peers_view(pilot, 0)
+        assert "READ-ONLY" in text_of(app.screen.query_one("StatusBar"))
+        before = conn_ids(hub)
+        since = hub.journal.last_seq
+        for key in ("d", "p"):
+            app.notes.clear()
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, PeersScreen)  # no modal opened
+            assert any(
+                "read-only" in note and severity == "error" for note, severity in app.notes
+            ), app.notes
+        await pilot.pause()
+        assert conn_ids(hub) == before
+        assert not [e for e in hub.journal.since(since) if e.table == "fault"]

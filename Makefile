@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/zakura demo
+	$(BIN)/zakura console
 
 test: $(STAMP)
 	$(BIN)/ruff check .

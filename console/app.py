@@ -58,6 +58,8 @@ class ZakuraConsole(App[None]):
         Binding("t", "cycle_theme", "Theme"),
         Binding("question_mark", "help", "Keys"),
         Binding("q", "quit", "Quit"),
+        # Textual treats Ctrl+C as a key; an operator expects it to quit.
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(
@@ -82,7 +84,11 @@ class ZakuraConsole(App[None]):
             self.register_theme(t)
         self.theme = self._initial_theme
         self.set_interval(self.refresh_interval, self.poll)
-        self.call_later(self.poll)
+        self.poll_soon()
+
+    def poll_soon(self) -> None:
+        """Fetch a frame now, in a worker: a slow client never blocks key handling."""
+        self.run_worker(self.poll(), group="poll", exit_on_error=False)
 
     def view_titles(self) -> list[tuple[str, str]]:
         return [(key, title) for key, _mode, title in VIEWS]
@@ -121,7 +127,7 @@ class ZakuraConsole(App[None]):
         self.state.paused = not self.state.paused
         self.render_current()
         if not self.state.paused:
-            self.call_later(self.poll)
+            self.poll_soon()
 
     def action_cycle_theme(self) -> None:
         names = self._themes
@@ -253,4 +259,4 @@ class ZakuraConsole(App[None]):
         self.notify(f"{request.describe()} ...", timeout=2)
         result = await self.client.act(request)
         self.notify(result.message, severity="information" if result.ok else "error", timeout=6)
-        self.call_later(self.poll)
+        self.poll_soon()

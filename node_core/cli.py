@@ -1,4 +1,4 @@
-"""The ``zakura`` command line: ``node``, ``testnet`` and ``demo`` (the default).
+"""The ``zakura`` command line: ``console`` (the default), ``node``, ``testnet`` and ``demo``.
 
 Operators meet the node here first, so every mistake they can make on the command line ends in
 one line on stderr that names the flag and the problem, and exit code 2 - never a traceback.
@@ -235,8 +235,29 @@ example:
   zakura testnet --nodes 8 --api-base-port 9100
   curl -s 127.0.0.1:9100/api/v1/snapshot     # node 0's view of the network"""
 
+CONSOLE_HELP = """\
+The operator console (what `make run` starts, and `zakura` with no subcommand).
+
+Opens the full-screen console at once and, behind it, starts a local testnet of --peers node
+processes and the operator's own node inside this process (fault injection enabled, target
+peers = --peers, bootstrapped from testnet node 0); the status bar says "waiting for the
+node..." until it is up. Views: 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior; ? lists every
+key, ctrl+p opens the command palette. q or Ctrl+C quits and stops the node and every testnet
+process it started (also when the console crashes or gets SIGTERM/SIGHUP).
+
+Logs never go to the terminal while the console runs: they go to --log-file, and each testnet
+node logs to <data dir>/testnet/node-NN/node.log. Without --data-dir everything lives in a
+temp dir removed at exit (kept, and its path printed, when the console exits with an error).
+Input errors print one line on stderr naming the flag, and exit with code 2."""
+
+CONSOLE_EXAMPLE = """\
+example:
+  zakura                                   # same as: zakura console
+  zakura console --peers 8 --refresh 0.5
+  zakura console --read-only --theme zakura-light --data-dir ./console-data"""
+
 DEMO_HELP = """\
-The interim operator view (what `make run` starts, and `zakura` with no subcommand).
+The interim operator view, a rich table in the terminal (`zakura console` is the default now).
 
 Starts a local testnet of --peers node processes, then the operator's own node inside this
 process (fault injection enabled, target peers = --peers, bootstrapped from testnet node 0),
@@ -259,12 +280,65 @@ def build_parser() -> Parser:
         formatter_class=fmt,
         description=(
             "zakura: an asyncio peer-to-peer node following the Zakura peer-routine\n"
-            "architecture, its local testnet, and an operator view. With no subcommand it\n"
-            "runs `zakura demo` (a local testnet plus a node of your own, shown live)."
+            "architecture, its local testnet, and an operator console. With no subcommand it\n"
+            "runs `zakura console` (a local testnet plus a node of your own, in a live TUI)."
         ),
-        epilog="example:\n  zakura            # same as: zakura demo\n  zakura node --help",
+        epilog="example:\n  zakura            # same as: zakura console\n  zakura node --help",
     )
-    sub = root.add_subparsers(dest="command", metavar="{node,testnet,demo}")
+    sub = root.add_subparsers(dest="command", metavar="{console,node,testnet,demo}")
+
+    console = sub.add_parser(
+        "console",
+        help="the operator console over a local testnet and your own node (the default)",
+        description=CONSOLE_HELP,
+        epilog=CONSOLE_EXAMPLE,
+        formatter_class=fmt,
+    )
+    console.add_argument(
+        "--peers",
+        type=count(1),
+        default=6,
+        metavar="N",
+        help="number of testnet node processes to start; your node aims to connect to all "
+        "of them (default: 6)",
+    )
+    console.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep all data under DIR (your node in DIR/node, the testnet in DIR/testnet, "
+        "the log in DIR/console.log) (default: a temp dir, removed at exit)",
+    )
+    console.add_argument(
+        "--refresh",
+        type=seconds,
+        default=0.25,
+        metavar="SECONDS",
+        help="how often the views fetch fresh data from the node (default: 0.25, i.e. 4 Hz)",
+    )
+    console.add_argument(
+        "--read-only",
+        action="store_true",
+        help="disable every action (disconnect, panic); READ-ONLY shows in the header "
+        "(default: actions allowed, each asks for confirmation)",
+    )
+    console.add_argument(
+        "--theme",
+        default=None,
+        metavar="NAME",
+        help="colour theme: zakura-dark, zakura-light or zakura-high-contrast; t cycles them "
+        "while running (default: zakura-dark)",
+    )
+    console.add_argument(
+        "--log-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the console's and your node's log here, never to the terminal "
+        "(default: <data dir>/console.log)",
+    )
+    add_log_level(console, "info", "in --log-file and in every testnet node's node.log")
 
     node = sub.add_parser(
         "node",
@@ -389,7 +463,7 @@ def build_parser() -> Parser:
 
     demo = sub.add_parser(
         "demo",
-        help="local testnet plus your own node, shown live (the default)",
+        help="the interim rich-table view of a local testnet and your own node",
         description=DEMO_HELP,
         epilog=DEMO_EXAMPLE,
         formatter_class=fmt,
@@ -531,12 +605,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv:
-        argv = ["demo"]
+        argv = ["console"]
     args = parser.parse_args(argv)
     if args.command is None:  # only top-level flags given: they all exit, but be safe
-        args = parser.parse_args(["demo"])
-    setup_logging(args.log_level)
+        args = parser.parse_args(["console"])
     prog = f"zakura {args.command}"
+    if args.command == "console":
+        # No stderr logging here: the console sends every record to its log file.
+        return _console(args, prog)
+    setup_logging(args.log_level)
     try:
         if args.command == "node":
             return asyncio.run(run_node(args))
@@ -551,6 +628,21 @@ def main(argv: list[str] | None = None) -> int:
         return fail(prog, err)
     except KeyboardInterrupt:
         # Ctrl-C before the signal handlers were installed: nothing is running yet.
+        return 130
+
+
+def _console(args: argparse.Namespace, prog: str) -> int:
+    """``zakura console``: Textual imported only here, so other commands start quickly."""
+    from console.launcher import NotATerminal, run_console
+
+    try:
+        return asyncio.run(run_console(args))
+    except UsageError as err:
+        return fail(prog, err)
+    except NotATerminal as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
         return 130
 
 

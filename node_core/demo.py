@@ -1,10 +1,13 @@
-"""``zakura demo``: the interim operator view that ``make run`` starts until the console lands.
+"""``zakura demo``: the interim operator view, a plain ``rich`` table (``zakura console``, the
+Textual console, is the default and what ``make run`` starts now).
 
-It starts a local :class:`~node_core.testnet.Testnet`, runs the operator's own node in this
-process, and shows that node's peers live. Every figure on screen comes from
-``node.snapshot()`` alone - the same rule the Textual console will follow - so this view is
-also a running check that the snapshot carries what an operator needs. The renderers below are
-pure functions of one snapshot document, which keeps them testable and swappable.
+Kept because it needs no full-screen terminal: piped into a log it prints a text summary every
+second, which makes it handy in CI and over dumb terminals. It starts a local
+:class:`~node_core.testnet.Testnet`, runs the operator's own node in this process, and shows
+that node's peers live. Every figure on screen comes from ``node.snapshot()`` alone - the same
+rule the Textual console follows - so this view is also a running check that the snapshot
+carries what an operator needs. The renderers below are pure functions of one snapshot
+document, which keeps them testable and swappable.
 
 Peer-supplied strings (close reasons, addresses) are shown through :func:`clean` and as rich
 ``Text`` (never markup), so a hostile peer cannot paint the operator's terminal.

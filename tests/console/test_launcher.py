@@ -1,0 +1,444 @@
+"""``zakura console`` end to end: flags, a real terminal, quitting, and nothing left behind.
+
+The terminal tests start the real command in a pseudo-terminal (as a user's shell would),
+read what Textual draws, press keys by writing to the pty, and then look through ``/proc`` for
+any process whose command line still names the test's data dir. Processes are found by that
+unique path and never killed by name; a leftover is a failure, and the test's cleanup stops
+only the console process it started.
+
+No timing thresholds (DESIGN §9): the deadlines below only stop a broken run from hanging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from console.client import ActionRequest
+from console.fixture import FixtureClient
+from console.launcher import LauncherConsole, NodeUnavailable, PendingClient, ThreadedClient
+from themes import load_themes
+
+ZAKURA = Path(sys.executable).with_name("zakura")
+COLS, ROWS = 160, 45
+APPEAR_SECS = 15.0
+EXIT_SECS = 10.0
+#: CSI sequences, OSC strings, charset selection and the short ESC commands Textual writes.
+ESCAPES = re.compile(
+    rb"\x1b(\[[0-9;?<>=!]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-B]|[=>78MDEc])"
+)
+
+pytestmark = pytest.mark.skipif(not ZAKURA.exists(), reason="the zakura script is not installed")
+
+
+# ---------------------------------------------------------------------- helpers
+def processes_mentioning(text: str) -> dict[int, str]:
+    """Live processes whose command line contains ``text`` (zombies have none)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+class Terminal:
+    """One ``zakura`` process on a pseudo-terminal of COLS x ROWS, and what it has drawn."""
+
+    def __init__(self, args: list[str]) -> None:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
+        env.pop("TEXTUAL_ALLOW_SIGNALS", None)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [str(ZAKURA), *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.master = master
+        self.raw = bytearray()
+        self.first_output: float | None = None
+
+    def _pump(self, timeout: float) -> None:
+        ready, _, _ = select.select([self.master], [], [], timeout)
+        if not ready:
+            return
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            data = b""
+        if data:
+            if self.first_output is None:
+                self.first_output = time.monotonic() - self.started
+            self.raw += data
+        else:
+            time.sleep(timeout)
+
+    @property
+    def text(self) -> str:
+        """Everything drawn so far with the escape sequences removed (for substring checks)."""
+        return ESCAPES.sub(b"", bytes(self.raw)).decode(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = APPEAR_SECS) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (m := re.search(pattern, self.text)) is not None:
+                return m
+            if self.proc.poll() is not None:
+                break
+            self._pump(0.1)
+        raise AssertionError(
+            f"{pattern!r} not on screen after {timeout:.0f} s (exit code {self.proc.poll()}); "
+            f"screen text ends with: {self.text[-1500:]!r}"
+        )
+
+    def press(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def wait_exit(self, timeout: float = EXIT_SECS) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (code := self.proc.poll()) is not None:
+                return code
+            self._pump(0.1)
+        raise AssertionError(f"zakura did not exit within {timeout:.0f} s")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:  # a failed test: stop only the process we started
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(EXIT_SECS)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[list[Terminal]]:
+    started: list[Terminal] = []
+    yield started
+    for term in started:
+        term.close()
+
+
+def open_console(started: list[Terminal], data_dir: Path, *extra: str) -> Terminal:
+    term = Terminal(["console", "--peers", "3", "--data-dir", str(data_dir), *extra])
+    started.append(term)
+    return term
+
+
+def assert_all_stopped(data_dir: Path) -> None:
+    left = processes_mentioning(str(data_dir))
+    assert left == {}, f"processes left running: {left}"
+
+
+# ---------------------------------------------------------------------- flags
+def test_help_teaches_every_flag() -> None:
+    out = subprocess.run(
+        [str(ZAKURA), "console", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in (
+        "--peers N",
+        "--data-dir DIR",
+        "--refresh SECONDS",
+        "--read-only",
+        "--theme NAME",
+        "--log-file PATH",
+        "--log-level LEVEL",
+    ):
+        assert flag in out
+    assert "(default: 6)" in out and "0.25" in out and "console.log" in out
+    options = out.split("options:", 1)[1].split("example:", 1)[0]
+    for entry in re.split(r"\n  (?=-)", options)[1:]:
+        assert entry.startswith("-h") or "default" in entry, entry  # every flag says its default
+    flat = " ".join(out.split())  # argparse wraps long help lines
+    for theme in load_themes():
+        assert theme.name in flat.replace("- ", "-")
+    assert "example:" in out
+
+
+def test_root_help_names_console_the_default() -> None:
+    out = subprocess.run([str(ZAKURA), "--help"], capture_output=True, text=True, check=True)
+    assert "same as: zakura console" in out.stdout
+    demo = subprocess.run([str(ZAKURA), "demo", "--help"], capture_output=True, text=True)
+    assert "`zakura console` is the default now" in demo.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--peers", "0"], "--peers"),
+        (["--refresh", "0"], "--refresh"),
+        (["--refresh", "soon"], "--refresh"),
+        (["--theme", "no-such-theme"], "--theme"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_bad_flags_print_one_line_and_exit_2(args: list[str], flag: str) -> None:
+    res = subprocess.run(
+        [str(ZAKURA), "console", *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and flag in lines[0] and "Traceback" not in res.stderr
+    assert res.stdout == ""
+
+
+def test_unwritable_log_file_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = subprocess.run(
+        [str(ZAKURA), "console", "--log-file", str(blocker / "console.log")],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "--log-file" in res.stderr
+
+
+def test_no_subcommand_is_the_console_which_needs_a_terminal() -> None:
+    res = subprocess.run(
+        [str(ZAKURA)], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30
+    )
+    assert res.returncode == 2
+    assert res.stderr.startswith("zakura console: error:") and "terminal" in res.stderr
+    assert res.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------- a real terminal
+def test_console_in_a_terminal_quits_on_q_and_stops_everything(
+    tmp_path: Path, terminal: list[Terminal]
+) -> None:
+    data = tmp_path / "data"
+    term = open_console(terminal, data)
+    term.wait_for(r"waiting for the node|peer:[0-9a-f]{16}")
+    label = term.wait_for(r"(peer:[0-9a-f]{16}) 127\.0\.0\.1:\d+").group(1)
+    term.wait_for(r"peers 3/3")
+    children = processes_mentioning(str(data / "testnet"))
+    assert len(children) == 3, children
+    assert label in (data / "console.log").read_text()
+
+    term.press(b"q")
+    assert term.wait_exit() == 0
+    assert_all_stopped(data)
+    log = (data / "console.log").read_text()
+    assert "first frame drawn" in log and "exit code 0" in log
+    assert "Traceback" not in term.text
+
+
+def test_ctrl_c_quits_and_stops_everything(tmp_path: Path, terminal: list[Terminal]) -> None:
+    data = tmp_path / "data"
+    term = open_console(terminal, data)
+    term.wait_for(r"peers 3/3")
+    assert len(processes_mentioning(str(data / "testnet"))) == 3
+
+    term.press(b"\x03")
+    assert term.wait_exit() == 0
+    assert_all_stopped(data)
+
+
+def test_read_only_console_shows_read_only(tmp_path: Path, terminal: list[Terminal]) -> None:
+    data = tmp_path / "data"
+    term = open_console(terminal, data, "--read-only")
+    term.wait_for(r"READ-ONLY")
+    term.wait_for(r"peers \d/3")
+    term.press(b"q")
+    assert term.wait_exit() == 0
+    assert_all_stopped(data)
+
+
+def test_quitting_while_the_network_starts_stops_it(
+    tmp_path: Path, terminal: list[Terminal]
+) -> None:
+    data = tmp_path / "data"
+    term = open_console(terminal, data)
+    term.wait_for(r"waiting for the node")
+    term.press(b"q")
+    assert term.wait_exit() == 0
+    assert_all_stopped(data)
+
+
+def test_sigterm_stops_everything(tmp_path: Path, terminal: list[Terminal]) -> None:
+    data = tmp_path / "data"
+    term = open_console(terminal, data)
+    term.wait_for(r"peers 3/3")
+    term.proc.send_signal(signal.SIGTERM)
+    assert term.wait_exit() == 0
+    assert_all_stopped(data)
+
+
+# ---------------------------------------------------------------------- a crash
+def test_a_crashing_app_still_stops_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception inside the app (here: in a poll, once the node is attached) ends the app
+    with code 1; the node and every testnet process are stopped all the same."""
+    from console import launcher
+
+    class Crashing(LauncherConsole):
+        async def poll(self) -> None:
+            await super().poll()
+            if self.state.snapshot is not None and self.state.snapshot["peers"]:
+                raise RuntimeError("boom (test crash)")
+
+        async def run_async(self, **kwargs: object) -> None:
+            await super().run_async(headless=True, size=(COLS, ROWS))
+
+    monkeypatch.setattr(launcher, "LauncherConsole", Crashing)
+    monkeypatch.setattr(launcher, "check_terminal", lambda: None)
+    data = tmp_path / "data"
+    args = argparse.Namespace(
+        peers=2,
+        data_dir=data,
+        refresh=0.25,
+        read_only=False,
+        theme=None,
+        log_file=None,
+        log_level="info",
+    )
+    seen: dict[int, str] = {}
+
+    async def run() -> int:
+        async def watch() -> None:
+            while True:
+                seen.update(processes_mentioning(str(data / "testnet")))
+                await asyncio.sleep(0.1)
+
+        watcher = asyncio.ensure_future(watch())
+        try:
+            async with asyncio.timeout(60):
+                return await launcher.run_console(args)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    code = asyncio.run(run())
+    assert code == 1
+    assert len(seen) == 2, seen  # the testnet really ran
+    assert_all_stopped(data)
+    assert "exit code 1" in (data / "console.log").read_text()
+
+
+# ---------------------------------------------------------------------- the clients
+async def test_pending_client_waits_then_delegates() -> None:
+    pending = PendingClient(read_only=False, starting="starting")
+    assert pending.description == "starting" and not pending.attached
+    result = await pending.act(ActionRequest("disconnect", "peer:x"))
+    assert not result.ok and "not running yet" in result.message
+
+    waiting = asyncio.ensure_future(pending.snapshot())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    fixture = FixtureClient(peers=2)
+    pending.attach(fixture)
+    assert (await waiting)["peers"] == (await fixture.snapshot())["peers"]
+    assert await pending.journal_since(0) == await fixture.journal_since(0)
+    assert pending.description == "fixture data"
+    assert (await pending.act(ActionRequest("disconnect", "peer:x"))).ok
+
+
+async def test_pending_client_failure_is_reported() -> None:
+    pending = PendingClient(read_only=True)
+    waiting = asyncio.ensure_future(pending.journal_since(0))
+    await asyncio.sleep(0.01)
+    pending.fail("testnet node 0 exited")
+    assert pending.read_only and pending.description == "testnet node 0 exited"
+    with pytest.raises(NodeUnavailable, match="testnet node 0 exited"):
+        await waiting
+    with pytest.raises(NodeUnavailable):
+        await pending.snapshot()
+
+
+async def test_threaded_client_runs_calls_on_the_other_loop() -> None:
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+
+        class Recording(FixtureClient):
+            threads: list[int] = []
+
+            async def snapshot(self) -> dict[str, object]:
+                self.threads.append(threading.get_ident())
+                return await super().snapshot()
+
+        inner = Recording(peers=3)
+        client = ThreadedClient(inner, loop)
+        snap = await client.snapshot()
+        assert len(snap["peers"]) == 3
+        assert inner.threads == [thread.ident]
+        assert len(await client.journal_since(0)) > 0
+        assert (await client.act(ActionRequest("disconnect", "peer:x"))).ok
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+async def test_launcher_console_waits_then_shows_the_node_and_ctrl_c_quits() -> None:
+    pending = PendingClient(read_only=False)
+    app = LauncherConsole(pending, refresh_interval=0.05)
+    async with app.run_test(size=(COLS, ROWS)) as pilot:
+        await app.first_frame.wait()
+        await pilot.pause(0.2)
+        assert app.state.snapshot is None  # the status bar says "waiting for the node..."
+        await pilot.press("question_mark")  # keys work while the node is starting
+        await pilot.pause(0.1)
+        assert type(app.screen).__name__ == "HelpScreen"
+        await pilot.press("escape")
+        pending.attach(FixtureClient(peers=4))
+        app.node_attached()
+        for _ in range(50):
+            await pilot.pause(0.05)
+            if app.state.snapshot is not None:
+                break
+        assert app.state.snapshot is not None and len(app.state.snapshot["peers"]) == 4
+        await pilot.press("ctrl+c")
+        await pilot.pause(0.1)
+    assert app.return_code == 0
+
+
+# ---------------------------------------------------------------------- the node thread under load
+async def test_node_thread_design_under_load_runs_the_console(tmp_path: Path) -> None:
+    """The loop-lag benchmark's set-up, briefly: a real network in a :class:`NodeThread`, load
+    on its loop, and the console running both ways (shared loop, own thread). Correctness only
+    (every phase sampled, the console refreshed and showed peers, load flowed); the figures
+    are ``make bench``'s business."""
+    from bench.console_looplag import MODES, run_looplag
+
+    run = await run_looplag(phase_secs=1.0, repetitions=1, peers=2, workdir=tmp_path)
+    assert run.problems() == []
+    assert [p.mode for p in run.phases] == list(MODES)
+    assert all(p.peers_shown >= 2 for p in run.phases if p.mode != "headless")
+    assert processes_mentioning(str(tmp_path)) == {}

@@ -6,20 +6,19 @@ between polls; the last test runs two real nodes on loopback and watches their h
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import consolekit
 import pytest
+from consolekit import open_screen, plain, start, until
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from console.app import ZakuraConsole
-from console.client import ActionRequest, ActionResult, InProcessClient, JournalRow, Snapshot
-from console.fixture import fixture_journal, fixture_snapshot
+from console.client import InProcessClient
 from console.screens.journal import JournalScreen
 from console.widgets.journal_table import JournalTable
 from console.widgets.journal_view import JournalView
@@ -28,27 +27,8 @@ from node_core.node import Node, NodeConfig
 SIZE = (140, 40)
 
 
-@dataclass
-class ScriptedClient:
-    """Fixture documents the test edits between polls; each poll sees a fresh copy."""
-
-    snap: Snapshot = field(default_factory=lambda: fixture_snapshot(6))
-    journal: list[JournalRow] = field(default_factory=list)
-    read_only: bool = False
-    description: str = "scripted"
-
-    def __post_init__(self) -> None:
-        if not self.journal:
-            self.journal = fixture_journal(self.snap)
-
-    async def snapshot(self) -> Snapshot:
-        return copy.deepcopy(self.snap)
-
-    async def journal_since(self, seq: int, limit: int = 500) -> list[JournalRow]:
-        return [r for r in self.journal if r["seq"] > seq][-limit:]
-
-    async def act(self, request: ActionRequest) -> ActionResult:
-        return ActionResult(True, "scripted")
+class ScriptedClient(consolekit.ScriptedClient):
+    """The shared scripted client, plus a burst of journal events."""
 
     def emit_many(self, n: int) -> None:
         """Append ``n`` events cycling through three peers, tables and services."""
@@ -56,29 +36,8 @@ class ScriptedClient:
         kinds = [("conn", "accepted", None), ("routine", "started", "discovery")]
         kinds.append(("fault", "injected", None))
         for i in range(n):
-            seq = int(self.journal[-1]["seq"]) + 1
             table, event, service = kinds[i % 3]
-            self.journal.append(
-                {
-                    "seq": seq,
-                    "mono": float(seq),
-                    "wall": float(self.snap["generated_at"]) + seq / 10,
-                    "table": table,
-                    "event": event,
-                    "peer": labels[i % 3],
-                    "service": service,
-                    "fields": {"n": i},
-                }
-            )
-        self.snap["journal_seq"] = self.journal[-1]["seq"]
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str = "", t: float = 5) -> None:
-    """Let the app run until ``cond`` holds (bounded), instead of sleeping a fixed time."""
-    deadline = time.monotonic() + t
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        await pilot.pause(0.02)
+            self.emit(table, event, labels[i % 3], service, n=i)
 
 
 async def poll_until(
@@ -93,17 +52,13 @@ async def poll_until(
 
 
 async def open_journal(app: ZakuraConsole, pilot: Pilot[Any]) -> JournalTable:
-    await until(pilot, lambda: app.state.snapshot is not None, "first frame")
-    await pilot.press("3")
-    await pilot.pause()
-    assert isinstance(app.screen, JournalScreen)
-    table = app.screen.query_one(JournalTable)
+    table = (await open_screen(app, pilot, "3", JournalScreen)).query_one(JournalTable)
     await until(pilot, lambda: table.row_count == len(app.state.journal), "rows rendered")
     return table
 
 
 def header(app: ZakuraConsole) -> str:
-    return str(app.screen.query_one("#journal-filters", Static).render())
+    return plain(app.screen.query_one("#journal-filters", Static))
 
 
 def visible(table: JournalTable, seq: int) -> bool:
@@ -323,7 +278,7 @@ async def test_real_node_handshake_appears_in_the_journal(two_nodes: tuple[Node,
     # Frames are polled by the test (not the app's timer) so every wait is on a known frame.
     app = ZakuraConsole(InProcessClient(a), refresh_interval=3600)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.snapshot is not None, "first frame")
+        await start(app, pilot)
         await pilot.press("3")
         await pilot.pause()
         table = app.screen.query_one(JournalTable)

@@ -6,18 +6,15 @@ frame), so each assertion is about a known frame.
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+import consolekit
+from consolekit import open_screen, plain, until
 from textual.pilot import Pilot
 from textual.widgets import Static
 
 from console.app import ZakuraConsole
-from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
-from console.fixture import fixture_journal, fixture_snapshot
+from console.client import ActionRequest
 from console.screens.misbehavior import MisbehaviorScreen
 from console.screens.modals import ConfirmScreen
 from console.widgets.count_list import CountList
@@ -27,28 +24,8 @@ SIZE = (140, 40)
 GONE = "peer:00000000deadbeef"
 
 
-@dataclass
-class ScriptedClient:
-    """Fixture documents the test edits between polls; each poll sees a fresh copy."""
-
-    snap: Snapshot = field(default_factory=lambda: fixture_snapshot(6))
-    journal: list[JournalRow] = field(default_factory=list)
-    read_only: bool = False
-    description: str = "scripted"
-    actions: list[ActionRequest] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.journal = fixture_journal(self.snap)
-
-    async def snapshot(self) -> Snapshot:
-        return copy.deepcopy(self.snap)
-
-    async def journal_since(self, seq: int, limit: int = 500) -> list[JournalRow]:
-        return [r for r in self.journal if r["seq"] > seq][-limit:]
-
-    async def act(self, request: ActionRequest) -> ActionResult:
-        self.actions.append(request)
-        return ActionResult(True, f"{request.describe()}: scripted")
+class ScriptedClient(consolekit.ScriptedClient):
+    """The shared scripted client, plus misbehavior records."""
 
     def record(self, label: str, reason: str, action: str = "recorded") -> None:
         """Add one misbehavior record (newest last, as the node lists them) and its tally."""
@@ -65,14 +42,6 @@ class ScriptedClient:
         ]
 
 
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str = "") -> None:
-    """Let the app run until ``cond`` holds (bounded), instead of sleeping a fixed time."""
-    deadline = time.monotonic() + 5.0
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        await pilot.pause(0.02)
-
-
 def scripted() -> ScriptedClient:
     client = ScriptedClient()
     client.snap["misbehavior"] = []
@@ -85,11 +54,7 @@ def scripted() -> ScriptedClient:
 
 
 async def open_view(app: ZakuraConsole, pilot: Pilot[Any]) -> MisbehaviorTable:
-    await until(pilot, lambda: app.state.snapshot is not None, "first frame")
-    await pilot.press("4")
-    await pilot.pause()
-    assert isinstance(app.screen, MisbehaviorScreen)
-    table = app.screen.query_one(MisbehaviorTable)
+    table = (await open_screen(app, pilot, "4", MisbehaviorScreen)).query_one(MisbehaviorTable)
     await until(pilot, lambda: table.row_count > 0, "records rendered")
     return table
 
@@ -120,7 +85,7 @@ async def test_records_tallies_and_peer_counts() -> None:
             ("discovery", "bad_hello"): 1,
         }
         assert tally.lines[0][0] == 2
-        assert "unsolicited_peers" in str(tally.render())
+        assert "unsolicited_peers" in plain(tally)
 
         # Per-peer counts, with whether the peer is still connected.
         by_peer = app.screen.query_one("#mis-peers", CountList)
@@ -131,7 +96,7 @@ async def test_records_tallies_and_peer_counts() -> None:
             GONE: (1, "gone"),
             labels[2]: (1, "connected"),
         }
-        summary = str(app.screen.query_one("#mis-summary", Static).render())
+        summary = plain(app.screen.query_one("#mis-summary", Static))
         assert "4 recorded" in summary and "2 disconnected" in summary
 
         # A new record: it appears on top, and the tallies follow.
@@ -199,12 +164,8 @@ async def test_empty_view_says_so() -> None:
     client.snap["misbehavior_tally"] = []
     app = ZakuraConsole(client, refresh_interval=3600)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.state.snapshot is not None, "first frame")
-        await pilot.press("4")
-        await pilot.pause()
-        screen = app.screen
-        assert isinstance(screen, MisbehaviorScreen)
+        screen = await open_screen(app, pilot, "4", MisbehaviorScreen)
         assert screen.query_one(MisbehaviorTable).row_count == 0
         assert screen.selected_peer() is None
-        assert "no misbehavior recorded" in str(screen.query_one("#mis-summary", Static).render())
-        assert "nothing recorded" in str(screen.query_one("#mis-tally", CountList).render())
+        assert "no misbehavior recorded" in plain(screen.query_one("#mis-summary", Static))
+        assert "nothing recorded" in plain(screen.query_one("#mis-tally", CountList))

@@ -6,18 +6,13 @@ polls (``await app.poll()`` renders one frame), so every assertion is about a kn
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from textual.pilot import Pilot
+from consolekit import ScriptedClient, plain, start
 from textual.widgets import Sparkline, Static
 
 from console.app import ZakuraConsole
-from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
-from console.fixture import FixtureClient, fixture_journal, fixture_snapshot
+from console.fixture import FixtureClient
 from console.screens.overview import SYNC_PLACEHOLDER, OverviewScreen
 from console.widgets.journal_tail import JournalTail
 from console.widgets.kv_panel import KVPanel
@@ -25,53 +20,6 @@ from console.widgets.recent_closes import RecentCloses
 from console.widgets.routines_matrix import STATES, RoutinesMatrix
 
 SIZE = (140, 40)
-
-
-@dataclass
-class ScriptedClient:
-    """Fixture documents the test edits between polls; each poll sees a fresh copy."""
-
-    snap: Snapshot = field(default_factory=lambda: fixture_snapshot(6))
-    journal: list[JournalRow] = field(default_factory=list)
-    read_only: bool = False
-    description: str = "scripted"
-
-    def __post_init__(self) -> None:
-        if not self.journal:
-            self.journal = fixture_journal(self.snap)
-
-    async def snapshot(self) -> Snapshot:
-        return copy.deepcopy(self.snap)
-
-    async def journal_since(self, seq: int, limit: int = 500) -> list[JournalRow]:
-        return [r for r in self.journal if r["seq"] > seq][-limit:]
-
-    async def act(self, request: ActionRequest) -> ActionResult:
-        return ActionResult(True, "scripted")
-
-    def emit(self, table: str, event: str, peer: str | None = None, **fields: Any) -> JournalRow:
-        seq = int(self.journal[-1]["seq"]) + 1 if self.journal else 1
-        row: JournalRow = {
-            "seq": seq,
-            "mono": float(seq),
-            "wall": float(self.snap["generated_at"]) + seq / 10,
-            "table": table,
-            "event": event,
-            "peer": peer,
-            "service": fields.pop("service", None),
-            "fields": fields,
-        }
-        self.journal.append(row)
-        self.snap["journal_seq"] = seq
-        return row
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str = "") -> None:
-    """Let the app run until ``cond`` holds (bounded), instead of sleeping a fixed time."""
-    deadline = time.monotonic() + 5.0
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
-        await pilot.pause(0.02)
 
 
 def overview(app: ZakuraConsole) -> OverviewScreen:
@@ -82,15 +30,6 @@ def overview(app: ZakuraConsole) -> OverviewScreen:
 
 def kv(app: ZakuraConsole, panel: str) -> dict[str, str]:
     return {k: v for k, v, _style in overview(app).query_one(f"#{panel}", KVPanel).rows}
-
-
-def plain(widget: Static) -> str:
-    return str(widget.render())
-
-
-async def start(app: ZakuraConsole, pilot: Pilot[Any]) -> None:
-    await until(pilot, lambda: app.state.snapshot is not None, "first frame")
-    await pilot.pause()
 
 
 async def test_overview_shows_the_fixture_node() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import copy
 import io
-import time
 from collections.abc import Callable
 from typing import Any
 
+from consolekit import until
 from rich.console import Console
 from textual.pilot import Pilot
 
@@ -94,17 +94,6 @@ class SteppingClient:
             self.next_index += 1
         self.current = snap
         return snap
-
-
-async def until(
-    pilot: Pilot[Any], cond: Callable[[], bool], what: str, timeout: float = 5.0
-) -> None:
-    """Let the app run until ``cond`` holds (a deadline, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.01)
 
 
 async def open_peers(pilot: Pilot[Any]) -> PeerTable:

@@ -28,8 +28,7 @@ async def _settle(pilot: Pilot[Any]) -> None:
 
 
 def _app(**kwargs: Any) -> ZakuraConsole:
-    return ZakuraConsole(FixtureClient(peers=8, read_only=kwargs.pop("read_only", False)),
-                         **kwargs)
+    return ZakuraConsole(FixtureClient(peers=8, read_only=kwargs.pop("read_only", False)), **kwargs)
 
 
 VIEWS: list[tuple[str, list[str]]] = [
@@ -54,5 +53,4 @@ def test_theme_snapshot(snap_compare: Callable[..., bool], theme: str) -> None:
 
 
 def test_read_only_snapshot(snap_compare: Callable[..., bool]) -> None:
-    assert snap_compare(_app(read_only=True), press=["2"], terminal_size=SIZE,
-                        run_before=_settle)
+    assert snap_compare(_app(read_only=True), press=["2"], terminal_size=SIZE, run_before=_settle)

@@ -207,7 +207,8 @@ Run one headless node until SIGINT or SIGTERM, then stop it cleanly (exit 0).
 The node listens for peers on --listen, keeps --target-peers connections (dialing addresses
 learned through discovery), and keeps redialing every --bootstrap peer while it is down. Its
 Ed25519 identity lives in --data-dir/node_key (created 0600 on first start; a key readable by
-others is refused). Once listening it prints one line on stdout:
+others is refused); its chain in --data-dir/chain.sqlite3, starting at the --network's genesis
+(resumed on restart). Once listening it prints one line on stdout:
 
   zakura node ready: label=peer:<16 hex> listen=HOST:PORT api=HOST:PORT|off
 
@@ -225,10 +226,12 @@ Run a local network of N node processes on 127.0.0.1 and print their addresses.
 
 Each node is a child process (`python -m node_core node ...`) with its own data dir named
 node-00, node-01, ... under --data-dir; every node bootstraps from node 0 and then finds the
-others through discovery. Each child logs to <its data dir>/node.log. Once every node has
-reported ready, a table of index, label, listen and API address and pid is printed. Ctrl-C or
-SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet process itself is
-killed, even with SIGKILL, the children are told to stop by the kernel (Linux)."""
+others through discovery. With --blocks N, node 0 is the miner and starts with the seeded chain
+up to height N; the others start from genesis. Each child logs to <its data dir>/node.log.
+Once every node has reported ready, a table of index, label, listen and API address and pid is
+printed. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet
+process itself is killed, even with SIGKILL, the children are told to stop by the kernel
+(Linux)."""
 
 TESTNET_EXAMPLE = """\
 example:
@@ -400,7 +403,25 @@ def build_parser() -> Parser:
         "--network",
         choices=sorted(NETWORKS),
         default="regtest",
-        help="network id sent in the handshake; peers must match (default: regtest)",
+        help="network id sent in the handshake; peers must match, and so must the chain id, "
+        "which is this network's genesis hash (default: regtest)",
+    )
+    node.add_argument(
+        "--blocks",
+        type=count(0),
+        default=0,
+        metavar="N",
+        help="before listening, pre-generate the seeded chain up to height N in "
+        "--data-dir/chain.sqlite3 (a miner node starts with its chain); a restart keeps what is "
+        "stored and adds only what is missing (default: 0, start from genesis)",
+    )
+    node.add_argument(
+        "--seed",
+        type=count(0),
+        default=1,
+        metavar="S",
+        help="seed of the --blocks chain: the same seed gives the same chain, byte for byte "
+        "(default: 1)",
     )
     add_log_level(node, "info")
 
@@ -458,6 +479,21 @@ def build_parser() -> Parser:
         default=None,
         metavar="DIR",
         help="node i writes its trace tables into DIR/node-NN (default: off)",
+    )
+    testnet.add_argument(
+        "--blocks",
+        type=count(0),
+        default=0,
+        metavar="N",
+        help="node 0 is the miner: it pre-generates the seeded chain up to height N before it "
+        "listens; the other nodes start from genesis (default: 0)",
+    )
+    testnet.add_argument(
+        "--seed",
+        type=count(0),
+        default=1,
+        metavar="S",
+        help="seed of node 0's --blocks chain (default: 1)",
     )
     add_log_level(testnet, "info", "here on stderr and in every node's node.log")
 
@@ -534,11 +570,15 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         trace_dir=args.trace_dir,
         target_peers=args.target_peers,
         network_id=int(NETWORKS[args.network]),
+        blocks=args.blocks,
+        chain_seed=args.seed,
     )
 
 
 async def run_node(args: argparse.Namespace) -> int:
     """Start the node, print the start line, wait for SIGINT/SIGTERM, stop cleanly."""
+    from node_core.chain.chainstate import ChainStateError
+    from node_core.chain.store import StoreError
     from node_core.identity import IdentityError
     from node_core.node import Node
 
@@ -558,6 +598,8 @@ async def run_node(args: argparse.Namespace) -> int:
     try:
         try:
             await node.start()
+        except (ChainStateError, StoreError) as exc:
+            raise UsageError("--data-dir", str(exc)) from None
         except OSError as exc:
             # listen comes first in Node.start: a still-unbound listener means it was --listen.
             bad_listen = node.transport.listen_port == 0

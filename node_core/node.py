@@ -8,7 +8,6 @@ through :func:`node_core.observe.snapshot.build_snapshot` and the journal.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import logging
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from node_core.chain.chainstate import ChainState
+from node_core.chain.genesis import genesis_hash
 from node_core.discovery.book import AddressBook
 from node_core.discovery.dialer import Dialer
 from node_core.discovery.records import make_record
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 
 
 def default_chain_id(network_id: int) -> bytes:
-    """Stand-in genesis hash per network until the chain package provides the real one."""
-    return hashlib.blake2b(f"zakura-genesis:{network_id}".encode(), digest_size=32).digest()
+    """The chain id of a network: its genesis hash (peers on another chain are refused)."""
+    return genesis_hash(NetworkId(network_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,10 @@ class NodeConfig:
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     dial_interval: float = 1.0
     advertise_host: str | None = None
+    #: Pre-generate the seeded chain up to this height at start, before listening (a miner).
+    blocks: int = 0
+    #: Seed of the pre-generated chain; nodes with the same seed build the same chain.
+    chain_seed: int = 1
 
     @property
     def effective_chain_id(self) -> bytes:
@@ -83,6 +88,7 @@ class Node:
             self.trace.on_drop = lambda _total: self.metrics.trace_rows_dropped.inc()
             self.trace.attach(self.journal)
         self.chain_id = config.effective_chain_id
+        self.chain = ChainState(config.data_dir, config.network_id, self.journal)
         self.book = AddressBook(self_id=self.node_id)
         self._record_sequence = int(time.time())
         self._self_record: dwire.SignedNodeRecord | None = None
@@ -127,6 +133,9 @@ class Node:
         if self._started:
             raise RuntimeError("node already started")
         self._started = True
+        await self.chain.open()
+        if self.config.blocks > 0:
+            await self.chain.pregenerate(self.config.blocks, self.config.chain_seed)
         host, port = await self.transport.listen(self.config.listen_host, self.config.listen_port)
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
@@ -157,6 +166,7 @@ class Node:
         await self.dialer.stop()
         await self.transport.close()
         await self.loop_lag.stop()
+        await self.chain.close()
         if self.trace is not None:
             self.trace.close()
 

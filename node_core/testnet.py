@@ -38,6 +38,8 @@ from node_core.cli import UsageError, parse_start_line
 HOST = "127.0.0.1"
 STOP_GRACE_SECS = 3.0
 READY_TIMEOUT_SECS = 20.0
+#: Extra ready time node 0 gets per pre-generated block (generous: CI disks fsync slowly).
+PREGEN_SECS_PER_BLOCK = 0.002
 LOG_TAIL_LINES = 15
 _PR_SET_PDEATHSIG = 1
 #: The directory holding the ``node_core`` package this process runs; children import it too.
@@ -145,6 +147,9 @@ class Testnet:
         log_level: ``--log-level`` of the children (their stderr goes to ``node.log``).
         ready_timeout: Seconds a child may take to print its start line.
         extra_args: Appended to every child's command line.
+        blocks: Node 0 (the miner) pre-generates the seeded chain up to this height before it
+            listens; the others start from genesis. Its ready timeout grows with ``blocks``.
+        seed: Seed of node 0's pre-generated chain.
     """
 
     __test__ = False
@@ -162,6 +167,8 @@ class Testnet:
         log_level: str = "info",
         ready_timeout: float = READY_TIMEOUT_SECS,
         extra_args: tuple[str, ...] = (),
+        blocks: int = 0,
+        seed: int = 1,
     ) -> None:
         if nodes < 1:
             raise ValueError("a testnet needs at least one node")
@@ -178,7 +185,11 @@ class Testnet:
         self.trace_dir = trace_dir
         self.log_level = log_level
         self.ready_timeout = ready_timeout
+        if blocks < 0:
+            raise ValueError(f"blocks must be >= 0: {blocks}")
         self.extra_args = extra_args
+        self.blocks = blocks
+        self.seed = seed
         self.nodes: list[TestnetNode] = []
         self._starting: list[asyncio.subprocess.Process] = []
         self._drains: list[asyncio.Task[None]] = []
@@ -296,6 +307,8 @@ class Testnet:
             args.append("--allow-faults")
         if self.trace_dir is not None:
             args += ["--trace-dir", str(self.trace_dir / name)]
+        if index == 0 and self.blocks:
+            args += ["--blocks", str(self.blocks), "--seed", str(self.seed)]
         return [*args, *self.extra_args]
 
     async def _spawn(self, index: int, bootstrap: str | None) -> TestnetNode:
@@ -336,7 +349,12 @@ class Testnet:
     ) -> _Ready:
         assert proc.stdout is not None
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.ready_timeout
+        timeout = self.ready_timeout
+        if index == 0:
+            # The miner generates and commits its chain before it listens (about 1 s per
+            # 5,000 blocks on a slow disk); don't call that a hang.
+            timeout += self.blocks * PREGEN_SECS_PER_BLOCK
+        deadline = loop.time() + timeout
         name = f"node {index} (pid {proc.pid})"
         while True:
             try:
@@ -345,7 +363,7 @@ class Testnet:
                     raw = await proc.stdout.readline()
             except TimeoutError:
                 raise TestnetError(
-                    f"testnet {name} did not report ready within {self.ready_timeout:.0f} s; "
+                    f"testnet {name} did not report ready within {timeout:.0f} s; "
                     f"last lines of {log_path}:\n{_tail(log_path)}"
                 ) from None
             if not raw:
@@ -408,6 +426,8 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
         allow_faults=args.allow_faults,
         trace_dir=args.trace_dir,
         log_level=args.log_level,
+        blocks=args.blocks,
+        seed=args.seed,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

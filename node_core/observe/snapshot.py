@@ -86,6 +86,17 @@ def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> dict[str
     }
 
 
+def _chain(node: Node) -> dict[str, Any]:
+    chain = node.chain
+    (h_height, h_hash), (v_height, v_hash) = chain.header_tip, chain.verified_tip
+    return {
+        "header_tip": {"height": h_height, "hash": h_hash.hex()},
+        "verified_tip": {"height": v_height, "hash": v_hash.hex()},
+        "target": chain.target,
+        "network": chain.network,
+    }
+
+
 def build_snapshot(node: Node) -> dict[str, Any]:
     """The snapshot document (schema 1)."""
     transport = node.transport
@@ -126,6 +137,7 @@ def build_snapshot(node: Node) -> dict[str, Any]:
             "per_ip": dict(transport.peers.per_ip),
         },
         "dialer": node.dialer.status(),
+        "chain": _chain(node),
         "peers": peers,
         "recently_closed": [
             {

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
-from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from console.client import ActionRequest, NodeClient
@@ -189,15 +188,6 @@ class ZakuraConsole(App[None]):
         screen = self.screen
         return screen.selected_peer() if isinstance(screen, ConsoleScreen) else None
 
-    def _cursor_label_of_departed_peer(self) -> str | None:
-        """The label under the cursor when it is a peer that already left (for the message)."""
-        from console.widgets.peer_table import PeerTable
-
-        try:
-            return self.screen.query_one(PeerTable).cursor_label()
-        except NoMatches:
-            return None
-
     def action_disconnect(self) -> None:
         self.request_action("disconnect")
 
@@ -215,7 +205,8 @@ class ZakuraConsole(App[None]):
             return
         label = self.selected_peer()
         if label is None:
-            left = self._cursor_label_of_departed_peer()
+            screen = self.screen
+            left = screen.departed_peer() if isinstance(screen, ConsoleScreen) else None
             message = (
                 f"{left} already left: nothing to {kind}"
                 if left

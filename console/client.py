@@ -20,9 +20,6 @@ if TYPE_CHECKING:
 Snapshot = dict[str, Any]
 JournalRow = dict[str, Any]
 
-#: Actions the console can ask for; the policy and the clients know no others.
-ACTIONS = ("disconnect", "panic")
-
 
 @dataclass(frozen=True, slots=True)
 class ActionRequest:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Actions the console can ask for; the policy and the clients know no others.
+ACTIONS = ("disconnect", "panic")
+
 
 class ActionRefused(Exception):
     """The policy forbids the action; the message is shown to the operator as is."""
@@ -19,10 +22,10 @@ class ActionPolicy:
     read_only: bool = False
 
     def allows(self, kind: str) -> bool:
-        return not self.read_only and kind in ("disconnect", "panic")
+        return not self.read_only and kind in ACTIONS
 
     def check(self, kind: str) -> None:
         if self.read_only:
             raise ActionRefused(f"read-only console: {kind} is disabled (started with --read-only)")
-        if kind not in ("disconnect", "panic"):
+        if kind not in ACTIONS:
             raise ActionRefused(f"unknown action {kind!r}")

@@ -56,3 +56,7 @@ class ConsoleScreen(Screen[None]):
     def selected_peer(self) -> str | None:
         """The peer label the actions (``d``, ``p``) target on this view, if any."""
         return None
+
+    def departed_peer(self) -> str | None:
+        """The peer under the cursor when it already left (so the refusal can name it)."""
+        return None

@@ -48,12 +48,6 @@ class JournalScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.view.table.focus()
 
-    def refresh_view(self) -> None:
-        # The app can poll between a mode switch and this screen's mount (its widgets not yet
-        # composed): skip that frame; the screen renders on resume.
-        if self.is_mounted:
-            super().refresh_view()
-
     def apply(self, state: ConsoleState) -> None:
         self.view.apply(state.journal)
 

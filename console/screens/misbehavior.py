@@ -108,12 +108,6 @@ class MisbehaviorScreen(ConsoleScreen):
     def on_mount(self) -> None:
         self.query_one(MisbehaviorTable).focus()
 
-    def refresh_view(self) -> None:
-        # The app can poll between a mode switch and this screen's mount (its widgets not yet
-        # composed): skip that frame; the screen renders on resume.
-        if self.is_mounted:
-            super().refresh_view()
-
     def apply(self, state: ConsoleState) -> None:
         snap = state.snapshot
         assert snap is not None

@@ -196,12 +196,6 @@ class OverviewScreen(ConsoleScreen):
             box.border_subtitle = "newest last - 3 opens the full log"
             yield JournalTail(id="ov-tail")
 
-    def refresh_view(self) -> None:
-        # The app can poll between a mode switch and this screen's mount (its widgets not yet
-        # composed): skip that frame; the screen renders on resume.
-        if self.is_mounted:
-            super().refresh_view()
-
     def apply(self, state: ConsoleState) -> None:
         snap = state.snapshot
         assert snap is not None

@@ -106,6 +106,9 @@ class PeersScreen(ConsoleScreen):
         """The live peer under the cursor; ``None`` on a row of a peer that already left."""
         return self.table.selected_label()
 
+    def departed_peer(self) -> str | None:
+        return self.table.cursor_label() if self.selected_peer() is None else None
+
     # ------------------------------------------------------------------ keys
     def action_open_detail(self) -> None:
         label = self.table.cursor_label()

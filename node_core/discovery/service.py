@@ -188,11 +188,15 @@ class DiscoveryService:
     def _send(self, stream: Stream, msg: wire.DiscoveryMessage) -> SendResult:
         return stream.try_send(wire.DISCOVERY_MESSAGE_TYPE, wire.encode_discovery(msg))
 
+    def _get_peers(self, peer_id: bytes) -> wire.GetPeers:
+        """Ask for a sample; neither we nor the peer we ask are worth receiving back."""
+        exclude = tuple(sorted({self.node_id, peer_id}))
+        return wire.GetPeers(min(self.config.sample_limit, wire.MAX_PEERS_RECORDS), (), exclude)
+
     def _startup_sends(self, stream: Stream, state: ExchangeState, conn: Connection) -> bool:
-        exclude = tuple(sorted({self.node_id, conn.peer.node_id}))
         sends: list[tuple[str, wire.DiscoveryMessage]] = [
             ("sent_hello", wire.Hello(self.self_record())),
-            ("sent_get_peers", wire.GetPeers(min(self.config.sample_limit, 32), (), exclude)),
+            ("sent_get_peers", self._get_peers(conn.peer.node_id)),
             ("sent_get_services", wire.GetServices(())),
         ]
         for flag, msg in sends:
@@ -216,12 +220,10 @@ class DiscoveryService:
             if stream.remote_finished:
                 state.outcome = "stream_closed"
                 return
-            if state.peers_outstanding == 0:
-                exclude = tuple(sorted({self.node_id, ctx.peer.node_id}))
-                msg = wire.GetPeers(min(self.config.sample_limit, 32), (), exclude)
-                if self._send(stream, msg) is SendResult.OK:
-                    state.peers_outstanding += 1
-                    state.refreshes += 1
+            refresh = self._get_peers(ctx.peer.node_id)
+            if state.peers_outstanding == 0 and self._send(stream, refresh) is SendResult.OK:
+                state.peers_outstanding += 1
+                state.refreshes += 1
             next_refresh = time.monotonic() + self.config.refresh_interval
 
     def _decode(self, ctx: RoutineContext, frame: Frame) -> wire.DiscoveryMessage:

@@ -50,6 +50,3 @@ class MisbehaviorLog:
             detail=rec.detail,
         )
         return rec
-
-    def count_for(self, label: str) -> int:
-        return sum(1 for r in self.records if r.label == label)

@@ -169,9 +169,14 @@ class Transport:
 
         return admit
 
-    def _refuse(self, writer: asyncio.StreamWriter, direction: str, reason: str) -> None:
+    def _count_refusal(self, direction: str, reason: str, addr: str | None = None) -> None:
         self.metrics.conn_rejected_admission.labels(reason).inc()
-        self.journal.emit("conn", "rejected.admission", reason=reason, direction=direction)
+        self.journal.emit(
+            "conn", "rejected.admission", reason=reason, direction=direction, addr=addr
+        )
+
+    def _refuse(self, writer: asyncio.StreamWriter, direction: str, reason: str) -> None:
+        self._count_refusal(direction, reason)
         send_close(writer, reason, CloseCode.RESOURCE)
         writer.close()
 
@@ -238,10 +243,7 @@ class Transport:
                 code = failure.close_code if failure else 0
                 send_close(writer, reason, code, mux=failure is not None and failure.after_ack)
             if reason == "per_ip":
-                self.metrics.conn_rejected_admission.labels("per_ip").inc()
-                self.journal.emit(
-                    "conn", "rejected.admission", reason="per_ip", direction=direction, addr=addr
-                )
+                self._count_refusal(direction, reason, addr)
             writer.close()
             raise DialError(f"handshake_{reason}", str(exc)) from exc
         finally:

@@ -91,6 +91,21 @@ def handle_routine_exit(service: str, connection: CancelScope, exit: RoutineExit
     return False
 
 
+def _cancel_task_with(scope: CancelScope, task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` when ``scope`` is cancelled (but never from inside the task itself).
+
+    Deferred with ``call_soon``: a task cancelled before its first step never enters its
+    try/finally, so teardown would be skipped. The first step was queued at create_task and
+    runs first.
+    """
+
+    def stop_task(_reason: str) -> None:
+        if not task.done() and asyncio.current_task() is not task:
+            asyncio.get_running_loop().call_soon(task.cancel)
+
+    scope.on_cancel(stop_task)
+
+
 def _run_teardown(teardown: Teardown | None, what: str) -> None:
     if teardown is None:
         return
@@ -182,13 +197,7 @@ def spawn_supervised_routine(
     task = asyncio.get_running_loop().create_task(supervised(), name=f"{service}:{label}")
     handle.task = task
 
-    def stop_task(_reason: str) -> None:
-        # Deferred: a task cancelled before its first step never enters its try/finally, so
-        # teardown would be skipped. The first step was queued at create_task and runs first.
-        if not task.done() and asyncio.current_task() is not task:
-            asyncio.get_running_loop().call_soon(task.cancel)
-
-    ctx.scope.on_cancel(stop_task)
+    _cancel_task_with(ctx.scope, task)
     return handle
 
 
@@ -232,11 +241,5 @@ def spawn_supervised_peer_task(
 
     task = asyncio.get_running_loop().create_task(supervised(), name=f"{service}-helper:{label}")
 
-    def stop_task(_reason: str) -> None:
-        # Deferred: a task cancelled before its first step never enters its try/finally, so
-        # teardown would be skipped. The first step was queued at create_task and runs first.
-        if not task.done() and asyncio.current_task() is not task:
-            asyncio.get_running_loop().call_soon(task.cancel)
-
-    ctx.connection.on_cancel(stop_task)
+    _cancel_task_with(ctx.connection, task)
     return task

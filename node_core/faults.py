@@ -141,3 +141,86 @@ class FaultInjector:
         return FaultOutcome(
             fid, "panic", label, service, "routine_panicked,connection_closed", reason
         )
+
+    async def park(
+        self, label: str, service: str = "header_sync", *, timeout: float = 5.0
+    ) -> FaultOutcome:
+        """Park ``label``'s header-sync as an undeliverable command would (reference §3.12).
+
+        Its outstanding work goes back to the queue, only its header-sync service scope is
+        cancelled; the connection and its other services stay up.
+        """
+        self._check()
+        if service != "header_sync":
+            raise FaultError(f"only the header_sync service can be parked, not {service!r}")
+        conn = self._connection(label)
+        handle = conn.routine(service)
+        if handle is None or not handle.running:
+            state = "absent" if handle is None else handle.state.value
+            raise FaultError(f"the {service} routine of {label} is not running ({state})")
+        fid = next(self._ids)
+        since = self._injected(fid, "park", label, service)
+        returned = self.node.header_sync.park(label, f"fault:{fid}")
+        journal = self.node.journal
+        await journal.wait_for(
+            lambda e: (
+                e.table == "routine"
+                and e.event == "exited"
+                and e.peer == label
+                and e.service == service
+            ),
+            since=since,
+            timeout=timeout,
+        )
+        reason = f"work_returned={returned}"
+        journal.emit(
+            "fault",
+            "observed",
+            peer=label,
+            service=service,
+            kind="park",
+            fault_id=fid,
+            effect="service_parked",
+            reason=reason,
+            connection_open=not conn.closed,
+        )
+        return FaultOutcome(fid, "park", label, service, "service_parked", reason)
+
+    async def stall(
+        self, label: str, service: str = "header_sync", *, seconds: float = 30.0
+    ) -> FaultOutcome:
+        """Stop ``label``'s header-sync routine from taking commands for ``seconds``.
+
+        Frames are still read, so the peer's requests keep arriving and our answers pile up
+        in its command queue; a never-drop command that no longer fits parks the peer.
+        """
+        self._check()
+        if service != "header_sync":
+            raise FaultError(f"only the header_sync service can be stalled, not {service!r}")
+        if not 0 < seconds <= 600:
+            raise FaultError(f"stall seconds must be in (0, 600], got {seconds}")
+        conn = self._connection(label)
+        handle = conn.routine(service)
+        if handle is None or not handle.running:
+            state = "absent" if handle is None else handle.state.value
+            raise FaultError(f"the {service} routine of {label} is not running ({state})")
+        routine = self.node.header_sync_service.routine_for(
+            conn.peer.conn_id, handle.ctx.generation
+        )
+        if routine is None:
+            raise FaultError(f"the {service} routine of {label} is not known to the service")
+        fid = next(self._ids)
+        self._injected(fid, "stall", label, service)
+        routine.stall(seconds)
+        reason = f"for={seconds:g}s"
+        self.node.journal.emit(
+            "fault",
+            "observed",
+            peer=label,
+            service=service,
+            kind="stall",
+            fault_id=fid,
+            effect="reads_stalled",
+            reason=reason,
+        )
+        return FaultOutcome(fid, "stall", label, service, "reads_stalled", reason)

@@ -18,11 +18,15 @@ from typing import Any
 
 from node_core.chain.chainstate import ChainState
 from node_core.chain.genesis import genesis_hash
+from node_core.chain.interval_miner import Miner
 from node_core.discovery.book import AddressBook
 from node_core.discovery.dialer import Dialer
 from node_core.discovery.records import make_record
 from node_core.discovery.service import SERVICE_ID, DiscoveryConfig, DiscoveryService
 from node_core.faults import FaultInjector
+from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
+from node_core.header_sync.reactor import HeaderSyncConfig, HeaderSyncReactor
+from node_core.header_sync.service import HeaderSyncService
 from node_core.identity import Identity, load_or_create
 from node_core.observe.journal import Journal
 from node_core.observe.looplag import LoopLagMonitor
@@ -65,6 +69,9 @@ class NodeConfig:
     blocks: int = 0
     #: Seed of the pre-generated chain; nodes with the same seed build the same chain.
     chain_seed: int = 1
+    header_sync: HeaderSyncConfig = field(default_factory=HeaderSyncConfig)
+    #: Mine a block on our tip every this many seconds and announce it (None: never).
+    mine_interval: float | None = None
 
     @property
     def effective_chain_id(self) -> bytes:
@@ -103,7 +110,24 @@ class Node:
             summaries=self._summaries,
             config=config.discovery,
         )
-        self.registry = ServiceRegistry([self.discovery, *extra_services])
+        self.header_sync_metrics = HeaderSyncMetrics(self.metrics)
+        self.header_sync = HeaderSyncReactor(
+            chain=self.chain,
+            journal=self.journal,
+            misbehavior=self.misbehavior,
+            metrics=self.header_sync_metrics,
+            trace=HeaderSyncTrace(self.trace),
+            config=config.header_sync,
+        )
+        self.header_sync_service = HeaderSyncService(self.header_sync, self.header_sync_metrics)
+        self.miner: Miner | None = None
+        # An extra service on a built-in's stream kind replaces that built-in: tests put
+        # stand-ins on kind 5 to probe the transport without header-sync's own behaviour.
+        taken = {svc.kind for svc in extra_services}
+        builtins: list[Service] = [self.discovery, self.header_sync_service]
+        self.registry = ServiceRegistry(
+            [*(svc for svc in builtins if svc.kind not in taken), *extra_services]
+        )
         transport_config = replace(
             config.transport, network_id=config.network_id, chain_id=self.chain_id
         )
@@ -136,6 +160,10 @@ class Node:
         await self.chain.open()
         if self.config.blocks > 0:
             await self.chain.pregenerate(self.config.blocks, self.config.chain_seed)
+        await self.header_sync.start()
+        if self.config.mine_interval is not None:
+            self.miner = Miner(self, self.config.mine_interval)
+            self.miner.start()
         host, port = await self.transport.listen(self.config.listen_host, self.config.listen_port)
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
@@ -163,9 +191,12 @@ class Node:
         if self.api is not None:
             with contextlib.suppress(Exception):
                 await self.api.stop()
+        if self.miner is not None:
+            await self.miner.stop()
         await self.dialer.stop()
         await self.transport.close()
         await self.loop_lag.stop()
+        await self.header_sync.stop()
         await self.chain.close()
         if self.trace is not None:
             self.trace.close()

@@ -215,43 +215,66 @@ class ChainStore:
         if not headers:
             return
         with self._write():
-            if start_height == 0:
-                expected_prev: bytes | None = None
-            else:
-                expected_prev = self._hash_at(start_height - 1)
-                if expected_prev is None:
-                    raise StoreError(
-                        f"header at {start_height} does not link: no stored header at "
-                        f"{start_height - 1}"
+            self._put_headers(start_height, headers)
+
+    def replace_above(
+        self, fork_height: int, headers: Sequence[tuple[bytes, bytes, bytes]]
+    ) -> None:
+        """A reorg in one transaction: drop everything above ``fork_height``, then append.
+
+        One transaction, so a crash leaves either the old branch or the new one, never a store
+        cut back to the fork with the new headers missing.
+
+        Raises:
+            StoreError: Nothing changes if the new headers do not link at ``fork_height``.
+        """
+        if fork_height < 0:
+            raise StoreError(f"negative fork height {fork_height}")
+        with self._write():
+            self._truncate_above(fork_height)
+            self._put_headers(fork_height + 1, headers)
+
+    def _put_headers(
+        self, start_height: int, headers: Sequence[tuple[bytes, bytes, bytes]]
+    ) -> None:
+        if not headers:
+            return
+        if start_height == 0:
+            expected_prev: bytes | None = None
+        else:
+            expected_prev = self._hash_at(start_height - 1)
+            if expected_prev is None:
+                raise StoreError(
+                    f"header at {start_height} does not link: no stored header at "
+                    f"{start_height - 1}"
+                )
+        height = start_height
+        for hash_, prev_hash, header in headers:
+            if len(hash_) != HASH_LEN:
+                raise StoreError(f"header at {height}: hash is {len(hash_)} bytes, not 32")
+            if expected_prev is not None and bytes(prev_hash) != expected_prev:
+                raise StoreError(
+                    f"header at {height} does not link: prev_hash {bytes(prev_hash).hex()} "
+                    f"!= stored {expected_prev.hex()}"
+                )
+            stored = self._hash_at(height)
+            if stored is None:
+                try:
+                    self._db.execute(
+                        "INSERT INTO headers(height, hash, prev_hash, header) VALUES (?, ?, ?, ?)",
+                        (height, bytes(hash_), bytes(prev_hash), bytes(header)),
                     )
-            height = start_height
-            for hash_, prev_hash, header in headers:
-                if len(hash_) != HASH_LEN:
-                    raise StoreError(f"header at {height}: hash is {len(hash_)} bytes, not 32")
-                if expected_prev is not None and bytes(prev_hash) != expected_prev:
-                    raise StoreError(
-                        f"header at {height} does not link: prev_hash {bytes(prev_hash).hex()} "
-                        f"!= stored {expected_prev.hex()}"
-                    )
-                stored = self._hash_at(height)
-                if stored is None:
-                    try:
-                        self._db.execute(
-                            "INSERT INTO headers(height, hash, prev_hash, header) "
-                            "VALUES (?, ?, ?, ?)",
-                            (height, bytes(hash_), bytes(prev_hash), bytes(header)),
-                        )
-                    except sqlite3.IntegrityError as exc:
-                        raise StoreError(f"header at {height}: {exc}") from exc
-                elif stored != bytes(hash_):
-                    raise StoreError(
-                        f"header at {height} conflicts with the stored one; truncate_above first"
-                    )
-                expected_prev = bytes(hash_)
-                height += 1
-            tip = self._get_meta_int(_K_HEADER_TIP)
-            if tip is None or height - 1 > tip:
-                self._set_meta(_K_HEADER_TIP, height - 1)
+                except sqlite3.IntegrityError as exc:
+                    raise StoreError(f"header at {height}: {exc}") from exc
+            elif stored != bytes(hash_):
+                raise StoreError(
+                    f"header at {height} conflicts with the stored one; truncate_above first"
+                )
+            expected_prev = bytes(hash_)
+            height += 1
+        tip = self._get_meta_int(_K_HEADER_TIP)
+        if tip is None or height - 1 > tip:
+            self._set_meta(_K_HEADER_TIP, height - 1)
 
     def header_tip(self) -> tuple[int, bytes] | None:
         """The highest stored header as ``(height, hash)``, or None for an empty store."""
@@ -285,6 +308,18 @@ class ChainStore:
             (start, start + count),
         ).fetchall()
         return [bytes(r[0]) for r in rows]
+
+    def headers_with_sizes(self, start: int, count: int) -> list[tuple[bytes, int]]:
+        """Up to ``count`` ``(header, body size or 0)`` from ``start`` (serving GetHeaders)."""
+        if count <= 0:
+            return []
+        rows = self._db.execute(
+            "SELECT h.header, COALESCE(length(b.body), 0) FROM headers h "
+            "LEFT JOIN bodies b ON b.height = h.height "
+            "WHERE h.height >= ? AND h.height < ? ORDER BY h.height",
+            (start, start + count),
+        ).fetchall()
+        return [(bytes(r[0]), int(r[1])) for r in rows]
 
     # -- bodies ----------------------------------------------------------------------------
 
@@ -336,14 +371,17 @@ class ChainStore:
         ``height = -1`` empties the chain. Tips are lowered to what remains.
         """
         with self._write():
-            self._db.execute("DELETE FROM bodies WHERE height > ?", (height,))
-            self._db.execute("DELETE FROM headers WHERE height > ?", (height,))
-            tip = self._get_meta_int(_K_HEADER_TIP)
-            if tip is not None and tip > height:
-                self._set_meta(_K_HEADER_TIP, height if height >= 0 else None)
-            verified = self._get_meta_int(_K_VERIFIED_TIP)
-            if verified is not None and verified > height:
-                self._set_meta(_K_VERIFIED_TIP, height if height >= 0 else None)
+            self._truncate_above(height)
+
+    def _truncate_above(self, height: int) -> None:
+        self._db.execute("DELETE FROM bodies WHERE height > ?", (height,))
+        self._db.execute("DELETE FROM headers WHERE height > ?", (height,))
+        tip = self._get_meta_int(_K_HEADER_TIP)
+        if tip is not None and tip > height:
+            self._set_meta(_K_HEADER_TIP, height if height >= 0 else None)
+        verified = self._get_meta_int(_K_VERIFIED_TIP)
+        if verified is not None and verified > height:
+            self._set_meta(_K_VERIFIED_TIP, height if height >= 0 else None)
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -461,6 +499,16 @@ class AsyncChainStore:
     async def put_bodies(self, bodies: Sequence[tuple[int, bytes]]) -> int | None:
         """See ``ChainStore.put_bodies``; returns the durable verified tip."""
         return await self._write(lambda s: s.put_bodies(bodies))
+
+    async def replace_above(
+        self, fork_height: int, headers: Sequence[tuple[bytes, bytes, bytes]]
+    ) -> None:
+        """See ``ChainStore.replace_above``."""
+        await self._write(lambda s: s.replace_above(fork_height, headers))
+
+    async def headers_with_sizes(self, start: int, count: int) -> list[tuple[bytes, int]]:
+        """See ``ChainStore.headers_with_sizes``."""
+        return await self._read(lambda s: s.headers_with_sizes(start, count))
 
     async def truncate_above(self, height: int) -> None:
         """See ``ChainStore.truncate_above``."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -152,6 +153,7 @@ class HeaderSyncCommandSink(Generic[S]):
         "_ready",
         "_unread",
         "_wake_pending",
+        "on_ready",
     )
 
     def __init__(self, depth: int = HEADER_SYNC_COMMAND_QUEUE_DEPTH) -> None:
@@ -164,6 +166,9 @@ class HeaderSyncCommandSink(Generic[S]):
         self._wake_pending = False
         self._closed = False
         self._ready = asyncio.Event()
+        #: Rung (with no arguments) whenever the sink is or becomes ready, so a routine that
+        #: waits on several sources can share one doorbell.
+        self.on_ready: Callable[[], None] | None = None
 
     # -- observation (console, snapshot) -------------------------------------------------
 
@@ -296,8 +301,10 @@ class HeaderSyncCommandSink(Generic[S]):
                 canceller.cancel()
 
     def _rearm(self) -> None:
-        """Keep ``ready_event`` equal to ``ready()`` after every mutation."""
+        """Keep ``ready_event`` equal to ``ready()`` after every mutation; ring ``on_ready``."""
         if self.ready():
             self._ready.set()
+            if self.on_ready is not None:
+                self.on_ready()
         else:
             self._ready.clear()

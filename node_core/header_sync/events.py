@@ -62,6 +62,10 @@ class PeerWorkAssigned:
     anchor_hash: bytes
     finalized: bool
     forward: bool
+    #: The range's priority and affinity (see ``RangeRequest``), so the reactor can re-queue
+    #: exactly the range the routine took.
+    priority: int = 0
+    affine_peer: PeerId | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,6 +232,8 @@ class HsPeerState:
                 rng.anchor_hash,
                 rng.finalized,
                 work.forward,
+                rng.priority,
+                rng.peer,
             )
         )  # a dropped event only means no reactor timeout; a response or teardown frees us
         return True

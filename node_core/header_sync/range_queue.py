@@ -26,6 +26,11 @@ Invariants (checked by :meth:`SharedHeaderRangeQueue.invariant_violations`):
   peer does not re-grab it at once) while other peers can take the re-queued range.
 - Every assigned ``(peer, generation)`` was handed out by ``take_for_peer``; the owner calls
   ``forget_peer`` when a peer's session ends, so assignments only name live sessions.
+- A range with ``peer`` set (an *affine* range: a fork-search probe or a competing branch's
+  next range) is offered to that peer only, is taken by it alone (fan-out 1), and is exempt
+  from coverage: it deliberately re-reads heights our chain already holds, to find where the
+  peer's chain leaves ours. Its ``priority`` is the peer's session generation, so its key can
+  never collide with a shared range or another peer's probe. ``forget_peer`` drops it.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class RangeRequest:
     anchor_hash: bytes
     finalized: bool
     priority: int = 0
+    peer: PeerId | None = None
 
     def __post_init__(self) -> None:
         if self.start_height < 0:
@@ -82,7 +88,7 @@ class RangeRequest:
     def with_count(self, count: int) -> RangeRequest:
         """The same range narrowed (or widened) to ``count`` headers."""
         return RangeRequest(
-            self.start_height, count, self.anchor_hash, self.finalized, self.priority
+            self.start_height, count, self.anchor_hash, self.finalized, self.priority, self.peer
         )
 
 
@@ -177,7 +183,7 @@ class SharedHeaderRangeQueue:
         # The reactor re-ensures the same target on every status; only genuinely new work is
         # queued. The wake is unconditional so an idle routine re-checks even on a no-op.
         known = (
-            self.is_covered(rng)
+            (rng.peer is None and self.is_covered(rng))
             or rng.key in self._assigned
             or any(q.key == rng.key for q in self._forward)
             or any(q.key == rng.key for q in self._backward)
@@ -198,7 +204,7 @@ class SharedHeaderRangeQueue:
         """
         for forward, dq in ((True, self._forward), (False, self._backward)):
             for index, rng in enumerate(dq):
-                if rng.end_height > advertised_tip:
+                if rng.end_height > advertised_tip or rng.peer not in (None, peer):
                     continue
                 a = self._assigned.get(rng.key)
                 if a is not None and (len(a.peers) >= FANOUT or peer in a.peers):
@@ -233,7 +239,7 @@ class SharedHeaderRangeQueue:
             if count == rng.count:
                 break
             rng = rng.with_count(count)
-            if not self.is_covered(rng):
+            if rng.peer is not None or not self.is_covered(rng):
                 dq[index] = rng
                 break
             # A partially covered range narrowed into its covered head: fetching it would be
@@ -245,7 +251,7 @@ class SharedHeaderRangeQueue:
         else:
             a.range = rng
         a.peers[peer] = generation
-        if len(a.peers) >= FANOUT:
+        if len(a.peers) >= FANOUT or rng.peer is not None:
             del dq[index]
         return HeaderWork(rng, count, forward)
 
@@ -288,7 +294,7 @@ class SharedHeaderRangeQueue:
         self._wake()
 
     def _retry(self, rng: RangeRequest, forward: bool) -> None:
-        if not self.is_covered(rng):
+        if rng.peer is not None or not self.is_covered(rng):
             (self._forward if forward else self._backward).appendleft(rng)
 
     def forget_peer(self, peer: PeerId) -> None:
@@ -302,6 +308,8 @@ class SharedHeaderRangeQueue:
             a.peers.pop(peer, None)
             if not a.peers:
                 del self._assigned[key]
+        self._forward = deque(r for r in self._forward if r.peer != peer)
+        self._backward = deque(r for r in self._backward if r.peer != peer)
         self._wake()
 
     def clear_assignment(self, rng: RangeRequest) -> None:
@@ -343,10 +351,22 @@ class SharedHeaderRangeQueue:
             new_end = max(new_end, self._covered[hi][1])
             hi += 1
         self._covered[lo:hi] = [(new_start, new_end)]
-        self._forward = deque(r for r in self._forward if not self.is_covered(r))
-        self._backward = deque(r for r in self._backward if not self.is_covered(r))
-        for key in [k for k, a in self._assigned.items() if self.is_covered(a.range)]:
+        self._forward = deque(r for r in self._forward if not self._prunable(r))
+        self._backward = deque(r for r in self._backward if not self._prunable(r))
+        for key in [k for k, a in self._assigned.items() if self._prunable(a.range)]:
             del self._assigned[key]
+
+    def uncover_above(self, height: int) -> None:
+        """Forget coverage above ``height`` (a reorg to a shorter chain); no wake."""
+        kept: list[tuple[int, int]] = []
+        for s, e in self._covered:
+            if s > height:
+                break
+            kept.append((s, min(e, height)))
+        self._covered = kept
+
+    def _prunable(self, rng: RangeRequest) -> bool:
+        return rng.peer is None and self.is_covered(rng)
 
     def _interval_covered(self, start: int, end: int) -> bool:
         i = bisect.bisect_right(self._covered, start, key=lambda iv: iv[0]) - 1
@@ -385,10 +405,10 @@ class SharedHeaderRangeQueue:
                         f"range {key} assigned to {peer!r} under stale gen {gen}"
                         f" (current {live[peer]})"
                     )
-            if self.is_covered(a.range):
+            if self._prunable(a.range):
                 out.append(f"range {key} is both covered and assigned")
         for direction, rng in self._queued():
-            if self.is_covered(rng):
+            if self._prunable(rng):
                 out.append(
                     f"{direction} range {rng.start_height}..={rng.end_height} is both"
                     " covered and queued"

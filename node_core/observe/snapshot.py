@@ -43,6 +43,12 @@ def _routine(handle: RoutineHandle, node: Node) -> dict[str, Any]:
                 "records_imported": ex.records_imported,
                 "refreshes": ex.refreshes,
             }
+    elif handle.service == "header_sync":
+        view = node.header_sync_service.routine_view(
+            handle.peer.conn_id, handle.ctx.generation, handle.peer.label
+        )
+        if view is not None:
+            out["header_sync"] = view
     return out
 
 
@@ -94,6 +100,7 @@ def _chain(node: Node) -> dict[str, Any]:
         "verified_tip": {"height": v_height, "hash": v_hash.hex()},
         "target": chain.target,
         "network": chain.network,
+        "finalized_height": node.header_sync.index.finalized_height,
     }
 
 
@@ -138,6 +145,17 @@ def build_snapshot(node: Node) -> dict[str, Any]:
         },
         "dialer": node.dialer.status(),
         "chain": _chain(node),
+        "header_sync": node.header_sync.snapshot(),
+        "parked": [
+            {
+                "label": p.label,
+                "service": p.service,
+                "reason": p.reason,
+                "since": p.since,
+                "work_returned": p.work_returned,
+            }
+            for p in node.header_sync.parked.values()
+        ],
         "peers": peers,
         "recently_closed": [
             {

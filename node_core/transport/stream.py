@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -82,6 +83,10 @@ class Stream:
         self.local_finished = False
         self.fin_sent = False
         self.reset_info: StreamReset | None = None
+        #: Called whenever the stream may have become readable or writable (a frame, FIN,
+        #: reset, close, or freed send space): lets a routine that waits on several sources
+        #: at once (header-sync) use one doorbell instead of a waiter per source.
+        self.on_event: Callable[[], None] | None = None
 
     # ----------------------------------------------------------------- routine-facing API
     def bind(self, ctx: RoutineContext) -> None:
@@ -138,22 +143,33 @@ class Stream:
             self.local_finished = True
             self.conn.pump(self)
 
+    def try_recv(self) -> Frame | None:
+        """The next frame without waiting; None if none is queued (check ``remote_finished``).
+
+        Raises :class:`StreamReset` once the stream was reset or the connection closed and
+        nothing is left to read.
+        """
+        if self._inbox:
+            frame = self._inbox.popleft()
+            self.conn.consumed(self, frame.wire_size)
+            if self.ctx is not None:
+                self.ctx.checkpoint()
+            return frame
+        if self.reset_info is not None:
+            raise self.reset_info
+        if self.conn.closed:
+            raise StreamReset(0, f"connection closed: {self.conn.close_reason}")
+        return None
+
     async def recv(self, timeout: float | None = None) -> Frame | None:
         """Next frame; None when the peer finished the stream or ``timeout`` elapsed.
 
         Raises :class:`StreamReset` if the stream was reset or the connection closed.
         """
         while True:
-            if self._inbox:
-                frame = self._inbox.popleft()
-                self.conn.consumed(self, frame.wire_size)
-                if self.ctx is not None:
-                    self.ctx.checkpoint()
+            frame = self.try_recv()
+            if frame is not None:
                 return frame
-            if self.reset_info is not None:
-                raise self.reset_info
-            if self.conn.closed:
-                raise StreamReset(0, f"connection closed: {self.conn.close_reason}")
             if self.remote_finished:
                 return None
             loop = asyncio.get_running_loop()
@@ -218,7 +234,7 @@ class Stream:
                 size += room
         self._pending_bytes -= size
         self.bytes_out += size
-        if self._space_waiter is not None:
+        if self._space_waiter is not None or self.on_event is not None:
             self._wake_space()
         return parts, size
 
@@ -230,11 +246,15 @@ class Stream:
         fut = self._recv_waiter
         if fut is not None and not fut.done():
             fut.set_result(None)
+        if self.on_event is not None:
+            self.on_event()
 
     def _wake_space(self) -> None:
         fut, self._space_waiter = self._space_waiter, None
         if fut is not None and not fut.done():
             fut.set_result(None)
+        if self.on_event is not None:
+            self.on_event()
 
 
 def _set(fut: asyncio.Future[object], value: object) -> None:

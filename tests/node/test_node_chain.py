@@ -28,6 +28,7 @@ async def test_chain_id_is_the_network_genesis_hash(cluster: Cluster) -> None:
         "verified_tip": genesis,
         "target": 0,
         "network": "regtest",
+        "finalized_height": 0,
     }
     # An explicit chain id still overrides the genesis hash.
     other = await cluster.start("b", chain_id=b"\x05" * 32)

@@ -46,9 +46,9 @@ async def test_discovery_exchange_completes_and_snapshot_shows_routines(cluster:
     assert snap["node"]["label"] == hub.label
     assert {p["label"] for p in snap["peers"]} == {leaf.label for leaf in leaves}
     for peer in snap["peers"]:
-        assert [r["service"] for r in peer["routines"]] == ["discovery"]
-        assert peer["routines"][0]["state"] == "running"
-        assert peer["routines"][0]["generation"] >= 1
+        assert [r["service"] for r in peer["routines"]] == ["discovery", "header_sync"]
+        assert all(r["state"] == "running" for r in peer["routines"])
+        assert all(r["generation"] >= 1 for r in peer["routines"])
     # Each leaf learned of the other through the hub's Peers answer or a later refresh.
     assert hub.book.get(leaves[0].node_id) is not None
 
@@ -78,7 +78,10 @@ async def test_panic_in_discovery_closes_only_that_peer(cluster: Cluster) -> Non
     assert exited[0].fields["cause"] == "panic"
     assert hub.metrics.value("zakura_pipe_panic_total", service="discovery") == 1.0
     for other in others:
-        assert routine_states(hub, other.label) == {"discovery": "running"}
+        assert routine_states(hub, other.label) == {
+            "discovery": "running",
+            "header_sync": "running",
+        }
         conn = hub.transport.peers.get(other.node_id)
         assert conn is not None and not conn.closed
     # The node keeps accepting: a new peer connects.
@@ -120,5 +123,5 @@ async def test_fault_target_errors_are_specific(cluster: Cluster) -> None:
     hub, leaves = await star(cluster, 1)
     with pytest.raises(FaultError, match="no connected peer"):
         await hub.faults.disconnect("peer:0000000000000000")
-    with pytest.raises(FaultError, match="has no 'header_sync' routine"):
-        await hub.faults.panic(leaves[0].label, "header_sync")
+    with pytest.raises(FaultError, match="has no 'block_sync' routine"):
+        await hub.faults.panic(leaves[0].label, "block_sync")

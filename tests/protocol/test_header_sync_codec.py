@@ -461,15 +461,15 @@ def test_unknown_payload_tag_and_empty_payload() -> None:
 
 
 def test_byte_budget_examples() -> None:
-    per = HB + 4  # 96
+    per = HB + 4  # 93
     assert header_count_by_byte_budget(8 + 5 + per * 10) == 10
     assert header_count_by_byte_budget(8 + 5 + per * 10 - 1) == 9
     assert header_count_by_byte_budget(8 + 5 + per * 10 + per - 1) == 10
     # A frame cap too small for one header still yields 1 (never a zero request).
     assert header_count_by_byte_budget(8) == 1
     assert header_count_by_byte_budget(0) == 1
-    # The full stream frame cap (2 MiB + 8) allows 21 845 raw, clamped to 4000.
-    assert (MAX_HS_MESSAGE_BYTES - 5) // per == 21_845
+    # The full stream frame cap (2 MiB + 8) allows 22 549 raw, clamped to 4000.
+    assert (MAX_HS_MESSAGE_BYTES - 5) // per == 22_549
     assert header_count_by_byte_budget(hs.HS_FRAME_CAP) == 4000
     # The payload budget is min(2 MiB, frame_cap - 8): a larger frame cap does not help.
     assert header_count_by_byte_budget(64 * 1024 * 1024, header_bytes=1487) == (
@@ -512,3 +512,9 @@ def test_clamped_request_always_fits_and_is_accepted(
     payload_budget = min(MAX_HS_MESSAGE_BYTES, frame_cap - 8)
     if payload_budget >= 5 + header_bytes + 4:
         assert 5 + count * (header_bytes + 4) <= payload_budget
+
+
+def test_wire_header_size_is_the_chain_header_size() -> None:
+    from node_core.chain.model import HEADER_BYTES
+
+    assert HEADER_WIRE_BYTES == HEADER_BYTES

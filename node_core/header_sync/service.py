@@ -1,0 +1,91 @@
+"""Header-sync (stream kind 5) as a transport service: one supervised routine per peer.
+
+``add_peer`` mints the session's generation, builds its command sink and routine, registers
+the session with the reactor (which sends our Status at once) and launches the routine
+through the connection's supervised launcher, with the routine's teardown as ``on_teardown``.
+The reactor is told about a session before its routine runs, so no event of the session can
+reach the reactor before the session itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from node_core.header_sync.commands import HeaderSyncCommandSink
+from node_core.header_sync.reactor import SERVICE, HeaderSyncReactor, PeerEntry
+from node_core.header_sync.routine import HeaderSyncRoutine
+from node_core.protocol.header_sync import (
+    HEADER_SYNC_STREAM_KIND,
+    HEADER_SYNC_STREAM_VERSION,
+    HS_FRAME_CAP,
+    Status,
+)
+from node_core.protocol.limits import Capability
+from node_core.transport.routine import RoutineContext
+from node_core.transport.supervise import next_generation
+
+if TYPE_CHECKING:
+    from node_core.header_sync.observe import HeaderSyncMetrics
+    from node_core.transport.connection import Connection
+    from node_core.transport.stream import Stream
+
+
+class HeaderSyncService:
+    """The transport-facing half of header-sync; the reactor is the shared half."""
+
+    name = SERVICE
+    kind = HEADER_SYNC_STREAM_KIND
+    version = HEADER_SYNC_STREAM_VERSION
+    capability = int(Capability.HEADER_SYNC)
+    frame_cap = HS_FRAME_CAP
+    message_rate: float | None = None
+
+    def __init__(self, reactor: HeaderSyncReactor, metrics: HeaderSyncMetrics) -> None:
+        self.reactor = reactor
+        self.metrics = metrics
+        #: Live and finished routines by (conn_id, generation), for snapshots and faults.
+        self.routines: dict[tuple[int, int], HeaderSyncRoutine] = {}
+
+    def add_peer(self, conn: Connection, stream: Stream) -> None:
+        generation = next_generation(SERVICE)
+        sink: HeaderSyncCommandSink[Status] = HeaderSyncCommandSink()
+        holder: dict[str, HeaderSyncRoutine] = {}
+
+        async def body(ctx: RoutineContext) -> None:
+            await holder["routine"].run()
+
+        def teardown() -> None:
+            routine = holder.get("routine")
+            if routine is not None:
+                routine.teardown()
+
+        handle = conn.launch(SERVICE, stream, body, on_teardown=teardown, generation=generation)
+        routine = HeaderSyncRoutine(
+            handle.ctx, stream, sink, self.reactor, self.metrics, frame_cap=stream.frame_cap
+        )
+        holder["routine"] = routine
+        self.routines[(conn.peer.conn_id, generation)] = routine
+        self.reactor.peer_connected(
+            PeerEntry(conn.peer.label, generation, sink, routine.state, handle)
+        )
+
+    def remove_peer(self, conn: Connection) -> None:
+        """The connection closed: forget its routines and any parked record."""
+        for key in [k for k in self.routines if k[0] == conn.peer.conn_id]:
+            del self.routines[key]
+        self.reactor.peer_removed(conn.peer.label)
+
+    def routine_for(self, conn_id: int, generation: int) -> HeaderSyncRoutine | None:
+        return self.routines.get((conn_id, generation))
+
+    def routine_view(self, conn_id: int, generation: int, label: str) -> dict[str, Any] | None:
+        """The per-routine snapshot fields (routine side plus reactor side)."""
+        routine = self.routines.get((conn_id, generation))
+        if routine is None:
+            return None
+        out: dict[str, Any] = dict(routine.view())
+        reactor_side = self.reactor.peer_view(label, generation)
+        out["served_inflight"] = 0 if reactor_side is None else reactor_side["served_inflight"]
+        out["outstanding"] = [] if reactor_side is None else reactor_side["outstanding"]
+        out["fork_search"] = None if reactor_side is None else reactor_side["fork_search"]
+        return out

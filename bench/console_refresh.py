@@ -45,7 +45,7 @@ from console.app import ZakuraConsole
 from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
 from console.fixture import fixture_snapshot
 from console.screens.peers import PeersScreen
-from console.widgets.peer_rows import KEEP_CLOSED_S, age_text, compact_size
+from console.widgets.peer_rows import KEEP_CLOSED_S, age_text
 from console.widgets.peer_table import PeerTable
 
 NAME = "console_refresh"
@@ -128,10 +128,12 @@ def check_table(table: PeerTable, snap: Snapshot) -> list[str]:
             "addr": peer["addr"],
             "age": age_text(peer["age_s"]),
             "conn": str(peer["conn_id"]),
-            "in": compact_size(peer["bytes_in"]),
-            "out": compact_size(peer["bytes_out"]),
             "misb": str(peer["misbehavior_count"]),
         }
+        for r in peer["routines"]:
+            hs = r.get("header_sync") if r["service"] == "header_sync" else None
+            if hs:
+                want["hs_queue"] = f"{hs['queue_depth']}/{hs['queue_max']}"
         for key, value in want.items():
             got = table.get_cell(label, key).plain
             if got != value:

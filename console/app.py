@@ -4,9 +4,10 @@ Data flow: one timer polls the client (``--refresh``, 4 Hz by default) for a sna
 journal delta, stores them in :class:`~console.state.ConsoleState`, and asks the visible view
 to render. While paused the state is not replaced, so rows stay still under the cursor.
 
-Actions (``d`` disconnect, ``p`` panic) all go through :meth:`ZakuraConsole.request_action`:
-policy check, target pick, confirmation naming the target, a re-check that the target still
-exists, the action, and a notification with the effect the node was seen to have.
+Actions (``d`` disconnect, ``p`` panic, ``k`` park and ``s`` stall a peer's header sync) all
+go through :meth:`ZakuraConsole.request_action`: policy check, target pick, confirmation
+naming the target, a re-check that the target still exists, the action, and a notification
+with the effect the node was seen to have.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from console.policy import ActionPolicy
 from console.screens.base import ConsoleScreen
 from console.screens.journal import JournalScreen
 from console.screens.misbehavior import MisbehaviorScreen
-from console.screens.modals import ConfirmScreen, HelpScreen, PickServiceScreen
+from console.screens.modals import ConfirmScreen, HelpScreen, PickServiceScreen, StallScreen
 from console.screens.overview import OverviewScreen
+from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
 from console.state import ConsoleState
 from themes import load_themes
@@ -34,7 +36,22 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("2", "peers", "Peers"),
     ("3", "journal", "Journal"),
     ("4", "misbehavior", "Misbehavior"),
+    ("5", "parked", "Parked"),
 )
+
+#: The service ``k`` parks and ``s`` stalls.
+HEADER_SYNC = "header_sync"
+
+#: What each action does to the target, for the confirmation (after the target line).
+ACTION_EFFECTS = {
+    "disconnect": "Its connection closes; every routine on it stops and tears down.",
+    "park": "Its header_sync service stops as if a never-drop command could not be queued "
+    "to it: its ranges go back to the queue for other peers. The connection and its other "
+    "routines stay up.",
+    "stall": "Its header_sync routine stops taking commands for that long. Frames are still "
+    "read, so what it owes the peer piles up in its command queue; a never-drop command that "
+    "no longer fits parks it. The connection stays up.",
+}
 
 
 class ZakuraConsole(App[None]):
@@ -47,6 +64,7 @@ class ZakuraConsole(App[None]):
         "peers": PeersScreen,
         "journal": JournalScreen,
         "misbehavior": MisbehaviorScreen,
+        "parked": ParkedScreen,
     }
     DEFAULT_MODE = "overview"
     BINDINGS = [
@@ -54,6 +72,8 @@ class ZakuraConsole(App[None]):
         Binding("space", "toggle_pause", "Pause"),
         Binding("d", "disconnect", "Disconnect"),
         Binding("p", "panic", "Panic"),
+        Binding("k", "park", "Park"),
+        Binding("s", "stall", "Stall"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("question_mark", "help", "Keys"),
         Binding("q", "quit", "Quit"),
@@ -140,6 +160,8 @@ class ZakuraConsole(App[None]):
             ("space", "pause / resume updates (PAUSED shows in the status bar)"),
             ("d", "disconnect the selected peer (asks first)"),
             ("p", "panic a routine of the selected peer (pick the routine, asks first)"),
+            ("k", "park the selected peer's header-sync (asks first; Journal: kind filter)"),
+            ("s", "stall the selected peer's header-sync reads for N seconds (asks N, 1-600)"),
             ("t", "cycle themes"),
             ("?", "this help"),
             ("ctrl+p", "command palette: every action and view by name"),
@@ -176,6 +198,16 @@ class ZakuraConsole(App[None]):
             self.action_panic,
         )
         yield SystemCommand(
+            "Park header-sync of selected peer",
+            "park its header_sync routine (k)",
+            self.action_park,
+        )
+        yield SystemCommand(
+            "Stall header-sync reads of selected peer",
+            "hold its header_sync reads for N seconds (s)",
+            self.action_stall,
+        )
+        yield SystemCommand(
             "Pause / resume updates", "freeze the view (space)", self.action_toggle_pause
         )
         yield SystemCommand(
@@ -193,6 +225,12 @@ class ZakuraConsole(App[None]):
 
     def action_panic(self) -> None:
         self.request_action("panic")
+
+    def action_park(self) -> None:
+        self.request_action("park")
+
+    def action_stall(self) -> None:
+        self.request_action("stall")
 
     def request_action(self, kind: str) -> None:
         """The one entry point for actions: policy first, then target, confirm, act."""
@@ -222,8 +260,9 @@ class ZakuraConsole(App[None]):
             self.notify(f"{label} is no longer connected", severity="warning")
             return
         service: str | None = None
+        seconds: float | None = None
+        routines = [(r["service"], r["state"]) for r in peer.get("routines") or ()]  # type: ignore[attr-defined]
         if kind == "panic":
-            routines = [(r["service"], r["state"]) for r in peer["routines"]]  # type: ignore[attr-defined]
             running = [(s, st) for s, st in routines if st == "running"]
             if not running:
                 self.notify(f"{label} has no running routine to panic", severity="warning")
@@ -231,16 +270,27 @@ class ZakuraConsole(App[None]):
             service = await self.push_screen_wait(PickServiceScreen(label, running))
             if service is None:
                 return
+        elif kind in ("park", "stall"):
+            service = HEADER_SYNC
+            states = [st for svc, st in routines if svc == service]
+            refusal = _header_sync_refusal(kind, label, states[-1] if states else None)
+            if refusal:
+                self.notify(refusal, severity="warning")
+                return
         request = ActionRequest(kind, label, service)
-        detail = f"peer {label} at {peer['addr']} ({peer['direction']})\n" + (
-            "Its connection closes; every routine on it stops and tears down."
-            if kind == "disconnect"
-            else f"An exception is raised inside its {service} routine: a panic, which "
-            "closes that peer's connection only."
+        detail = f"peer {label} at {peer['addr']} ({peer['direction']})\n" + ACTION_EFFECTS.get(
+            kind,
+            f"An exception is raised inside its {service} routine: a panic, which "
+            "closes that peer's connection only.",
         )
-        if not await self.push_screen_wait(
-            ConfirmScreen(request.describe().capitalize() + "?", detail)
-        ):
+        title = request.describe().capitalize() + "?"
+        if kind == "stall":
+            title = f"Stall {service} reads of {label}?"
+            seconds = await self.push_screen_wait(StallScreen(title, detail))
+            if seconds is None:
+                return
+            request = ActionRequest(kind, label, service, seconds)
+        elif not await self.push_screen_wait(ConfirmScreen(title, detail)):
             return
         # Re-check the target against fresh data: it may have left while the modal was open.
         fresh = await self.client.snapshot()
@@ -251,3 +301,14 @@ class ZakuraConsole(App[None]):
         result = await self.client.act(request)
         self.notify(result.message, severity="information" if result.ok else "error", timeout=6)
         self.poll_soon()
+
+
+def _header_sync_refusal(kind: str, label: str, state: object) -> str | None:
+    """Why ``k``/``s`` cannot act on this peer's header sync (``None`` when they can)."""
+    if state is None:
+        return f"{label} has no {HEADER_SYNC} routine to {kind}"
+    if kind == "park" and state == "parked":
+        return f"{label}: {HEADER_SYNC} is already parked"
+    if state != "running":  # the node parks and stalls running routines only
+        return f"{label}: {HEADER_SYNC} is {state}, nothing to {kind}"
+    return None

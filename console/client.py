@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from console.policy import ActionPolicy, ActionRefused
+from console.policy import STALL_DEFAULT_S, ActionPolicy, ActionRefused
 
 if TYPE_CHECKING:
     from node_core.node import Node
@@ -23,15 +23,22 @@ JournalRow = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
-    """What the operator asked for: ``kind`` on peer ``label`` (and ``service`` for a panic)."""
+    """What the operator asked for: ``kind`` on peer ``label``, ``service`` for a panic, park
+    or stall (park and stall default to ``header_sync``), ``seconds`` for a stall."""
 
     kind: str
     label: str
     service: str | None = None
+    seconds: float | None = None
 
     def describe(self) -> str:
         if self.kind == "panic":
             return f"panic the {self.service} routine of {self.label}"
+        if self.kind == "park":
+            return f"park the {self.service or 'header_sync'} service of {self.label}"
+        if self.kind == "stall":
+            seconds = STALL_DEFAULT_S if self.seconds is None else self.seconds
+            return f"stall {self.service or 'header_sync'} reads of {self.label} for {seconds:g} s"
         return f"{self.kind} {self.label}"
 
 
@@ -97,6 +104,16 @@ class InProcessClient:
         try:
             if request.kind == "disconnect":
                 outcome = await self.node.faults.disconnect(request.label)
+            elif request.kind == "park":
+                outcome = await self.node.faults.park(
+                    request.label, request.service or "header_sync"
+                )
+            elif request.kind == "stall":
+                outcome = await self.node.faults.stall(
+                    request.label,
+                    request.service or "header_sync",
+                    seconds=request.seconds or STALL_DEFAULT_S,
+                )
             else:
                 outcome = await self.node.faults.panic(request.label, request.service or "")
         except FaultError as exc:

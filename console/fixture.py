@@ -50,6 +50,56 @@ def _routine(i: int, now: float) -> dict[str, Any]:
     }
 
 
+#: The fixture chain: mid header sync, nothing verified yet.
+FIXTURE_HEADER_TIP = 12_400
+FIXTURE_TARGET = 20_000
+
+
+def _hash(tag: str) -> str:
+    return hashlib.blake2b(tag.encode(), digest_size=32).hexdigest()
+
+
+def _header_sync(i: int) -> dict[str, Any]:
+    """Per-routine header-sync state, varied by peer so every view has something to show:
+    peer 1 parked (its queue backed up), 2 with a range in flight, 3 stalled, 4 with its
+    command queue nearly full, 5 without a status yet."""
+    kind = i % 6
+    in_flight = None
+    outstanding: list[dict[str, Any]] = []
+    if kind == 2:
+        in_flight = {"start_height": 12_401, "count": 160, "forward": True, "finalized": False}
+        outstanding = [{"start_height": 12_401, "count": 160, "deadline_in_s": 4.2}]
+    return {
+        "queue_depth": {1: 12, 4: 250}.get(kind, kind),
+        "queue_max": 256,
+        "status_pending": kind == 1,
+        "in_flight": in_flight,
+        "advertised_tip": FIXTURE_TARGET - 40 * (i % 4),
+        "received_status": kind != 5,
+        "max_headers": None if kind == 5 else 160,
+        "fifo_len": 1 if kind == 2 else 0,
+        "tolerance": 2,
+        "served_inflight": 1 if kind == 3 else 0,
+        "outstanding": outstanding,
+        "stalled_for_s": 17.5 if kind == 3 else None,
+    }
+
+
+def _header_sync_routine(i: int, now: float) -> dict[str, Any]:
+    parked = i == 1
+    return {
+        "service": "header_sync",
+        "state": "parked" if parked else "running",
+        "generation": 1 + i % 3,
+        "started_at": now - 55 - 7 * i,
+        "exit_cause": None,
+        "exit_reason": None,
+        "exit_error": None,
+        "exited_at": None,
+        "header_sync": _header_sync(i),
+    }
+
+
 def fixture_peer(i: int, now: float) -> dict[str, Any]:
     node_id = hashlib.blake2b(f"fixture-{i}".encode(), digest_size=32).hexdigest()
     return {
@@ -83,7 +133,7 @@ def fixture_peer(i: int, now: float) -> dict[str, Any]:
                 "frames_out": 5 + i,
             }
         ],
-        "routines": [_routine(i, now)],
+        "routines": [_routine(i, now), _header_sync_routine(i, now)],
         "misbehavior_count": 1 if i % 7 == 3 else 0,
         "close": None,
     }
@@ -98,6 +148,7 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
             states = summary.setdefault(r["service"], {})
             states[r["state"]] = states.get(r["state"], 0) + 1
     misbehaving = [p for p in rows if p["misbehavior_count"]]
+    parked = [p["label"] for i, p in enumerate(rows) if i == 1]
     outbound = sum(1 for p in rows if p["direction"] == "outbound")
     return {
         "schema": 1,
@@ -141,6 +192,49 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
                 }
             ],
         },
+        "chain": {
+            "header_tip": {"height": FIXTURE_HEADER_TIP, "hash": _hash("tip")},
+            "verified_tip": {"height": 0, "hash": _hash("genesis")},
+            "target": FIXTURE_TARGET,
+            "network": "regtest",
+            "finalized_height": 0,
+        },
+        "header_sync": {
+            "range_queue": {
+                "forward": 4,
+                "backward": 1,
+                "assigned": 3,
+                "covered_intervals": 2,
+                "covered_to": FIXTURE_HEADER_TIP,
+            },
+            "reactor": {
+                "events": 3,
+                "events_max": 128,
+                "lifecycle": 1,
+                "actions": 0,
+                "actions_max": 128,
+            },
+            "peers": len(rows),
+            "peers_with_status": sum(1 for i in range(len(rows)) if i % 6 != 5),
+            "parked": len(parked),
+            "anchor": {"height": 12_000, "hash": _hash("anchor")},
+            "candidate": None,
+            "pending_commits": 2,
+            "seen_cache": 512,
+            "reorgs": 0,
+            "headers_per_s": 310.5,
+            "committed_total": FIXTURE_HEADER_TIP,
+        },
+        "parked": [
+            {
+                "label": label,
+                "service": "header_sync",
+                "reason": "command queue full: Headers response could not be queued",
+                "since": now - 42,
+                "work_returned": 3,
+            }
+            for label in parked
+        ],
         "peers": rows,
         "recently_closed": [
             {

@@ -33,10 +33,20 @@ class Shot:
 SHOTS = (
     Shot("overview", ("1",), "Overview: node, peers against target, routines matrix, lag, journal"),
     Shot("peers", ("2", "down", "down"), "Peers: one row per peer, routine glyphs, bytes, rates"),
-    Shot("peer-detail", ("2", "down", "down", "enter"), "Peer detail: routines, streams, events"),
+    Shot(
+        "peer-detail",
+        ("2", "down", "down", "enter"),
+        "Peer detail: routines, header sync, streams, events",
+    ),
     Shot("journal", ("3",), "Journal: live events with kind, peer and service filters"),
     Shot("misbehavior", ("4",), "Misbehavior: records and counts by reason"),
+    Shot("parked", ("5",), "Parked: peers whose header sync is parked, why, work returned"),
     Shot("confirm-disconnect", ("2", "down", "d"), "Disconnect asks first and names the target"),
+    Shot(
+        "confirm-stall",
+        ("2", "down", "down", "down", "s"),
+        "Stall asks for how long (1 to 600 s) and names the target",
+    ),
     Shot("help", ("2", "question_mark"), "Every key, one screen"),
     Shot("peers-light", ("2",), "The light theme", theme="zakura-light"),
     Shot("peers-high-contrast", ("2",), "The high-contrast theme", theme="zakura-high-contrast"),

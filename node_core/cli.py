@@ -21,11 +21,13 @@ import signal
 import socket
 import sys
 import tempfile
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY, HOSTILE_MODES, MODE_HELP
 from node_core.protocol.limits import NetworkId
 
 if TYPE_CHECKING:
@@ -192,6 +194,26 @@ def add_log_level(p: argparse.ArgumentParser, default: str, where: str = "on std
     )
 
 
+def add_hostile_mode(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--hostile-mode",
+        choices=HOSTILE_MODES,
+        default=None,
+        metavar="MODE",
+        help=f"{what}: {', '.join(HOSTILE_MODES)} (default: honest)",
+    )
+
+
+def check_hostile_delay(args: argparse.Namespace) -> None:
+    """--hostile-delay only means something to a slow responder; say so instead of ignoring it."""
+    if args.hostile_delay is not None and args.hostile_mode != "slow-responder":
+        raise UsageError(
+            "--hostile-delay",
+            "only applies to --hostile-mode slow-responder "
+            f"(got --hostile-mode {args.hostile_mode or 'unset'})",
+        )
+
+
 def setup_logging(level: str) -> None:
     """Logs go to stderr so stdout stays machine-readable (the start line, the tables)."""
     logging.basicConfig(
@@ -200,6 +222,28 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
 
+
+def hostile_modes_help(intro: str) -> str:
+    """The ``--hostile-mode`` list for --help: what each mode does, what victims should do."""
+    lines = [intro]
+    for mode, text in MODE_HELP.items():
+        lines.append(f"  {mode.value}")
+        for label, body in (("does", text.does), ("victims", text.victims)):
+            lines += textwrap.wrap(
+                f"{label}: {body}", width=96, initial_indent="    ", subsequent_indent="      "
+            )
+    return "\n".join(lines)
+
+
+NODE_HOSTILE_HELP = hostile_modes_help(
+    "hostile modes (--hostile-mode MODE; testnets only - the node attacks its peers' header\n"
+    "sync instead of syncing; give it a chain with --blocks so peers behind it ask it for work):"
+)
+
+TESTNET_HOSTILE_HELP = hostile_modes_help(
+    "hostile modes (--hostile N --hostile-mode MODE: the last N nodes, never node 0, run a\n"
+    "hostile header sync; each victim's records show in its snapshot's misbehavior list):"
+)
 
 NODE_HELP = """\
 Run one headless node until SIGINT or SIGTERM, then stop it cleanly (exit 0).
@@ -215,10 +259,14 @@ others is refused); its chain in --data-dir/chain.sqlite3, starting at the --net
 Input errors (bad address, port in use, unusable data dir or key) print one line on stderr
 naming the flag, and exit with code 2."""
 
-NODE_EXAMPLE = """\
+NODE_EXAMPLE = f"""\
+{NODE_HOSTILE_HELP}
+
 example:
   zakura node --listen 127.0.0.1:9000 --data-dir ./node-a --api 9100
   zakura node --listen 127.0.0.1:9001 --data-dir ./node-b --bootstrap 127.0.0.1:9000
+  zakura node --listen 127.0.0.1:9002 --data-dir ./node-c --bootstrap 127.0.0.1:9000 \\
+      --blocks 500 --hostile-mode slow-responder --hostile-delay 40
   curl -s 127.0.0.1:9100/api/v1/snapshot"""
 
 TESTNET_HELP = """\
@@ -231,12 +279,20 @@ up to height N; the others start from genesis. Each child logs to <its data dir>
 Once every node has reported ready, a table of index, label, listen and API address and pid is
 printed. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet
 process itself is killed, even with SIGKILL, the children are told to stop by the kernel
-(Linux)."""
+(Linux).
 
-TESTNET_EXAMPLE = """\
+With --hostile N --hostile-mode MODE the last N nodes attack the others' header sync (see the
+modes below); the table gets a role column marking them. They get node 0's --blocks chain too;
+in malformed-headers, slow-responder and silent mode 100 blocks more of it, which only they
+can serve, so the honest nodes have to ask them and meet the attack."""
+
+TESTNET_EXAMPLE = f"""\
+{TESTNET_HOSTILE_HELP}
+
 example:
   zakura testnet --nodes 8 --api-base-port 9100
-  curl -s 127.0.0.1:9100/api/v1/snapshot     # node 0's view of the network"""
+  curl -s 127.0.0.1:9100/api/v1/snapshot     # node 0's view of the network
+  zakura testnet --nodes 5 --blocks 2000 --hostile 2 --hostile-mode malformed-headers"""
 
 CONSOLE_HELP = """\
 The operator console (what `make run` starts, and `zakura` with no subcommand).
@@ -423,6 +479,16 @@ def build_parser() -> Parser:
         help="seed of the --blocks chain: the same seed gives the same chain, byte for byte "
         "(default: 1)",
     )
+    add_hostile_mode(node, "run a hostile header sync that attacks peers in MODE (listed below)")
+    node.add_argument(
+        "--hostile-delay",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="--hostile-mode slow-responder only: hold each answer back this long; past the "
+        "peers' 30 s request timeout they time out, at or under it they are served "
+        "(default: 35)",
+    )
     add_log_level(node, "info")
 
     testnet = sub.add_parser(
@@ -494,6 +560,22 @@ def build_parser() -> Parser:
         default=1,
         metavar="S",
         help="seed of node 0's --blocks chain (default: 1)",
+    )
+    testnet.add_argument(
+        "--hostile",
+        type=count(0),
+        default=0,
+        metavar="N",
+        help="the last N nodes run a hostile header sync (--hostile-mode); node 0 never does, "
+        "so N must be less than --nodes (default: 0)",
+    )
+    add_hostile_mode(testnet, "what the --hostile nodes do (listed below; required with --hostile)")
+    testnet.add_argument(
+        "--hostile-delay",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="--hostile-mode slow-responder only: each hostile answer's delay (default: 35)",
     )
     add_log_level(testnet, "info", "here on stderr and in every node's node.log")
 
@@ -572,6 +654,8 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         network_id=int(NETWORKS[args.network]),
         blocks=args.blocks,
         chain_seed=args.seed,
+        hostile_mode=args.hostile_mode,
+        hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
     )
 
 
@@ -582,6 +666,7 @@ async def run_node(args: argparse.Namespace) -> int:
     from node_core.identity import IdentityError
     from node_core.node import Node
 
+    check_hostile_delay(args)
     check_data_dir(args.data_dir)
     try:
         node = Node(node_config_from_args(args))
@@ -606,6 +691,12 @@ async def run_node(args: argparse.Namespace) -> int:
             flag, (host, port) = ("--listen", args.listen) if bad_listen else ("--api", args.api)
             raise UsageError(flag, f"{host}:{port}: {describe(exc)}") from None
         print(format_start_line(node.label, node.listen, node.api_address), flush=True)
+        if args.hostile_mode is not None:
+            log.warning(
+                "node %s runs a HOSTILE header sync (%s): it attacks its peers, it does not sync",
+                node.label,
+                args.hostile_mode,
+            )
         await stop.wait()
         log.info("signal received, stopping node %s", node.label)
     finally:

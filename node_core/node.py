@@ -24,6 +24,7 @@ from node_core.discovery.dialer import Dialer
 from node_core.discovery.records import make_record
 from node_core.discovery.service import SERVICE_ID, DiscoveryConfig, DiscoveryService
 from node_core.faults import FaultInjector
+from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY, HostileHeaderSync, parse_mode
 from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
 from node_core.header_sync.reactor import HeaderSyncConfig, HeaderSyncReactor
 from node_core.header_sync.service import HeaderSyncService
@@ -72,6 +73,17 @@ class NodeConfig:
     header_sync: HeaderSyncConfig = field(default_factory=HeaderSyncConfig)
     #: Mine a block on our tip every this many seconds and announce it (None: never).
     mine_interval: float | None = None
+    #: Run a hostile header-sync instead of the honest one (testnets only; see
+    #: :mod:`node_core.header_sync.hostile` for the modes). None: honest.
+    hostile_mode: str | None = None
+    #: ``slow-responder``: seconds each hostile answer is held back.
+    hostile_delay: float = DEFAULT_HOSTILE_DELAY
+
+    def __post_init__(self) -> None:
+        if self.hostile_mode is not None:
+            parse_mode(self.hostile_mode)  # raises, naming the valid modes
+        if not self.hostile_delay >= 0:
+            raise ValueError(f"hostile_delay must be >= 0 seconds, got {self.hostile_delay}")
 
     @property
     def effective_chain_id(self) -> bytes:
@@ -121,6 +133,9 @@ class Node:
         )
         self.header_sync_service = HeaderSyncService(self.header_sync, self.header_sync_metrics)
         self.miner: Miner | None = None
+        if config.hostile_mode is not None:  # on kind 5, so it replaces the honest service
+            hostile = HostileHeaderSync(config.hostile_mode, self.chain, delay=config.hostile_delay)
+            extra_services = [hostile, *extra_services]
         # An extra service on a built-in's stream kind replaces that built-in: tests put
         # stand-ins on kind 5 to probe the transport without header-sync's own behaviour.
         taken = {svc.kind for svc in extra_services}

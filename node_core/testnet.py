@@ -10,6 +10,8 @@ Lifecycle rules, because leaked node processes hold ports and CPU long after a t
   that line also reports the ports it really bound, so children started with port 0 never race
   another program for a port picked in advance.
 - Node 0 starts first and every other node bootstraps from it.
+- With ``hostile=N`` the last N nodes run a hostile header sync (``--hostile-mode``); node 0,
+  the miner everyone bootstraps from, never does, so honest nodes always have one honest peer.
 - ``stop()`` sends SIGTERM to every child, waits up to 3 s, then SIGKILLs the rest, and always
   reaps them. Any failure during ``start()`` stops what was started before re-raising.
 - If this process dies without running ``stop()`` (SIGKILL, a hard crash), the kernel sends
@@ -33,7 +35,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import node_core
-from node_core.cli import UsageError, parse_start_line
+from node_core.cli import UsageError, check_hostile_delay, parse_start_line
+from node_core.header_sync.hostile import ASKED_MODES, HOSTILE_MODES, MODE_HELP, parse_mode
 
 HOST = "127.0.0.1"
 STOP_GRACE_SECS = 3.0
@@ -41,6 +44,9 @@ READY_TIMEOUT_SECS = 20.0
 #: Extra ready time node 0 gets per pre-generated block (generous: CI disks fsync slowly).
 PREGEN_SECS_PER_BLOCK = 0.002
 LOG_TAIL_LINES = 15
+#: Blocks a hostile node in an :data:`~node_core.header_sync.hostile.ASKED_MODES` mode has
+#: beyond node 0's chain: the honest nodes must ask it for them, which is when it attacks.
+HOSTILE_LEAD_BLOCKS = 100
 _PR_SET_PDEATHSIG = 1
 #: The directory holding the ``node_core`` package this process runs; children import it too.
 _SRC_ROOT = str(Path(node_core.__file__).resolve().parent.parent)
@@ -74,6 +80,13 @@ class TestnetNode:
     data_dir: Path
     process: asyncio.subprocess.Process
     log_path: Path
+    #: The ``--hostile-mode`` this node runs; None for an honest node.
+    hostile_mode: str | None = None
+
+    @property
+    def role(self) -> str:
+        """``honest`` or ``hostile:<mode>`` (one token, so the printed table stays split-able)."""
+        return "honest" if self.hostile_mode is None else f"hostile:{self.hostile_mode}"
 
     @property
     def pid(self) -> int:
@@ -150,6 +163,15 @@ class Testnet:
         blocks: Node 0 (the miner) pre-generates the seeded chain up to this height before it
             listens; the others start from genesis. Its ready timeout grows with ``blocks``.
         seed: Seed of node 0's pre-generated chain.
+        hostile: The last ``hostile`` nodes run ``--hostile-mode hostile_mode``; must be less
+            than ``nodes`` (node 0 is never hostile). They pre-generate node 0's chain too; in
+            a mode that attacks when asked for headers (malformed-headers, slow-responder,
+            silent) :data:`HOSTILE_LEAD_BLOCKS` more of it, so the honest nodes, which cannot
+            get those headers from anyone else, do ask them.
+        hostile_mode: One of :data:`~node_core.header_sync.hostile.HOSTILE_MODES`; required
+            with ``hostile`` > 0.
+        hostile_delay: ``--hostile-delay`` of the hostile nodes (slow-responder); None: the
+            node's default.
     """
 
     __test__ = False
@@ -169,9 +191,13 @@ class Testnet:
         extra_args: tuple[str, ...] = (),
         blocks: int = 0,
         seed: int = 1,
+        hostile: int = 0,
+        hostile_mode: str | None = None,
+        hostile_delay: float | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a testnet needs at least one node")
+        check_hostile(nodes, hostile, hostile_mode)
         for name, base in (("base_port", base_port), ("api_base_port", api_base_port)):
             if base and base + nodes - 1 > 65535:
                 raise ValueError(f"{name} {base} + {nodes} nodes runs past port 65535")
@@ -190,6 +216,9 @@ class Testnet:
         self.extra_args = extra_args
         self.blocks = blocks
         self.seed = seed
+        self.hostile = hostile
+        self.hostile_mode = hostile_mode
+        self.hostile_delay = hostile_delay
         self.nodes: list[TestnetNode] = []
         self._starting: list[asyncio.subprocess.Process] = []
         self._drains: list[asyncio.Task[None]] = []
@@ -280,6 +309,10 @@ class Testnet:
         return alive[next(iter(done))]
 
     # ------------------------------------------------------------------ one child
+    def hostile_mode_of(self, index: int) -> str | None:
+        """The hostile mode node ``index`` runs: the last ``hostile`` nodes', else None."""
+        return self.hostile_mode if self.hostile and index >= self.size - self.hostile else None
+
     def command(self, index: int, bootstrap: str | None) -> list[str]:
         """The command line of node ``index``, as run by :meth:`start`."""
         name = f"node-{index:02d}"
@@ -307,8 +340,16 @@ class Testnet:
             args.append("--allow-faults")
         if self.trace_dir is not None:
             args += ["--trace-dir", str(self.trace_dir / name)]
-        if index == 0 and self.blocks:
-            args += ["--blocks", str(self.blocks), "--seed", str(self.seed)]
+        hostile_mode = self.hostile_mode_of(index)
+        blocks = self.blocks if index == 0 or hostile_mode is not None else 0
+        if hostile_mode is not None and parse_mode(hostile_mode) in ASKED_MODES:
+            blocks += HOSTILE_LEAD_BLOCKS
+        if blocks:
+            args += ["--blocks", str(blocks), "--seed", str(self.seed)]
+        if hostile_mode is not None:
+            args += ["--hostile-mode", hostile_mode]
+            if self.hostile_delay is not None:
+                args += ["--hostile-delay", str(self.hostile_delay)]
         return [*args, *self.extra_args]
 
     async def _spawn(self, index: int, bootstrap: str | None) -> TestnetNode:
@@ -342,6 +383,7 @@ class Testnet:
             data_dir=node_dir,
             process=proc,
             log_path=log_path,
+            hostile_mode=self.hostile_mode_of(index),
         )
 
     async def _await_ready(
@@ -397,11 +439,64 @@ async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
             out.flush()
 
 
+class HostileSettingsError(ValueError):
+    """Inconsistent hostile settings; ``flag`` is the command-line flag to change."""
+
+    def __init__(self, flag: str, problem: str) -> None:
+        super().__init__(problem)
+        self.flag = flag
+
+
+def check_hostile(nodes: int, hostile: int, mode: str | None) -> None:
+    """Validate the hostile settings of a testnet of ``nodes`` nodes.
+
+    Raises:
+        HostileSettingsError: In the operator's terms, naming the flag to fix.
+    """
+    if hostile < 0:
+        raise HostileSettingsError("--hostile", f"must be at least 0, got {hostile}")
+    if hostile and hostile >= nodes:
+        raise HostileSettingsError(
+            "--hostile",
+            f"{hostile} hostile nodes need --nodes {hostile + 1} or more: node 0 (the miner "
+            f"everyone bootstraps from) is never hostile, and --nodes is {nodes}",
+        )
+    if hostile and mode is None:
+        raise HostileSettingsError(
+            "--hostile-mode",
+            f"required with --hostile {hostile}: one of {', '.join(HOSTILE_MODES)}",
+        )
+    if mode is not None:
+        try:
+            parse_mode(mode)
+        except ValueError as exc:
+            raise HostileSettingsError("--hostile-mode", str(exc)) from None
+        if not hostile:
+            raise HostileSettingsError(
+                "--hostile", f"--hostile-mode {mode} needs --hostile N (N >= 1 hostile nodes)"
+            )
+
+
 # ---------------------------------------------------------------------- zakura testnet
 def format_table(net: Testnet) -> str:
-    """The table ``zakura testnet`` prints once every node is ready."""
-    rows = [("idx", "label", "listen", "api", "pid")]
-    rows += [(str(n.index), n.label, n.listen, n.api or "-", str(n.pid)) for n in net.nodes]
+    """The table ``zakura testnet`` prints once every node is ready.
+
+    With hostile nodes it gets a last ``role`` column (``honest`` / ``hostile:<mode>``); without,
+    it keeps its five columns, which scripts parse.
+    """
+    hostile = any(n.hostile_mode is not None for n in net.nodes)
+    rows = [("idx", "label", "listen", "api", "pid", *(("role",) if hostile else ()))]
+    rows += [
+        (
+            str(n.index),
+            n.label,
+            n.listen,
+            n.api or "-",
+            str(n.pid),
+            *((n.role,) if hostile else ()),
+        )
+        for n in net.nodes
+    ]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     return "\n".join(
         "  ".join(
@@ -417,6 +512,11 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
     for flag, base in (("--base-port", args.base_port), ("--api-base-port", args.api_base_port)):
         if base and base + args.nodes - 1 > 65535:
             raise UsageError(flag, f"{base} + {args.nodes} nodes runs past port 65535")
+    try:
+        check_hostile(args.nodes, args.hostile, args.hostile_mode)
+    except HostileSettingsError as exc:
+        raise UsageError(exc.flag, str(exc)) from None
+    check_hostile_delay(args)
     net = Testnet(
         args.nodes,
         base_port=args.base_port,
@@ -428,6 +528,9 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         blocks=args.blocks,
         seed=args.seed,
+        hostile=args.hostile,
+        hostile_mode=args.hostile_mode,
+        hostile_delay=args.hostile_delay,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -455,12 +558,25 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
             flush=True,
         )
         print(format_table(net), flush=True)
+        if net.hostile_mode is not None:
+            print(hostile_summary(net), flush=True)
         print("Ctrl-C or SIGTERM stops every node.", flush=True)
         return await _supervise(net, stop)
     finally:
         await net.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def hostile_summary(net: Testnet) -> str:
+    """Two lines under the table: who attacks how, and what the honest nodes should do."""
+    assert net.hostile_mode is not None
+    text = MODE_HELP[parse_mode(net.hostile_mode)]
+    who = ", ".join(str(n.index) for n in net.nodes if n.hostile_mode is not None)
+    return (
+        f"hostile nodes {who} ({net.hostile_mode}): {text.does}\n"
+        f"honest nodes should: {text.victims}"
+    )
 
 
 async def _supervise(net: Testnet, stop: asyncio.Event) -> int:

@@ -1,8 +1,9 @@
 """The Overview view: the node at a glance.
 
 Top row: who the node is, how connected it is against its targets and caps, and how healthy
-its event loop is. Middle: the routines matrix and the peers that just left. Then a reserved
-area (``#sync-panels``) that the header-sync and block-sync issues fill, and the journal tail.
+its event loop is. Middle: the routines matrix and the peers that just left. Then the sync
+area (``#sync-panels``, a row that block sync will join): the header-sync panel once the node
+reports a chain, a placeholder before that (an older node); and the journal tail.
 
 Every panel compares what it would show with what it shows and re-renders only on a
 difference, so a quiet node costs almost nothing per frame.
@@ -20,6 +21,12 @@ from console.client import Snapshot
 from console.format import clean, duration
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+from console.widgets.header_sync_panel import (
+    LINES,
+    SHORT_LINES,
+    HeaderSyncPanel,
+    has_header_sync,
+)
 from console.widgets.journal_tail import JournalTail
 from console.widgets.kv_panel import KVPanel, KVRow
 from console.widgets.recent_closes import RecentCloses
@@ -31,7 +38,12 @@ LAG_HISTORY = 120
 LAG_WARN_MS = 25.0
 LAG_BAD_MS = 100.0
 
+#: Below this many terminal rows the header-sync panel shows its short form, so the journal
+#: tail keeps at least six lines.
+SHORT_HEIGHT = 34
+
 SYNC_PLACEHOLDER = "header-sync and block-sync panels appear here once those services run"
+HEADER_SYNC_TITLE = "header sync"
 
 
 def lag_style(ms: float) -> str:
@@ -145,6 +157,16 @@ class OverviewScreen(ConsoleScreen):
         height: auto;
         layout: horizontal;
     }
+    OverviewScreen #ov-header-sync {
+        height: auto;
+        display: none;
+    }
+    OverviewScreen #sync-panels.-header-sync #ov-header-sync {
+        display: block;
+    }
+    OverviewScreen #sync-panels.-header-sync #sync-placeholder {
+        display: none;
+    }
     OverviewScreen #sync-placeholder {
         width: 1fr;
         height: 3;
@@ -187,10 +209,13 @@ class OverviewScreen(ConsoleScreen):
             with Vertical(classes="panel", id="ov-closed") as box:
                 box.border_title = "recently closed"
                 yield RecentCloses(id="ov-closes")
-        with Vertical(id="sync-panels"):
+        with Horizontal(id="sync-panels"):
             placeholder = Static(SYNC_PLACEHOLDER, id="sync-placeholder", markup=False)
             placeholder.border_title = "sync"
             yield placeholder
+            with Vertical(classes="panel", id="ov-header-sync") as box:
+                box.border_title = HEADER_SYNC_TITLE
+                yield HeaderSyncPanel(id="ov-hs")
         with Vertical(classes="panel", id="ov-journal") as box:
             box.border_title = "journal"
             box.border_subtitle = "newest last - 3 opens the full log"
@@ -213,7 +238,27 @@ class OverviewScreen(ConsoleScreen):
         height = max(matrix.line_count, closes.line_count) + 2
         if mid.styles.height is None or mid.styles.height.value != height:
             mid.styles.height = height
+        self._draw_sync(snap)
         self.query_one(JournalTail).set_rows(state.journal)
+
+    def _draw_sync(self, snap: Snapshot) -> None:
+        """The header-sync panel when the node reports a chain; else the placeholder."""
+        area = self.query_one("#sync-panels")
+        shown = has_header_sync(snap)
+        if area.has_class("-header-sync") != shown:
+            area.set_class(shown, "-header-sync")
+        if shown:
+            lines = SHORT_LINES if self.size.height < SHORT_HEIGHT else LINES
+            self.query_one(HeaderSyncPanel).set_snapshot(snap, lines)
+            network = clean((snap.get("chain") or {}).get("network") or "", 30)
+            box = self.query_one("#ov-header-sync")
+            subtitle = f"network {network}" if network else ""
+            if box.border_subtitle != subtitle:
+                box.border_subtitle = subtitle
+
+    def on_resize(self) -> None:
+        """The header-sync panel's length depends on the terminal height."""
+        self.refresh_view()
 
     def _draw_lag(self, state: ConsoleState) -> None:
         # The history is the app's (one point per frame, whatever view is visible).

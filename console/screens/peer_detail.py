@@ -250,7 +250,16 @@ class PeerDetailScreen(ConsoleScreen):
             ex = r.get("discovery")
             if isinstance(ex, dict):
                 exchanges.append(_exchange(str(r.get("service")), ex))
+            hs = r.get("header_sync")
+            if isinstance(hs, dict):
+                exchanges.append(header_sync_section(hs, self._parked_record(), now))
         return Group(_section("Routines", table, ""), *exchanges)
+
+    def _parked_record(self) -> dict[str, Any] | None:
+        """This peer's entry in ``snapshot["parked"]`` (why and since when), if any."""
+        snap = self.console.state.snapshot or {}
+        found = [p for p in snap.get("parked") or () if p.get("label") == self.label]
+        return found[-1] if found else None
 
     def _streams(self) -> RenderableType:
         streams = list((self._last_peer or {}).get("streams") or ())
@@ -334,6 +343,77 @@ def _exchange(service: str, ex: dict[str, Any]) -> RenderableType:
     text.append(f" · records imported {clean(ex.get('records_imported'), 12)}")
     text.append(f" · refreshes {clean(ex.get('refreshes'), 12)}")
     return Group(text, Text(""))
+
+
+def _yes(value: object) -> str:
+    return "—" if value is None else "yes" if value else "no"
+
+
+def header_sync_section(
+    hs: dict[str, Any], parked: dict[str, Any] | None, now: float
+) -> RenderableType:
+    """The peer's header-sync routine: its command queue, what it asked for and was promised,
+    the requests it still owes answers to (with deadlines), a stall, and why it is parked."""
+    text = Text(no_wrap=False)
+    text.append("header_sync  ", style="bold")
+    depth, capacity = hs.get("queue_depth"), hs.get("queue_max")
+    queue = f"{clean(depth, 12)}/{clean(capacity, 12)}" if capacity is not None else "—"
+    near_full = isinstance(depth, int) and isinstance(capacity, int) and depth >= capacity * 0.75
+    text.append("cmd queue ")
+    text.append(queue, style="bold yellow" if near_full else "")
+    text.append(f" · status pending {_yes(hs.get('status_pending'))}")
+    text.append(f" · received status {_yes(hs.get('received_status'))}")
+    text.append(f" · advertised tip {clean(hs.get('advertised_tip', '—'), 20)}")
+    max_headers = hs.get("max_headers")
+    text.append(f" · max headers {'—' if max_headers is None else clean(max_headers, 12)}")
+    text.append(f"\nfifo {clean(hs.get('fifo_len', '—'), 12)}")
+    text.append(f" · tolerance {clean(hs.get('tolerance', '—'), 12)}")
+    text.append(f" · serving {clean(hs.get('served_inflight', '—'), 12)} in flight")
+    flight = hs.get("in_flight")
+    text.append(" · in flight ")
+    if isinstance(flight, dict):
+        direction = "forward" if flight.get("forward") else "backward"
+        final = ", finalized" if flight.get("finalized") else ""
+        text.append(
+            f"{clean(flight.get('start_height'), 20)}+{clean(flight.get('count'), 12)}",
+            style="bold",
+        )
+        text.append(f" ({direction}{final})")
+    else:
+        text.append("—", style="dim")
+    stalled = hs.get("stalled_for_s")
+    text.append(" · stall ")
+    if stalled is None:
+        text.append("none", style="dim")
+    else:
+        text.append(f"{float(stalled):.1f} s left", style="bold yellow")
+    if parked is not None:
+        since = parked.get("since")
+        ago = f" {duration(now - float(since))} ago" if since is not None else ""
+        text.append("\n")
+        text.append(
+            f"parked{ago}: {clean(parked.get('reason') or '?', 100)}"
+            f" · {clean(parked.get('work_returned', '—'), 12)} ranges returned",
+            style="yellow",
+        )
+    outstanding = [o for o in hs.get("outstanding") or () if isinstance(o, dict)]
+    if not outstanding:
+        text.append("\noutstanding requests: none", style="dim")
+        return Group(text, Text(""))
+    table = _table(("start", "right"), ("count", "right"), ("deadline in", "right"))
+    for o in outstanding:
+        deadline = o.get("deadline_in_s")
+        late = isinstance(deadline, int | float) and deadline <= 0
+        table.add_row(
+            _t(o.get("start_height")),
+            _t(o.get("count")),
+            _t(
+                "—" if deadline is None else f"{float(deadline):.1f} s",
+                "bold red" if late else "",
+            ),
+        )
+    text.append(f"\noutstanding requests ({len(outstanding)})", style="bold")
+    return Group(text, table, Text(""))
 
 
 def _event_style(kind: str) -> str:

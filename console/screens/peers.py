@@ -1,9 +1,9 @@
 """The Peers view: every peer in one table, a summary line, and a ``/`` filter.
 
 The table does the per-frame work (:class:`~console.widgets.peer_table.PeerTable`); this screen
-owns the keys around it: ``/`` to filter, ``s``/``S`` to sort, Enter for the peer's detail, and
-it tells the app which peer the ``d`` and ``p`` actions target: the live peer under the cursor,
-never a row of a peer that already left.
+owns the keys around it: ``/`` to filter, ``o``/``O`` to sort, Enter for the peer's detail, and
+it tells the app which peer the ``d``, ``p``, ``k`` and ``s`` actions target: the live peer
+under the cursor, never a row of a peer that already left.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ class PeersScreen(ConsoleScreen):
         Binding("enter", "open_detail", "Details"),
         Binding("slash", "open_filter", "Filter", key_display="/"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
-        Binding("s", "cycle_sort", "Sort"),
-        Binding("S", "reverse_sort", "Reverse sort", key_display="S"),
+        # Sorting is o/O ("order"): s belongs to the app (stall the selected peer's header
+        # sync), and a screen binding would shadow it on the view where peers are selected.
+        Binding("o", "cycle_sort", "Sort", tooltip="sort by the next column (or click a header)"),
+        Binding("O", "reverse_sort", "Reverse sort", key_display="O"),
     ]
 
     def __init__(self) -> None:

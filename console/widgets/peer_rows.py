@@ -15,6 +15,10 @@ Why it is shaped this way:
 * Peers that just left stay :data:`KEEP_CLOSED_S` seconds of snapshot time, dimmed, with their
   close reason; a peer that is already back shows why its last connection ended (``↻``).
 * Every string that came from a peer goes through :func:`console.format.clean`.
+* Header-sync columns (command queue, range in flight, advertised tip) exist only once some
+  peer runs a ``header_sync`` routine, so an older node's snapshot keeps the old table.
+* Widths are budgeted for a 120-column terminal: service columns use short titles, and the
+  byte totals live in the peer detail (the rates stay here, they show what is moving).
 """
 
 from __future__ import annotations
@@ -55,29 +59,104 @@ class ColumnSpec:
 
 LEADING = (
     ColumnSpec("label", "label", 21),
-    ColumnSpec("addr", "address", 21),
-    ColumnSpec("dir", "dir", 4),
-    ColumnSpec("age", "age", 6, right=True),
+    ColumnSpec("addr", "address", 15),
+    ColumnSpec("dir", "dir", 3),
+    ColumnSpec("age", "age", 5, right=True),
+)
+#: The header-sync routine's own columns, after the service glyphs (its state and generation
+#: are the ``hs`` glyph column).
+HEADER_SYNC_COLUMNS = (
+    ColumnSpec("hs_queue", "queue", 7, right=True),
+    ColumnSpec("hs_flight", "flight", 9, right=True),
+    ColumnSpec("hs_tip", "tip", 7, right=True),
 )
 TRAILING = (
     ColumnSpec("conn", "conn", 5, right=True),
-    ColumnSpec("in", "in", 5, right=True),
-    ColumnSpec("out", "out", 5, right=True),
-    ColumnSpec("in_rate", "in/s", 6, right=True),
+    ColumnSpec("in_rate", "in/s", 5, right=True),
     ColumnSpec("out_rate", "out/s", 6, right=True),
     ColumnSpec("misb", "misb", 5, right=True),
-    ColumnSpec("close", "close reason", 20),
+    ColumnSpec("close", "close reason", 24),
 )
+
+#: Short column titles of known services (the width budget has no room for ``header_sync``).
+SERVICE_TITLES = {"discovery": "disc", "header_sync": "hs", "block_sync": "bs"}
+
+#: Shown in a header-sync column of a live peer the snapshot says nothing about.
+NO_VALUE = "—"
 
 
 def service_column(service: str) -> ColumnSpec:
-    """The column of one service; room for the header plus a sort arrow."""
-    return ColumnSpec(f"svc:{service}", service, max(len(service) + 1, 5))
+    """The column of one service; room for the header plus a sort arrow, and for a glyph
+    with a three-digit generation."""
+    title = SERVICE_TITLES.get(service, service)
+    return ColumnSpec(f"svc:{service}", title, max(len(title) + 1, 4))
 
 
 def columns_for(services: tuple[str, ...]) -> tuple[ColumnSpec, ...]:
-    """All columns: peer fields, one glyph column per service, then traffic and close."""
-    return (*LEADING, *(service_column(s) for s in services), *TRAILING)
+    """All columns: peer fields, one glyph column per service, the header-sync columns (when
+    that service exists), then traffic and close."""
+    hs = HEADER_SYNC_COLUMNS if "header_sync" in services else ()
+    return (*LEADING, *(service_column(s) for s in services), *hs, *TRAILING)
+
+
+#: A peer's header-sync numbers as the table shows them: queue depth, queue capacity, the
+#: range in flight as (start height, count), advertised tip. ``None`` where not reported.
+HeaderSyncCells = tuple[int | None, int | None, tuple[int, int] | None, int | None]
+
+
+def header_sync_cells(routines: Any) -> HeaderSyncCells | None:
+    """The numbers of the peer's (newest) ``header_sync`` routine, if it reports any."""
+    found = None
+    for r in routines or ():
+        if r.get("service") == "header_sync" and isinstance(r.get("header_sync"), dict):
+            found = r["header_sync"]
+    if found is None:
+        return None
+    flight = found.get("in_flight")
+    span = None
+    if isinstance(flight, dict):
+        span = (_int(flight.get("start_height")) or 0, _int(flight.get("count")) or 0)
+    return (
+        _int(found.get("queue_depth")),
+        _int(found.get("queue_max")),
+        span,
+        _int(found.get("advertised_tip")),
+    )
+
+
+def _int(value: object) -> int | None:
+    """An int from a document field; ``None`` for missing or malformed (never raises)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def queue_style(depth: int, capacity: int | None) -> str:
+    """A command queue near its capacity warns: that peer is about to be parked."""
+    if not capacity:
+        return ""
+    if depth >= capacity * 0.95:
+        return "bold red"
+    if depth >= capacity * 0.75:
+        return "yellow"
+    return "dim" if depth == 0 else ""
+
+
+def _header_sync_row_cells(hs: HeaderSyncCells | None, live: bool, dim: str) -> list[Cell]:
+    if hs is None:
+        empty = (NO_VALUE, "dim") if live else ("", dim)
+        return [empty, empty, empty]
+    depth, capacity, flight, tip = hs
+    if depth is None:
+        queue: Cell = (NO_VALUE, "dim")
+    else:
+        total = "" if capacity is None else f"/{capacity}"
+        queue = (f"{depth}{total}", queue_style(depth, capacity) if live else dim)
+    span: Cell = (NO_VALUE, "dim") if flight is None else (f"{flight[0]}+{flight[1]}", dim)
+    return [queue, span, (NO_VALUE, "dim") if tip is None else (str(tip), dim)]
 
 
 def compact_size(n: float) -> str:
@@ -157,6 +236,7 @@ class PeerRow:
     misbehavior: int | None
     close: str
     routines: dict[str, tuple[str, int]] = field(default_factory=dict)
+    header_sync: HeaderSyncCells | None = None
     # Memos: a reused row renders, sorts and filters without recomputing anything.
     _cells: tuple[tuple[str, ...], tuple[Cell, ...]] | None = field(default=None, repr=False)
     _sort: tuple[str, SortValue] | None = field(default=None, repr=False)
@@ -182,9 +262,9 @@ class PeerRow:
                 glyph = STATE_GLYPHS.get(state, "?")
                 style = STATE_STYLES.get(state, "") if self.live else "red"
                 out.append((f"{glyph}{generation or ''}", style or dim))
+        if "header_sync" in services:
+            out += _header_sync_row_cells(self.header_sync, self.live, dim)
         out.append((str(self.conn_id), dim))
-        out.append((compact_size(self.bytes_in), dim))
-        out.append((compact_size(self.bytes_out), dim))
         out.append(_rate_cell(self.rate_in, dim))
         out.append(_rate_cell(self.rate_out, dim))
         if self.misbehavior is None:
@@ -204,6 +284,10 @@ class PeerRow:
         if column.startswith("svc:"):
             routine = self.routines.get(column[4:])
             value = None if routine is None else (STATE_RANK.get(routine[0], 9), routine[1])
+        elif column.startswith("hs_"):
+            hs = self.header_sync
+            index = {"hs_queue": 0, "hs_flight": 2, "hs_tip": 3}.get(column)
+            value = None if hs is None or index is None else hs[index]
         elif column == "addr":
             host, _, port = self.addr.rpartition(":")
             value = (host, int(port) if port.isdigit() else 0)
@@ -308,6 +392,7 @@ class RowBuilder:
                         for r in p.get("routines") or ()
                     ]
                 ),
+                header_sync_cells(p.get("routines")),
             )
             hit = last.get(raw)
             if hit is not None and hit[0] == key:
@@ -349,6 +434,7 @@ class RowBuilder:
             misbehavior=int(p.get("misbehavior_count") or 0),
             close=close_text(close) if close is not None else f"↻ {previous}" if previous else "",
             routines=routines,
+            header_sync=key[5],
         )
 
     def _add_closed(

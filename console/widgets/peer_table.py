@@ -19,6 +19,10 @@ Why it is built the way it is (python-practice §2.5, dolphie's process list):
   (or cell) is written, so unchanged lines and cells are not rendered again. Textual is
   pinned (``textual==8.2.8``) because this hooks two private methods; the view tests check
   what is drawn after updates, and anything that clears Textual's caches clears these.
+* Columns are one space apart, not DataTable's two (``cell_padding`` pads both sides): with
+  the header-sync columns the table has fourteen, and at two spaces they no longer fit a
+  120-column terminal. :meth:`_render_cell` draws each cell one narrower and puts the gap in
+  front, so cell values (``get_cell``) stay exactly the text.
 """
 
 from __future__ import annotations
@@ -49,6 +53,22 @@ from console.widgets.peer_rows import (
 
 #: Entries kept in the per-cell render cache before it is dropped and refilled.
 RENDER_CACHE_LIMIT = 16_384
+
+#: Spaces before every column (DataTable's own padding is off, see the module docstring).
+GAP = 1
+
+
+def _with_gap(lines: list[list[Segment]]) -> list[list[Segment]]:
+    """Each line with :data:`GAP` spaces in front, in the line's own background (so the
+    cursor bar has no holes) and with its click metadata (so a click there selects it)."""
+    out = []
+    for line in lines:
+        first = line[0].style if line else None
+        style = None
+        if first is not None:
+            style = Style(bgcolor=first.bgcolor) + Style.from_meta(first.meta)
+        out.append([Segment(" " * GAP, style), *line])
+    return out
 
 
 class PeerTable(DataTable[Text]):
@@ -89,6 +109,8 @@ class PeerTable(DataTable[Text]):
         self.cell_updates = 0
         self.rows_added = 0
         self.sorts = 0
+        # Set last: its watcher clears the render caches above (see the module docstring).
+        self.cell_padding = 0
 
     # ------------------------------------------------------------------ public API
     @property
@@ -164,7 +186,7 @@ class PeerTable(DataTable[Text]):
         self._resort_now()
 
     def cycle_sort(self) -> None:
-        """Sort by the next column (``s``), ascending."""
+        """Sort by the next column (``o``), ascending."""
         keys = [s.key for s in self.specs]
         if not keys:
             return
@@ -173,7 +195,7 @@ class PeerTable(DataTable[Text]):
         self._resort_now()
 
     def reverse_sort(self) -> None:
-        """Flip the sort direction (``S``)."""
+        """Flip the sort direction (``O``)."""
         self.sort_reverse = not self.sort_reverse
         self._resort_now()
 
@@ -199,7 +221,7 @@ class PeerTable(DataTable[Text]):
         self._header_serial += 1
         self._sort_values = {}
         for spec in self.specs:
-            self.add_column(self._header(spec), width=spec.width, key=spec.key)
+            self.add_column(self._header(spec), width=spec.width + GAP, key=spec.key)
 
     def _header(self, spec: ColumnSpec) -> Text:
         title = spec.title
@@ -363,10 +385,17 @@ class PeerTable(DataTable[Text]):
         The key holds everything the rendering depends on: which cell (row and column key,
         and its write serial), where it is (row index, used in the click metadata), and how
         it is drawn (styles, cursor, hover, width). Header and row-label cells go straight
-        to Textual's own cache (the header changes with the sort arrow).
+        to Textual's own cache (the header changes with the sort arrow). Every cell but the
+        row label is drawn :data:`GAP` narrower, behind its gap.
         """
-        if row_index < 0 or column_index < 0:
+        if column_index < 0:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        if row_index < 0:
+            return _with_gap(
+                super()._render_cell(
+                    row_index, column_index, base_style, width - GAP, cursor, hover
+                )
+            )
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
         key = (
@@ -385,6 +414,10 @@ class PeerTable(DataTable[Text]):
         if lines is None:
             if len(self._cell_lines) >= RENDER_CACHE_LIMIT:
                 self._cell_lines.clear()
-            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            lines = _with_gap(
+                super()._render_cell(
+                    row_index, column_index, base_style, width - GAP, cursor, hover
+                )
+            )
             self._cell_lines[key] = lines
         return lines

@@ -57,6 +57,8 @@ from node_core.protocol.errors import CodecError
 from node_core.protocol.header_sync import (
     DEFAULT_HEADERS_PER_RESPONSE,
     HEADER_WIRE_BYTES,
+    HEADERS_PREFIX_BYTES,
+    HS_FRAME_CAP,
     MAX_HEADERS_PER_RESPONSE,
     TAG_HEADERS,
     TAG_NEW_BLOCK,
@@ -71,6 +73,9 @@ from node_core.protocol.header_sync import (
     decode_header_sync_frame,
     inbound_serving_limit,
 )
+
+#: Offset of the u32 height inside an encoded header (after the u32 version).
+HEIGHT_OFFSET = 4
 
 STATUS_MIN_INTERVAL = 5.0
 """Seconds between applied Status frames that do not advance the tip (reference)."""
@@ -170,7 +175,10 @@ class HsPeerState:
         self._send = send
         self.frame_cap = frame_cap
         self.header_bytes = header_bytes
-        self.serving_limit = inbound_serving_limit(local_max_headers, frame_cap, header_bytes)
+        # Requests we serve are checked against our own cap; the reactor trims each answer to
+        # what the connection's message size carries, so a peer that negotiated small
+        # messages gets shorter answers rather than a record against it.
+        self.serving_limit = inbound_serving_limit(local_max_headers, HS_FRAME_CAP, header_bytes)
         self.expected: deque[ExpectedRange] = deque()
         self.in_flight: HeaderWork | None = None
         self.received_status: Status | None = None
@@ -296,6 +304,12 @@ class HsPeerState:
                     self.late_covered_tolerance -= 1
                     return CONTINUE
                 return self._reject(MisbehaviorReason.UNSOLICITED_HEADERS)
+            if self.late_covered_tolerance > 0 and self._answers_other_range(payload):
+                # The late answer to a request the reactor dropped, arriving after we already
+                # asked for the next range: absorb it instead of mis-correlating it with the
+                # new expectation (which would reject an honest peer's answer as invalid).
+                self.late_covered_tolerance -= 1
+                return CONTINUE
             expected = self.expected.popleft()
         try:
             msg = decode_header_sync_frame(
@@ -323,6 +337,19 @@ class HsPeerState:
         if outcome is not None:
             self._apply_outcome(outcome, now)
         return CONTINUE
+
+    def _answers_other_range(self, payload: bytes) -> bool:
+        """Whether a Headers payload's first header is not at the front expectation's start.
+
+        Headers carry their height (u32 after the u32 version), so a response is matched to
+        its request by content, not only by order. Undecidable (empty or short) payloads are
+        taken as answering the front, as the reference does.
+        """
+        first = HEADERS_PREFIX_BYTES + HEIGHT_OFFSET
+        if len(payload) < first + 4 or payload[1:5] == b"\x00\x00\x00\x00":
+            return False
+        height = int.from_bytes(payload[first : first + 4], "little")
+        return height != self.expected[0].start_height
 
     def _reject(self, reason: MisbehaviorReason) -> Verdict:
         self._emit(PeerMisbehavior(self.peer, reason, disconnect=True))

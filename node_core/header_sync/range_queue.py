@@ -199,13 +199,16 @@ class SharedHeaderRangeQueue:
     ) -> tuple[bool, int, RangeRequest] | None:
         """The range ``peer`` would get: ``(forward, index, range)``, without taking it.
 
-        Forward before backward; the first range within the peer's advertised tip that fewer
-        than :data:`FANOUT` peers hold and that this peer does not hold already.
+        Forward before backward; the first range that starts within the peer's advertised tip
+        (a finalized one must end within it), that fewer than :data:`FANOUT` peers hold and
+        that this peer does not hold already. ``take_for_peer`` narrows it to the tip.
         """
         for forward, dq in ((True, self._forward), (False, self._backward)):
             for index, rng in enumerate(dq):
-                if rng.end_height > advertised_tip or rng.peer not in (None, peer):
+                if rng.peer not in (None, peer) or rng.start_height > advertised_tip:
                     continue
+                if rng.end_height > advertised_tip and rng.finalized:
+                    continue  # a checkpoint bracket is only ever fetched whole
                 a = self._assigned.get(rng.key)
                 if a is not None and (len(a.peers) >= FANOUT or peer in a.peers):
                     continue
@@ -232,7 +235,10 @@ class SharedHeaderRangeQueue:
             if pick is None:
                 return None
             forward, index, rng = pick
-            count = clamp_request_count(rng.count, max_headers, frame_cap)
+            # A peer behind the range's end still serves its head: a range produced up to
+            # the best advertised tip must not wait for the one peer that claims it.
+            within = min(rng.count, advertised_tip - rng.start_height + 1)
+            count = clamp_request_count(within, max_headers, frame_cap)
             if count < rng.count and rng.finalized:
                 return None
             dq = self._forward if forward else self._backward

@@ -82,11 +82,15 @@ from node_core.protocol.errors import CodecError
 from node_core.protocol.header_sync import (
     DEFAULT_HEADERS_PER_RESPONSE,
     DEFAULT_INFLIGHT_REQUESTS,
+    HS_FRAME_CAP,
     MAX_HEADERS_PER_RESPONSE,
+    MAX_HS_MESSAGE_BYTES,
     NewBlock,
     Status,
     encode_header_sync,
+    inbound_serving_limit,
 )
+from node_core.protocol.limits import FRAME_HEADER_BYTES
 
 if TYPE_CHECKING:
     from node_core.chain.chainstate import ChainState
@@ -150,6 +154,8 @@ class PeerEntry:
     label: str
     generation: int
     sink: HeaderSyncCommandSink[Status]
+    #: The connection's negotiated ``max_message_bytes``: what we send this peer must fit it.
+    max_message: int = MAX_HS_MESSAGE_BYTES
     state: HsPeerState | None = None
     handle: RoutineHandle | None = None
     status: Status | None = None
@@ -325,13 +331,19 @@ class HeaderSyncReactor:
             waker()
 
     # ------------------------------------------------------------------ service-facing
-    def our_status(self) -> Status:
+    def serve_cap(self, entry: PeerEntry) -> int:
+        """Most headers one answer to ``entry`` may carry: our cap, and what fits its limit."""
+        frame_cap = min(HS_FRAME_CAP, entry.max_message + FRAME_HEADER_BYTES)
+        return inbound_serving_limit(self.config.max_headers_per_response, frame_cap)
+
+    def our_status(self, entry: PeerEntry) -> Status:
+        """Our Status for ``entry``: the durable tip, and a cap its message limit can carry."""
         height, hash_ = self.chain.header_tip
         return Status(
             tip_height=height,
             tip_hash=hash_,
             anchor_height=self.index.finalized_height,
-            max_headers_per_response=self.config.max_headers_per_response,
+            max_headers_per_response=self.serve_cap(entry),
             max_inflight_requests=self.config.max_inflight_requests,
         )
 
@@ -341,7 +353,7 @@ class HeaderSyncReactor:
         self.queue.forget_peer(entry.label)
         self.index.drop_branch(entry.label)
         self.peers[entry.label] = entry
-        self._send_status(entry, self.our_status())
+        self._send_status(entry, self.our_status(entry))
         self._schedule()
 
     def peer_removed(self, label: str) -> None:
@@ -553,6 +565,9 @@ class HeaderSyncReactor:
             self._record(ev.peer, MisbehaviorReason.UNSOLICITED_HEADERS)
             return
         o = entry.outstanding.popleft()
+        if o.range.peer is not None:
+            # An affine range is answered once; scheduling makes the next one if needed.
+            self.queue.clear_assignment(o.range)
         self.metrics.response_received.inc()
         self.trace.row(
             "header_headers_received",
@@ -727,7 +742,10 @@ class HeaderSyncReactor:
             self._record(ev.peer, MisbehaviorReason.GET_HEADERS_SPAM)
             return
         entry.served_inflight += 1
-        self._actions_put(ServeHeaders(ev.peer, entry.generation, ev.start_height, ev.count))
+        # Never more than fits the peer's negotiated message size: a shorter answer is valid
+        # (the peer treats it like an answer near our tip), an oversize one cannot be sent.
+        count = min(ev.count, self.serve_cap(entry))
+        self._actions_put(ServeHeaders(ev.peer, entry.generation, ev.start_height, count))
 
     def _on_new_block(self, ev: NewBlockCandidate) -> None:
         entry = self.peers.get(ev.peer)
@@ -795,6 +813,10 @@ class HeaderSyncReactor:
                 continue
             if entry.status is not None and entry.status.tip_height >= header.height:
                 continue
+            if len(payload) > entry.max_message:
+                # This peer negotiated smaller messages: it gets the block by range sync.
+                self.metrics.new_block.labels("too_large_for_peer").inc()
+                continue
             outcome = self._command(entry, ForwardNewBlock(payload), "new_block")
             forwarded += outcome is EnqueueOutcome.QUEUED
         self.metrics.new_block.labels("forwarded").inc(forwarded)
@@ -861,9 +883,8 @@ class HeaderSyncReactor:
             tip=res.tip_height,
             kind=res.kind,
         )
-        status = self.our_status()
         for entry in self.peers.values():
-            self._send_status(entry, status)
+            self._send_status(entry, self.our_status(entry))
         if self.on_tip is not None:
             self.on_tip(res.tip_height, res.tip_hash)
 
@@ -888,9 +909,12 @@ class HeaderSyncReactor:
             entry.outstanding = deque(o for o in entry.outstanding if o.deadline > now)
             for o in expired:
                 self.metrics.request_timed_out.inc()
-                self.queue.return_work(
-                    entry.label, o.generation, o.range, ReturnReason.TIMEOUT, forward=o.forward
-                )
+                if o.range.peer is not None:
+                    self.queue.clear_assignment(o.range)
+                else:
+                    self.queue.return_work(
+                        entry.label, o.generation, o.range, ReturnReason.TIMEOUT, forward=o.forward
+                    )
                 if entry.generation != o.generation or entry.label not in self.peers:
                     continue
                 cmd = DropExpectation(o.generation, o.range.start_height, o.range.count)

@@ -52,6 +52,7 @@ from node_core.protocol.header_sync import (
     Status,
     encode_header_sync,
 )
+from node_core.protocol.limits import FRAME_HEADER_BYTES
 from node_core.transport.routine import RemoteProtocolError, RoutineContext
 from node_core.transport.stream import SendResult, Stream
 
@@ -185,7 +186,10 @@ class HeaderSyncRoutine:
                         return
                 frame = stream.try_recv()
                 if frame is not None:
+                    credits = state.late_covered_tolerance
                     verdict = state.on_frame(frame.message_type, frame.flags, frame.payload, now)
+                    if state.late_covered_tolerance < credits:
+                        self.metrics.response_late_covered_dropped.inc()
                     if verdict.rejected:
                         reason = verdict.reason.value if verdict.reason else "protocol_reject"
                         raise RemoteProtocolError(
@@ -228,7 +232,8 @@ class HeaderSyncRoutine:
             if applied and before is not None and self.state.in_flight is not before:
                 self.metrics.request_timeout_dropped.inc()
         elif isinstance(item, ForwardNewBlock):
-            stream.try_send(TAG_NEW_BLOCK, item.block)
+            if len(item.block) <= self.state.frame_cap - FRAME_HEADER_BYTES:
+                stream.try_send(TAG_NEW_BLOCK, item.block)
         else:
             self.state.try_pull(now)
 

@@ -20,7 +20,7 @@ from node_core.protocol.header_sync import (
     HS_FRAME_CAP,
     Status,
 )
-from node_core.protocol.limits import Capability
+from node_core.protocol.limits import FRAME_HEADER_BYTES, Capability
 from node_core.transport.routine import RoutineContext
 from node_core.transport.supervise import next_generation
 
@@ -60,13 +60,17 @@ class HeaderSyncService:
                 routine.teardown()
 
         handle = conn.launch(SERVICE, stream, body, on_teardown=teardown, generation=generation)
+        # Everything either side sends must fit the negotiated message size, which can be
+        # far below the stream's frame cap (16 KiB at the minimum).
+        max_message = conn.negotiated.limits.max_message_bytes
+        frame_cap = min(stream.frame_cap, max_message + FRAME_HEADER_BYTES)
         routine = HeaderSyncRoutine(
-            handle.ctx, stream, sink, self.reactor, self.metrics, frame_cap=stream.frame_cap
+            handle.ctx, stream, sink, self.reactor, self.metrics, frame_cap=frame_cap
         )
         holder["routine"] = routine
         self.routines[(conn.peer.conn_id, generation)] = routine
         self.reactor.peer_connected(
-            PeerEntry(conn.peer.label, generation, sink, routine.state, handle)
+            PeerEntry(conn.peer.label, generation, sink, max_message, routine.state, handle)
         )
 
     def remove_peer(self, conn: Connection) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench import BenchOptions
+from bench import BenchOptions, CorrectnessError, header_sync
 from bench.__main__ import main
 from bench.bulk_service import BULK_CAPABILITY, BULK_KIND, BulkService, Payload
 from bench.mux_throughput import run_interleaved
@@ -36,6 +38,35 @@ async def test_problems_reports_wrong_bytes(tmp_path: Path) -> None:
     assert len(bad.problems()) == 2  # both samples disagree with the claimed digest
 
 
+async def test_header_sync_benchmark_syncs_the_right_headers(tmp_path: Path) -> None:
+    n = 3_000  # one 4,000-header response: seconds, not the 100,000 of `make bench`
+    run = await header_sync.run_interleaved(n_headers=n, repetitions=1, workdir=tmp_path)
+
+    assert run.problems() == []
+    assert run.n_headers == n and len(run.baseline) == len(run.sync) == 1
+    for sample in (*run.baseline, *run.sync):
+        assert sample.headers == sample.tip_height == n
+        assert sample.tip_hash == run.tip_hash
+        assert sample.digest == run.digest
+        assert sample.elapsed > 0
+    assert sum(run.sync[0].extra["served_by_server"]) >= 1
+    row = header_sync.to_result(run, 1)
+    assert row.benchmark == "header_sync" and row.unit == "headers/s"
+    assert row.details["max_headers_per_response"] == 4000
+    assert row.details["servers"] == 3
+    assert math.isfinite(row.ratio) and row.ratio > 0
+    leftovers = await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+    assert leftovers == []  # the chain copies are removed
+
+
+async def test_header_sync_problems_reports_wrong_headers(tmp_path: Path) -> None:
+    run = await header_sync.run_interleaved(n_headers=50, repetitions=1, workdir=tmp_path)
+    bad = dataclasses.replace(run, digest=b"\x00" * 32)
+    assert len(bad.problems()) == 2  # both samples disagree with the claimed chain
+    with pytest.raises(CorrectnessError):
+        header_sync.to_result(bad, 1)
+
+
 def test_payload_is_deterministic_and_digested() -> None:
     a = Payload.generate(300_000, 65536)
     b = Payload.generate(300_000, 65536)
@@ -53,7 +84,7 @@ def test_bulk_service_shape() -> None:
 
 def test_cli_quick_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     names = [b.name for b in bench.discover()]
-    assert "mux_throughput" in names
+    assert "mux_throughput" in names and "header_sync" in names
     status = main(
         ["--only", "mux_throughput", "--mb", "1", "--repeat", "1", "--results-dir", str(tmp_path)]
     )

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node_core.testnet import Testnet, TestnetError
+from node_core.testnet import HOSTILE_LEAD_BLOCKS, Testnet, TestnetError
 
 ZAKURA = [sys.executable, "-m", "node_core"]
 ACCEPTANCE_NODES = 8
@@ -234,3 +234,171 @@ async def test_child_that_cannot_start_is_reported_and_nothing_leaks(tmp_path: P
     # Node 0 had started; start() stopped it before raising.
     assert net.nodes and all(n.process.returncode is not None for n in net.nodes)
     assert (tmp_path / "node-00" / "node.log").is_file()  # a given data dir is kept
+
+
+# ---------------------------------------------------------------------- hostile nodes
+async def read_role_table(
+    proc: asyncio.subprocess.Process, nodes: int, timeout: float
+) -> tuple[list[Row], list[str], list[str]]:
+    """Like :func:`read_table` for a testnet with hostile nodes: rows, roles, lines after."""
+    assert proc.stdout is not None
+    rows: list[Row] = []
+    roles: list[str] = []
+    after: list[str] = []
+    seen_header = False
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise AssertionError(f"testnet exited early with {await proc.wait()}")
+            fields = line.split()
+            if fields == ["idx", "label", "listen", "api", "pid", "role"]:
+                seen_header = True
+            elif seen_header and len(rows) < nodes:
+                assert len(fields) == 6, line
+                rows.append(Row(int(fields[0]), fields[1], fields[2], fields[3], int(fields[4])))
+                roles.append(fields[5])
+            elif seen_header:
+                after.append(line.strip())
+                if line.startswith("Ctrl-C"):
+                    return rows, roles, after
+
+
+async def test_hostile_testnet_marks_and_runs_its_hostile_node(tmp_path: Path) -> None:
+    """`--nodes 3 --hostile 1 --hostile-mode status-spam`: node 2 is hostile, and it shows."""
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "testnet", "--nodes", "3", "--hostile", "1", "--hostile-mode", "status-spam",
+        "--api-base-port", "0", "--data-dir", str(tmp_path), "--log-level", "warning",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        rows, roles, after = await read_role_table(proc, 3, timeout=30)
+        assert [r.index for r in rows] == [0, 1, 2]
+        assert roles == ["honest", "honest", "hostile:status-spam"]
+        assert any(line.startswith("hostile nodes 2 (status-spam)") for line in after), after
+        assert any("status_spam" in line for line in after), after
+        hostile = rows[2].label
+
+        # The attack is real: node 0 (which node 2 bootstraps from) records it, record-only.
+        def spam_seen(snap: dict[str, Any] | None) -> bool:
+            return snap is not None and any(
+                m["label"] == hostile and m["reason"] == "status_spam" and m["action"] == "recorded"
+                for m in snap["misbehavior"]
+            )
+
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 20
+            while not spam_seen(snap := await fetch_snapshot(http, rows[0].api)):
+                assert time.monotonic() < deadline, "node 0 recorded no status_spam"
+                await asyncio.sleep(0.1)
+        assert snap is not None
+        assert hostile in {p["label"] for p in snap["peers"]}  # record-only: still connected
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+    finally:
+        await stop_process(proc)
+    assert "HOSTILE" not in (tmp_path / "node-00" / "node.log").read_text()
+    assert "HOSTILE header sync" in (tmp_path / "node-02" / "node.log").read_text()
+
+
+def test_hostile_nodes_are_the_last_ones_and_get_the_chain(tmp_path: Path) -> None:
+    net = Testnet(
+        4, data_dir=tmp_path, blocks=50, hostile=2, hostile_mode="slow-responder",
+        hostile_delay=40.0,
+    )  # fmt: skip
+    cmds = [net.command(i, None if i == 0 else "127.0.0.1:1") for i in range(4)]
+    assert [net.hostile_mode_of(i) for i in range(4)] == [None, None, *["slow-responder"] * 2]
+    for i, cmd in enumerate(cmds):
+        hostile = i >= 2
+        assert ("--hostile-mode" in cmd) is hostile
+        assert ("--hostile-delay" in cmd) is hostile
+        # The miner and the hostile nodes carry the chain, the honest followers do not; a
+        # slow responder is ahead of the miner, so honest nodes must ask it.
+        assert ("--blocks" in cmd) is (i == 0 or hostile)
+    assert cmds[0][cmds[0].index("--blocks") + 1] == "50"
+    assert cmds[3][cmds[3].index("--blocks") + 1] == str(50 + HOSTILE_LEAD_BLOCKS)
+    assert cmds[3][cmds[3].index("--hostile-mode") + 1] == "slow-responder"
+    assert cmds[3][cmds[3].index("--hostile-delay") + 1] == "40.0"
+    spam = Testnet(3, data_dir=tmp_path, blocks=50, hostile=1, hostile_mode="status-spam")
+    spammer = spam.command(2, "127.0.0.1:1")
+    assert spammer[spammer.index("--blocks") + 1] == "50"  # not asked: no lead needed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"hostile": 3, "hostile_mode": "silent"}, "need --nodes 4 or more"),
+        ({"hostile": 1}, "required with --hostile 1"),
+        ({"hostile_mode": "silent"}, "needs --hostile N"),
+        ({"hostile": 1, "hostile_mode": "flood"}, "unknown hostile mode 'flood'"),
+    ],
+)
+def test_testnet_refuses_inconsistent_hostile_settings(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Testnet(3, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "message"),
+    [
+        (["--nodes", "2", "--hostile", "2", "--hostile-mode", "silent"], "--hostile", "node 0"),
+        (["--nodes", "3", "--hostile", "1"], "--hostile-mode", "status-spam, "),
+        (["--nodes", "3", "--hostile-mode", "silent"], "--hostile", "needs --hostile N"),
+        (["--nodes", "3", "--hostile", "1", "--hostile-mode", "flood"], "--hostile-mode",
+         "invalid choice"),
+        (["--nodes", "3", "--hostile", "1", "--hostile-mode", "silent", "--hostile-delay", "5"],
+         "--hostile-delay", "only applies to --hostile-mode slow-responder"),
+    ],
+)  # fmt: skip
+async def test_hostile_usage_errors_name_the_flag(
+    tmp_path: Path, args: list[str], flag: str, message: str
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "testnet", *args, "--data-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 2
+    text = err.decode()
+    assert f"argument {flag}: " in text and message in text, text
+    assert out == b""
+    assert not (tmp_path / "node-00").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize("command", ["testnet", "node"])
+def test_help_teaches_every_hostile_mode(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from node_core.cli import main
+    from node_core.header_sync.hostile import MODE_HELP
+
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--hostile-mode MODE" in text
+    for mode, help_ in MODE_HELP.items():
+        assert f"\n  {mode.value}\n    does: " in text
+        assert "victims: " + " ".join(help_.victims.split()[:3]) in text
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--hostile-mode", "flood"], "--hostile-mode"),
+        (["--hostile-delay", "5"], "--hostile-delay"),
+        (["--hostile-mode", "status-spam", "--hostile-delay", "5"], "--hostile-delay"),
+    ],
+)
+async def test_node_hostile_usage_errors(tmp_path: Path, args: list[str], flag: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "n"), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert f"zakura node: error: argument {flag}: " in err.decode(), err.decode()
+    assert out == b""

@@ -19,6 +19,7 @@ from textual.widgets import Static
 from console.app import ZakuraConsole
 from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
 from console.fixture import fixture_journal, fixture_snapshot
+from console.widgets.peer_table import PeerTable
 
 S = TypeVar("S", bound=Screen[Any])
 
@@ -103,3 +104,26 @@ async def open_screen(app: ZakuraConsole, pilot: Pilot[Any], key: str, kind: typ
 def plain(widget: Static) -> str:
     """The text a ``Static`` renders."""
     return str(widget.render())
+
+
+def assert_drawn(table: PeerTable) -> None:
+    """What the table draws on screen is what it holds: every visible line shows its row's
+    cells, in order (the view caches rendered lines and cells across frames)."""
+    labels = table.row_labels()
+    top = int(table.scroll_y)
+    drawn = 0
+    for y in range(1, table.size.height):
+        index = top + y - 1
+        if index >= len(labels):
+            break
+        line = table.render_line(y).text
+        cells = table.rendered_cells(labels[index])
+        assert cells is not None
+        pos = 0
+        for spec, (text, _style) in zip(table.specs, cells, strict=True):
+            shown = text[: spec.width - 1]
+            found = line.find(shown, pos)
+            assert found >= 0, f"{labels[index]} {spec.key}: {shown!r} not drawn in {line!r}"
+            pos = found + len(shown)
+        drawn += 1
+    assert drawn > 0

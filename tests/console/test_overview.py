@@ -161,8 +161,11 @@ async def test_overview_renders_only_what_changed() -> None:
         await pilot.pause()
         assert updates == {"node": 0, "conns": 0, "matrix": 0, "tail": 1, "closes": 0}
 
-        # Only the summary moved: only the matrix re-renders.
-        client.snap["routines_summary"] = {"discovery": {"running": 4, "exited": 2}}
+        # Only the summary moved (same services, so the same height): only the matrix.
+        client.snap["routines_summary"] = {
+            "discovery": {"running": 4, "exited": 2},
+            "header_sync": {"running": 6},
+        }
         await app.poll()
         await pilot.pause()
         assert updates == {"node": 0, "conns": 0, "matrix": 1, "tail": 1, "closes": 0}

@@ -1,10 +1,11 @@
-"""The ``d`` and ``p`` keys against a real in-process node with real peers on loopback.
+"""The ``d``, ``p``, ``k`` and ``s`` keys against a real in-process node with real peers.
 
 A hub node (faults allowed, target 3) and three leaf nodes bootstrapped to it run in this
 test's loop; the console attaches to the hub through :class:`InProcessClient`. The tests
-press the real keys (``2``, arrows, ``d``/``p``, ``y``) and check what the hub's journal and
-connections say happened: exactly the chosen peer's connection closed, with the reason the
-fault gives it, and the other two untouched.
+press the real keys (``2``, arrows, ``d``/``p``/``k``/``s``, ``y``) and check what the hub's
+journal and connections say happened: exactly the chosen peer's connection closed (``d``,
+``p``) or its header sync parked or stalled with the connection kept (``k``, ``s``), and the
+other two untouched.
 
 A disconnected leaf redials the hub about a second later (its bootstrap redial), so "the
 others stay" is checked by connection id, and the victim's row by its close reason or by a
@@ -22,13 +23,23 @@ from typing import Any
 import pytest
 from rich.console import Console
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from console.app import ZakuraConsole
 from console.client import InProcessClient
-from console.screens.modals import ConfirmScreen, PickServiceScreen
+from console.screens.modals import ConfirmScreen, PickServiceScreen, StallScreen
+from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
+from console.widgets.parked_table import ParkedTable
 from console.widgets.peer_table import PeerTable
+from node_core.faults import FaultInjector
 from node_core.node import Node, NodeConfig
+
+#: ``k`` and ``s`` need the node side of header sync (``FaultInjector.park`` / ``stall``).
+needs_header_sync_faults = pytest.mark.skipif(
+    not (hasattr(FaultInjector, "park") and hasattr(FaultInjector, "stall")),
+    reason="the node side of header sync (faults.park/stall) has not landed",
+)
 
 SIZE = (140, 40)
 NO_TIMER = 3600.0  # the test polls by hand; the app's own timer stays out of the way
@@ -174,8 +185,9 @@ async def test_p_panics_the_chosen_routine_of_the_selected_peer(
         await wait_until(lambda: isinstance(app.screen, PickServiceScreen), "the routine picker")
         picker = app.screen
         assert isinstance(picker, PickServiceScreen)
-        assert [svc for svc, _state in picker.services] == ["discovery"]
-        await pilot.press("down", "enter")
+        # discovery first (header_sync follows once the node runs it).
+        assert picker.services[0][0] == "discovery"
+        await pilot.press("down", "up", "enter")
         await wait_until(lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
         assert "discovery" in app.screen.title_text  # type: ignore[attr-defined]
         await pilot.press("y")
@@ -196,7 +208,9 @@ async def test_p_panics_the_chosen_routine_of_the_selected_peer(
                 assert now.get(label) == conn
         for peer in hub.snapshot()["peers"]:
             if peer["label"] != victim:
-                assert [r["state"] for r in peer["routines"]] == ["running"]
+                states = {r["service"]: r["state"] for r in peer["routines"]}
+                assert states["discovery"] == "running"
+                assert "panicked" not in states.values()
         # The row: closed by the panic with ✖ under discovery, or already reconnected and
         # saying why its last connection ended.
         await app.poll()
@@ -229,3 +243,134 @@ async def test_read_only_refuses_both_actions(star: tuple[Node, list[Node]]) -> 
         await pilot.pause()
         assert conn_ids(hub) == before
         assert not [e for e in hub.journal.since(since) if e.table == "fault"]
+
+
+def header_sync_routine(hub: Node, label: str) -> dict[str, Any] | None:
+    for peer in hub.snapshot()["peers"]:
+        if peer["label"] == label:
+            found = [r for r in peer["routines"] if r["service"] == "header_sync"]
+            return found[-1] if found else None
+    return None
+
+
+def fault_events(hub: Node, since: int) -> list[tuple[str, Any, Any]]:
+    return [
+        (e.event, e.fields.get("kind"), e.peer)
+        for e in hub.journal.since(since)
+        if e.table == "fault"
+    ]
+
+
+async def header_sync_running(pilot: Pilot[Any], hub: Node) -> None:
+    """Every peer's header_sync routine runs, and the console has a frame that says so."""
+
+    def running() -> bool:
+        labels = conn_ids(hub)
+        return len(labels) == 3 and all(
+            (header_sync_routine(hub, label) or {}).get("state") == "running" for label in labels
+        )
+
+    await wait_until(running, "header_sync running on every peer")
+    app = pilot.app
+    assert isinstance(app, ZakuraConsole)
+    await app.poll()
+    await pilot.pause()
+
+
+@needs_header_sync_faults
+async def test_k_parks_the_header_sync_of_exactly_the_selected_peer(
+    star: tuple[Node, list[Node]],
+) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+        await header_sync_running(pilot, hub)
+        _table, victim = await peers_view(pilot, 1)
+        before = conn_ids(hub)
+        since = hub.journal.last_seq
+        await pilot.press("k")
+        await wait_until(lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        confirm = app.screen
+        assert isinstance(confirm, ConfirmScreen)
+        assert confirm.title_text == f"Park the header_sync service of {victim}?"
+        await pilot.press("y")
+        await wait_until(
+            lambda: any("service_parked" in note for note, _ in app.notes), "the effect"
+        )
+        note = next(n for n, _ in app.notes if "service_parked" in n)
+        assert note.startswith(f"park the header_sync service of {victim}: service_parked (")
+        # Only the victim is parked; no connection closed; the others' header sync runs on.
+        snap = hub.snapshot()
+        assert [p["label"] for p in snap["parked"]] == [victim]
+        assert conn_ids(hub) == before
+        assert not closures(hub, since)
+        for label in before:
+            if label != victim:
+                assert (header_sync_routine(hub, label) or {}).get("state") == "running"
+        assert fault_events(hub, since) == [
+            ("injected", "park", victim),
+            ("observed", "park", victim),
+        ]
+        # The Parked view lists it.
+        await app.poll()
+        await pilot.pause()
+        await pilot.press("5")
+        await wait_until(lambda: isinstance(app.screen, ParkedScreen), "the Parked view")
+        await pilot.pause()
+        rows = app.screen.query_one(ParkedTable).rows_shown
+        assert [r[0] for r in rows] == [victim] and rows[0][1] == "header_sync"
+
+
+@needs_header_sync_faults
+async def test_s_stalls_header_sync_reads_of_exactly_the_selected_peer(
+    star: tuple[Node, list[Node]],
+) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+        await header_sync_running(pilot, hub)
+        _table, victim = await peers_view(pilot, 2)
+        before = conn_ids(hub)
+        since = hub.journal.last_seq
+        await pilot.press("s")
+        await wait_until(lambda: isinstance(app.screen, StallScreen), "the stall modal")
+        modal = app.screen
+        assert isinstance(modal, StallScreen)
+        assert victim in modal.title_text
+        modal.query_one("#stall-seconds", Input).value = "5"
+        await pilot.press("enter")
+        await wait_until(
+            lambda: any("reads_stalled" in note for note, _ in app.notes), "the effect"
+        )
+        note = next(n for n, _ in app.notes if "reads_stalled" in n)
+        assert note == f"stall header_sync reads of {victim} for 5 s: reads_stalled (for=5s)"
+        hs = (header_sync_routine(hub, victim) or {}).get("header_sync") or {}
+        assert hs.get("stalled_for_s") is not None and 0 < hs["stalled_for_s"] <= 5
+        for label in before:
+            if label != victim:
+                other = (header_sync_routine(hub, label) or {}).get("header_sync") or {}
+                assert other.get("stalled_for_s") is None
+        assert conn_ids(hub) == before  # a stall closes nothing
+        assert not closures(hub, since)
+        assert fault_events(hub, since) == [
+            ("injected", "stall", victim),
+            ("observed", "stall", victim),
+        ]
+
+
+@needs_header_sync_faults
+async def test_read_only_refuses_k_and_s_on_a_real_node(star: tuple[Node, list[Node]]) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub, read_only=True), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        await peers_view(pilot, 0)
+        since = hub.journal.last_seq
+        for key in ("k", "s"):
+            app.notes.clear()
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, PeersScreen)
+            assert any("read-only" in n and sev == "error" for n, sev in app.notes), app.notes
+        assert not fault_events(hub, since) and not hub.snapshot()["parked"]

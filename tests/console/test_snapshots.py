@@ -37,8 +37,10 @@ VIEWS: list[tuple[str, list[str]]] = [
     ("peer_detail", ["2", "down", "down", "enter"]),
     ("journal", ["3"]),
     ("misbehavior", ["4"]),
+    ("parked", ["5"]),
     ("help", ["2", "question_mark"]),
     ("confirm_disconnect", ["2", "down", "d"]),
+    ("confirm_stall", ["2", "down", "down", "down", "s"]),
 ]
 
 

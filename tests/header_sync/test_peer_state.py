@@ -98,8 +98,17 @@ def status(tip: int = 1000, *, anchor: int = 0, max_headers: int = 1000) -> Stat
     return Status(tip, TIP_HASH, anchor, max_headers, 10)
 
 
-def headers(n: int) -> Headers:
-    return Headers(tuple(bytes([i % 256]) * HEADER_WIRE_BYTES for i in range(n)), (0,) * n)
+def headers(n: int, start: int = 1) -> Headers:
+    """``n`` opaque headers that carry heights ``start..`` where real headers do (bytes 4..8)."""
+    return Headers(
+        tuple(
+            b"\x01\x00\x00\x00"
+            + (start + i).to_bytes(4, "little")
+            + bytes([i % 256]) * (HEADER_WIRE_BYTES - 8)
+            for i in range(n)
+        ),
+        (0,) * n,
+    )
 
 
 def feed(state: HsPeerState, msg: HeaderSyncMessage, now: float) -> Verdict:
@@ -304,7 +313,7 @@ def test_saturated_reactor_restores_expectation_and_keeps_working() -> None:
     # The reactor's timeout later drops the restored expectation and the routine moves on.
     state.on_drop_expectation(1, 1, 2, 31.0)
     assert state.in_flight is not None and state.in_flight.range == rr(3, 2)
-    assert feed(state, headers(2), 32.0) is CONTINUE
+    assert feed(state, headers(2, start=3), 32.0) is CONTINUE
     assert log.of(PeerHeadersReceived) != []
     assert log.misbehavior() == []
 
@@ -473,3 +482,23 @@ def test_saturated_reactor_drops_misbehavior_but_still_rejects() -> None:
     log.emit_ok = False
     assert feed(state, headers(1), 1.0).rejected
     assert log.entries == []
+
+
+def test_a_late_answer_after_the_next_request_is_absorbed_not_mis_correlated() -> None:
+    """Fan-out race: the reactor dropped range 1 (another peer answered first), the routine
+    pulled range 3, and only then range 1's answer arrives: it is absorbed with the credit,
+    and range 3's own answer still correlates with range 3."""
+    state, log, q = ready()
+    q.ensure_forward(rr(1, 2))
+    q.ensure_forward(rr(3, 2))
+    assert state.try_pull(0.0)
+    assert state.on_drop_expectation(1, 1, 2, 1.0)
+    assert state.in_flight is not None and state.in_flight.range == rr(3, 2)
+    assert state.late_covered_tolerance == 1
+    assert feed(state, headers(2, start=1), 2.0) is CONTINUE
+    assert state.late_covered_tolerance == 0
+    assert [(e.start_height, e.count) for e in state.expected] == [(3, 2)]
+    assert log.of(PeerHeadersReceived) == []
+    assert feed(state, headers(2, start=3), 3.0) is CONTINUE
+    assert len(log.of(PeerHeadersReceived)) == 1
+    assert log.misbehavior() == []

@@ -86,8 +86,20 @@ def test_backward_when_forward_beyond_tip(q: SharedHeaderRangeQueue) -> None:
 
 def test_advertised_tip_is_inclusive(q: SharedHeaderRangeQueue) -> None:
     q.ensure_forward(rr(10, 10))  # ends at 19
-    assert take(q, "a", tip=18) is None
-    assert take(q, "a", tip=19) is not None
+    assert take(q, "a", tip=9) is None  # starts beyond the peer's tip
+    work = take(q, "b", tip=19)
+    assert work is not None and work.count == 10
+
+
+def test_a_peer_behind_the_range_end_fetches_its_head(q: SharedHeaderRangeQueue) -> None:
+    """Ranges reach the best advertised tip; a peer with a lower tip still serves the part
+    it has, so sync never waits on the one peer that claims the most."""
+    q.ensure_forward(rr(10, 10))  # ends at 19
+    work = take(q, "a", tip=14)
+    assert work is not None and work.count == 5 and work.range.end_height == 14
+    # A finalized bracket is never narrowed to a tip: it waits for a peer that has it all.
+    q.ensure_backward(rr(1, 5, finalized=True))
+    assert take(q, "c", tip=3) is None
 
 
 def test_per_peer_dedup_and_fanout_cap(q: SharedHeaderRangeQueue) -> None:

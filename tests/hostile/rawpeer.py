@@ -14,7 +14,9 @@ A :class:`RawPeer` can:
 - run the multiplexer: open streams with any prelude, send DATA/CREDIT/FIN/RESET/CLOSE/PING
   records and raw frame bytes, and read what the victim sends back with a background reader
   that also checks the victim against the document (``violations``);
-- encode and decode discovery messages and signed node records.
+- encode and decode discovery messages and signed node records;
+- encode and decode header-sync messages, build 89-byte headers and mine small chains with
+  their proof of work (§8).
 
 Every wait has a timeout and waits on a condition (a record arriving, end-of-file), never on
 a fixed sleep.
@@ -53,7 +55,7 @@ ACK_SIGNED_LEN = 171
 TRANSCRIPT_PERSON = b"zakura-ctrl-v1"
 NETWORK_REGTEST = 3
 CONFIRM_LEN = 65
-#: §4.6 step 9 / §9: the smallest limits a node accepts, in a Hello or in an Ack.
+#: §4.6 step 9 / §10: the smallest limits a node accepts, in a Hello or in an Ack.
 MIN_MAX_MESSAGE_BYTES = 16384
 MIN_MAX_FRAME_BYTES = MIN_MAX_MESSAGE_BYTES + 8
 MIN_IDLE_TIMEOUT_MILLIS = 1000
@@ -82,7 +84,30 @@ DISCOVERY_FRAME_CAP = DISCOVERY_MAX + 8
 D_HELLO, D_GET_PEERS, D_PEERS, D_GET_SERVICES, D_SERVICES = 1, 2, 3, 4, 5
 RECORD_FORMAT_VERSION = 1
 
-# --- §8 close codes -------------------------------------------------------------------------
+# --- §8 header sync -------------------------------------------------------------------------
+KIND_HEADER_SYNC = 5
+HEADER_SYNC_VERSION = 1
+HS_MAX = 2 * 1024 * 1024
+HS_FRAME_CAP = HS_MAX + 8
+HS_STATUS, HS_GET_HEADERS, HS_HEADERS, HS_NEW_BLOCK = 1, 2, 3, 4
+HEADER_LEN = 89
+HASH_LEN = 32
+HS_MAX_HEADERS = 4000
+HS_MAX_INFLIGHT = 16
+#: §8.3: what a node advertises in its Status, and so the largest count it serves (§8.4).
+HS_ADVERTISED_MAX_HEADERS = 1000
+HS_ADVERTISED_MAX_INFLIGHT = 10
+#: §8.2: largest block body; §8.3: the NewBlock codec's own body cap.
+MAX_BLOCK_BODY = 2 * 1024 * 1024 - 1024
+HS_BODY_CAP = 2 * 1024 * 1024
+DEMO_BITS = 8
+GENESIS_TIME = 1_767_225_600
+NETWORK_NAMES = {1: "mainnet", 2: "testnet", 3: "regtest", 4: "configured"}
+#: §8.5 / §8.6 timings.
+HS_STATUS_INTERVAL = 5.0
+HS_NEW_BLOCK_INTERVAL = 5.0
+
+# --- §9 close codes -------------------------------------------------------------------------
 NEUTRAL, RESOURCE, BAD_PRELUDE, RATE_LIMIT, OVERSIZE, UNKNOWN_STREAM = 0, 1, 2, 3, 4, 5
 
 _U16 = struct.Struct("<H")
@@ -173,7 +198,7 @@ class Limits:
 
     @classmethod
     def minimums(cls) -> Limits:
-        """The smallest limits a node accepts (§4.6 step 9, §9)."""
+        """The smallest limits a node accepts (§4.6 step 9, §10)."""
         return cls(MIN_MAX_FRAME_BYTES, MIN_MAX_MESSAGE_BYTES, 1, 1, MIN_IDLE_TIMEOUT_MILLIS)
 
     def fields(self) -> tuple[int, int, int, int, int]:
@@ -703,11 +728,230 @@ def d_services(
 
 
 # =============================================================================================
+# §8 header sync
+# =============================================================================================
+
+
+def blake2b_256(data: bytes) -> bytes:
+    """§8.2: the chain's hash, plain BLAKE2b with a 32-byte digest."""
+    return hashlib.blake2b(data, digest_size=HASH_LEN).digest()
+
+
+def meets_pow(header_hash: bytes, bits: int) -> bool:
+    """§8.2: the hash, as a big-endian integer, is below ``2 ** (256 - bits)``."""
+    return int.from_bytes(header_hash, "big") < 1 << (8 * HASH_LEN - bits)
+
+
+@dataclass(frozen=True, slots=True)
+class RawHeader:
+    """An 89-byte header (§8.2), field by field; ``encode`` never checks anything, so a test
+    can build any header it likes, valid or not."""
+
+    version: int
+    height: int
+    prev_hash: bytes
+    body_root: bytes
+    time: int
+    bits: int
+    nonce: int
+
+    def encode(self) -> bytes:
+        out = (
+            struct.pack("<II", self.version, self.height)
+            + self.prev_hash
+            + self.body_root
+            + struct.pack("<QBQ", self.time, self.bits, self.nonce)
+        )
+        assert len(out) == HEADER_LEN, len(out)
+        return out
+
+    @property
+    def hash(self) -> bytes:
+        return blake2b_256(self.encode())
+
+    @classmethod
+    def decode(cls, data: bytes) -> RawHeader:
+        if len(data) != HEADER_LEN:
+            raise RawPeerError(f"a header is {HEADER_LEN} bytes, got {len(data)}")
+        version, height = struct.unpack_from("<II", data, 0)
+        time_, bits, nonce = struct.unpack_from("<QBQ", data, 72)
+        return cls(version, height, data[8:40], data[40:72], time_, bits, nonce)
+
+    def solved(self, start_nonce: int = 0) -> RawHeader:
+        """The same header with the first nonce from ``start_nonce`` that meets its bits."""
+        prefix = self.encode()[: HEADER_LEN - 8]
+        nonce = start_nonce
+        while not meets_pow(blake2b_256(prefix + u64(nonce)), self.bits):
+            nonce += 1
+        return RawHeader(
+            self.version,
+            self.height,
+            self.prev_hash,
+            self.body_root,
+            self.time,
+            self.bits,
+            nonce,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RawBlock:
+    """A header and its body (§8.2)."""
+
+    header: RawHeader
+    body: bytes
+
+
+def genesis(network_id: int = NETWORK_REGTEST) -> RawBlock:
+    """§8.2: the fixed genesis of ``network_id`` (its nonce is the first that meets bits 8)."""
+    body = f"zakura genesis {NETWORK_NAMES[network_id]}".encode("ascii")
+    header = RawHeader(1, 0, bytes(HASH_LEN), blake2b_256(body), GENESIS_TIME, DEMO_BITS, 0)
+    return RawBlock(header.solved(), body)
+
+
+def mine_child(
+    parent: RawHeader, body: bytes, *, time_step: int = 1, bits: int = DEMO_BITS
+) -> RawBlock:
+    """A valid child of ``parent`` carrying ``body`` (§8.2 link rules and proof of work)."""
+    header = RawHeader(
+        1, parent.height + 1, parent.hash, blake2b_256(body), parent.time + time_step, bits, 0
+    )
+    return RawBlock(header.solved(), body)
+
+
+def mine_chain(parent: RawHeader, n: int, *, tag: bytes = b"raw") -> list[RawBlock]:
+    """``n`` valid blocks after ``parent``, with small distinct bodies."""
+    out: list[RawBlock] = []
+    for _ in range(n):
+        prev = out[-1].header if out else parent
+        out.append(mine_child(prev, tag + b" block " + str(prev.height + 1).encode()))
+    return out
+
+
+def hs_status(
+    tip_height: int,
+    tip_hash: bytes,
+    anchor_height: int = 0,
+    max_headers: int = HS_ADVERTISED_MAX_HEADERS,
+    max_inflight: int = HS_ADVERTISED_MAX_INFLIGHT,
+) -> bytes:
+    """§8.3 Status, 47 bytes; any field value the struct can hold (no clamping here)."""
+    return (
+        bytes([HS_STATUS])
+        + u32(tip_height)
+        + tip_hash
+        + u32(anchor_height)
+        + u32(max_headers)
+        + u16(max_inflight)
+    )
+
+
+def hs_get_headers(start_height: int, count: int) -> bytes:
+    """§8.3 GetHeaders, 9 bytes; any count (0 and > 4000 included)."""
+    return bytes([HS_GET_HEADERS]) + u32(start_height) + u32(count)
+
+
+def hs_headers(
+    headers: tuple[bytes, ...] | list[bytes],
+    hints: tuple[int, ...] | list[int] | None = None,
+    *,
+    count: int | None = None,
+) -> bytes:
+    """§8.3 Headers: ``count`` (default: the number of headers) then header ‖ u32 hint each."""
+    sizes = [0] * len(headers) if hints is None else list(hints)
+    n = len(headers) if count is None else count
+    items = b"".join(h + u32(s) for h, s in zip(headers, sizes, strict=True))
+    return bytes([HS_HEADERS]) + u32(n) + items
+
+
+def hs_new_block(header: bytes, body: bytes, *, body_len: int | None = None) -> bytes:
+    """§8.3 NewBlock: header, u32 body length (default: the body's), body."""
+    n = len(body) if body_len is None else body_len
+    return bytes([HS_NEW_BLOCK]) + header + u32(n) + body
+
+
+@dataclass(frozen=True, slots=True)
+class HStatus:
+    tip_height: int
+    tip_hash: bytes
+    anchor_height: int
+    max_headers_per_response: int
+    max_inflight_requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class HGetHeaders:
+    start_height: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class HHeaders:
+    headers: tuple[bytes, ...]
+    hints: tuple[int, ...]
+
+    def decoded(self) -> list[RawHeader]:
+        return [RawHeader.decode(h) for h in self.headers]
+
+
+@dataclass(frozen=True, slots=True)
+class HNewBlock:
+    header: bytes
+    body: bytes
+
+
+HMessage = HStatus | HGetHeaders | HHeaders | HNewBlock
+
+
+def decode_hs(payload: bytes) -> HMessage:
+    """§8.3, strictly: what the victim sends must follow the document to the byte.
+
+    The victim's Status must already be inside the clamps it applies to others (a node sends
+    1000 and 10), a GetHeaders count must be 1..4000; a Headers count is only checked against
+    4000 and the payload (the caller checks it against its own request).
+    """
+    if not 1 <= len(payload) <= HS_MAX:
+        raise RawPeerError(f"header-sync payload of {len(payload)} bytes")
+    c = _Cursor(payload)
+    tag = c.u8()
+    msg: HMessage
+    if tag == HS_STATUS:
+        msg = HStatus(c.u32(), c.take(HASH_LEN), c.u32(), c.u32(), c.u16())
+        if not 1 <= msg.max_headers_per_response <= HS_MAX_HEADERS:
+            raise RawPeerError(f"status max_headers {msg.max_headers_per_response} unclamped")
+        if not 1 <= msg.max_inflight_requests <= HS_MAX_INFLIGHT:
+            raise RawPeerError(f"status max_inflight {msg.max_inflight_requests} unclamped")
+    elif tag == HS_GET_HEADERS:
+        msg = HGetHeaders(c.u32(), c.u32())
+        if not 1 <= msg.count <= HS_MAX_HEADERS:
+            raise RawPeerError(f"get_headers count {msg.count} outside 1..{HS_MAX_HEADERS}")
+    elif tag == HS_HEADERS:
+        n = c.u32()
+        if n > HS_MAX_HEADERS:
+            raise RawPeerError(f"headers count {n} > {HS_MAX_HEADERS}")
+        headers, hints = [], []
+        for _ in range(n):
+            headers.append(c.take(HEADER_LEN))
+            hints.append(c.u32())
+        msg = HHeaders(tuple(headers), tuple(hints))
+    elif tag == HS_NEW_BLOCK:
+        header = c.take(HEADER_LEN)
+        n = c.u32()
+        if n > MAX_BLOCK_BODY:
+            raise RawPeerError(f"new_block body of {n} bytes > {MAX_BLOCK_BODY}")
+        msg = HNewBlock(header, c.take(n))
+    else:
+        raise RawPeerError(f"unknown header-sync tag {tag}")
+    c.finish()
+    return msg
+
+
+# =============================================================================================
 # the peer
 # =============================================================================================
 
 #: Frame caps of the kinds this document defines (§4.7); other kinds get the discovery cap.
-FRAME_CAPS = {KIND_DISCOVERY: DISCOVERY_FRAME_CAP}
+FRAME_CAPS = {KIND_DISCOVERY: DISCOVERY_FRAME_CAP, KIND_HEADER_SYNC: HS_FRAME_CAP}
 
 
 class RawPeer:
@@ -1140,6 +1384,59 @@ class RawPeer:
             msg = await self.recv_discovery(sid, max(0.0, deadline - time.monotonic()))
             if isinstance(msg, kind):
                 return msg
+
+    # ------------------------------------------------------------------ header sync (§8)
+    def open_header_sync(self) -> int:
+        """Open the kind-5 stream (§8.1) as initiator; returns its id."""
+        return self.open_stream(KIND_HEADER_SYNC, HEADER_SYNC_VERSION)
+
+    async def victim_stream(self, kind: int, timeout: float = 5.0) -> int:
+        """The id of the stream of ``kind`` the victim opened (when the victim dialed us)."""
+
+        def find() -> int | None:
+            for sid, st in self.streams.items():
+                prelude = st.opened_by_peer
+                if prelude is not None and _U16.unpack_from(prelude, 4)[0] == kind:
+                    return sid
+            return None
+
+        await self.wait_until(lambda: find() is not None, timeout, f"a kind-{kind} stream")
+        sid = find()
+        assert sid is not None
+        return sid
+
+    def send_hs(
+        self, sid: int, payload: bytes, *, message_type: int | None = None, flags: int = 0
+    ) -> None:
+        """One header-sync frame; its type is the payload's tag unless told otherwise (§8.1)."""
+        mtype = (payload[0] if payload else 0) if message_type is None else message_type
+        self.send_frame(sid, mtype, payload, flags)
+
+    async def recv_hs(self, sid: int, timeout: float = 5.0) -> HMessage:
+        """The victim's next header-sync message, checked against §8.1 and §8.3."""
+        frame = await self.recv_frame(sid, timeout)
+        if frame.flags != 0 or not frame.payload or frame.message_type != frame.payload[0]:
+            self.violations.append(
+                f"header-sync frame type/flags {frame.message_type}/{frame.flags}, "
+                f"tag {frame.payload[:1]!r}"
+            )
+        try:
+            return decode_hs(frame.payload)
+        except RawPeerError as exc:
+            self.violations.append(f"undecodable header-sync message from the victim: {exc}")
+            raise
+
+    async def recv_hs_of(self, sid: int, kind: type[HMessage], timeout: float = 5.0) -> HMessage:
+        """The next header-sync message of class ``kind``; others are skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.recv_hs(sid, max(0.0, deadline - time.monotonic()))
+            if isinstance(msg, kind):
+                return msg
+
+    def pending_hs(self, sid: int) -> list[HMessage]:
+        """Header-sync messages received on ``sid`` but not yet read (for "nothing more came")."""
+        return [decode_hs(f.payload) for f in self.streams[sid].frames]
 
     async def wait_reset(self, sid: int, timeout: float = 5.0) -> ControlClose:
         st = self.streams[sid]

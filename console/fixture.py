@@ -229,7 +229,7 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
             {
                 "label": label,
                 "service": "header_sync",
-                "reason": "command queue full: Headers response could not be queued",
+                "reason": "headers_response_undeliverable",
                 "since": now - 42,
                 "work_returned": 3,
             }

@@ -211,13 +211,19 @@ class LocalNetwork:
     """The local testnet (child processes) and the operator's node, on one event loop.
 
     The operator node runs with fault injection enabled (the console's ``d`` and ``p``),
-    bootstraps from testnet node 0 and aims for one connection per testnet node.
+    bootstraps from testnet node 0 and aims for one connection per testnet node. It always
+    starts at genesis: with a chain on node 0 it has headers to sync, which is what the
+    Overview's header-sync panel is there to show.
 
     Args:
         peers: Number of testnet node processes.
         root: Data root: the testnet in ``root/testnet``, the operator node in ``root/node``.
         extra_services: Extra services for the operator node (benchmarks add a stream).
         log_level: ``--log-level`` of the testnet children (they log to their own files).
+        blocks: Testnet node 0 pre-generates the seeded chain up to this height (0: none).
+            The testnet is ready only after that (:data:`~node_core.testnet.PREGEN_SECS_PER_BLOCK`
+            stretches node 0's ready timeout), but the app is already on screen by then.
+        mine_interval: Testnet node 0 mines a block every this many seconds (None: never).
     """
 
     def __init__(
@@ -227,6 +233,8 @@ class LocalNetwork:
         *,
         extra_services: Sequence[Service] = (),
         log_level: str = "info",
+        blocks: int = 0,
+        mine_interval: float | None = None,
     ) -> None:
         from node_core.testnet import Testnet
 
@@ -238,6 +246,8 @@ class LocalNetwork:
             data_dir=root / "testnet",
             target_peers=TESTNET_TARGET_PEERS,
             log_level=log_level,
+            blocks=blocks,
+            mine_interval=mine_interval,
         )
         self.node: Node | None = None
 
@@ -597,7 +607,7 @@ async def run_console(args: argparse.Namespace) -> int:
 
     Args:
         args: Parsed flags (``peers``, ``data_dir``, ``refresh``, ``read_only``, ``theme``,
-            ``log_file``, ``log_level``).
+            ``log_file``, ``log_level``, ``blocks``, ``mine_interval``).
 
     Returns:
         The exit code: 0 after a normal quit, 1 when the app crashed or the node failed, 2
@@ -623,13 +633,26 @@ async def run_console(args: argparse.Namespace) -> int:
     try:
         log_file = Path(args.log_file) if args.log_file is not None else root / "console.log"
         handler = configure_logging(log_file, args.log_level)
-        log.info("zakura console starting: %d peers, data in %s", args.peers, root)
+        log.info(
+            "zakura console starting: %d peers, node 0 with %d blocks mining every %s, data in %s",
+            args.peers,
+            args.blocks,
+            "(never)" if args.mine_interval is None else f"{args.mine_interval:g} s",
+            root,
+        )
 
-        network = LocalNetwork(args.peers, root, log_level=args.log_level)
+        network = LocalNetwork(
+            args.peers,
+            root,
+            log_level=args.log_level,
+            blocks=args.blocks,
+            mine_interval=args.mine_interval,
+        )
         backend = ThreadBackend(network)
+        chain = f" (node 0 pre-generates {args.blocks:,} blocks)" if args.blocks else ""
         client = PendingClient(
             read_only=args.read_only,
-            starting=f"starting a local testnet of {args.peers} peers in {root}",
+            starting=f"starting a local testnet of {args.peers} peers{chain} in {root}",
         )
         app = LauncherConsole(client, refresh_interval=args.refresh, theme=args.theme)
         loop = asyncio.get_running_loop()

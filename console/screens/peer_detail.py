@@ -23,6 +23,7 @@ from console.client import JournalRow, Snapshot
 from console.format import STATE_GLYPHS, STATE_STYLES, clean, clock, duration, size
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+from console.widgets.parked_table import reason_text
 from node_core.protocol.limits import Capability
 
 #: How many of the peer's journal events the view keeps (newest last).
@@ -392,7 +393,7 @@ def header_sync_section(
         ago = f" {duration(now - float(since))} ago" if since is not None else ""
         text.append("\n")
         text.append(
-            f"parked{ago}: {clean(parked.get('reason') or '?', 100)}"
+            f"parked{ago}: {reason_text(clean(parked.get('reason') or '?', 100))}"
             f" · {clean(parked.get('work_returned', '—'), 12)} ranges returned",
             style="yellow",
         )

@@ -28,6 +28,22 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("work", "work returned", 13),
 )
 
+#: The node's park reason codes, said the way an operator reads them (unknown codes show as
+#: they are, so a newer node's reason is never hidden).
+REASON_TEXT = {
+    "headers_response_undeliverable": "queue full: a Headers answer could not be queued",
+    "drop_expectation_undeliverable": "queue full: a DropExpectation could not be queued",
+}
+
+
+def reason_text(code: str) -> str:
+    """``code`` with its explanation; ``fault:N`` is an operator's park (fault id N)."""
+    if code.startswith("fault:"):
+        return f"parked by the operator (fault {code.partition(':')[2]})"
+    text = REASON_TEXT.get(code)
+    return code if text is None else f"{text} ({code})"
+
+
 #: One row as shown: peer, service, reason, age text, work returned.
 ParkedRow = tuple[str, str, str, str, str]
 
@@ -43,7 +59,7 @@ def parked_rows(parked: Sequence[Mapping[str, Any]], now: float) -> tuple[Parked
             (
                 clean(p.get("label") or "?", 40),
                 clean(p.get("service") or "-", 20),
-                clean(p.get("reason") or "-", 120),
+                reason_text(clean(p.get("reason") or "-", 120)),
                 age,
                 "—" if work is None else clean(work, 12),
             )

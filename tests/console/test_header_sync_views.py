@@ -215,7 +215,14 @@ async def test_peers_table_fits_120_columns() -> None:
     [
         (2, ["cmd queue 2/256", "in flight 12401+160 (forward)", "outstanding requests (1)"]),
         (3, ["stall 17.5 s left", "serving 1 in flight", "outstanding requests: none"]),
-        (1, ["status pending yes", "parked 42s ago: command queue full", "3 ranges returned"]),
+        (
+            1,
+            [
+                "status pending yes",
+                "parked 42s ago: queue full: a Headers answer could not be queued",
+                "3 ranges returned",
+            ],
+        ),
         (5, ["received status no", "max headers —", "stall none"]),
     ],
 )
@@ -248,7 +255,7 @@ async def test_parked_view_lists_parked_peers() -> None:
             (
                 fixture_label(1),
                 "header_sync",
-                "command queue full: Headers response could not be queued",
+                "queue full: a Headers answer could not be queued (headers_response_undeliverable)",
                 "42s",
                 "3",
             ),
@@ -279,7 +286,7 @@ async def test_parked_view_empty_state_teaches() -> None:
             {
                 "label": client.snap["peers"][2]["label"],
                 "service": "header_sync",
-                "reason": "fault:3:park",
+                "reason": "fault:3",
                 "since": client.snap["generated_at"] - 5,
                 "work_returned": 0,
             }
@@ -287,7 +294,11 @@ async def test_parked_view_empty_state_teaches() -> None:
         await app.poll()
         await pilot.pause()
         assert not screen.has_class("-empty")
-        assert screen.query_one(ParkedTable).rows_shown[0][2:] == ("fault:3:park", "5s", "0")
+        assert screen.query_one(ParkedTable).rows_shown[0][2:] == (
+            "parked by the operator (fault 3)",
+            "5s",
+            "0",
+        )
 
 
 # ---------------------------------------------------------------------- keys k and s

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -118,6 +118,17 @@ class Terminal:
             f"screen text ends with: {self.text[-1500:]!r}"
         )
 
+    def wait_until(self, cond: Callable[[], bool], what: str, timeout: float = APPEAR_SECS) -> None:
+        """Read the screen until ``cond()`` holds (for checks a regex cannot express)."""
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() >= deadline or self.proc.poll() is not None:
+                raise AssertionError(
+                    f"no {what} after {timeout:.0f} s (exit code {self.proc.poll()}); "
+                    f"screen text ends with: {self.text[-1500:]!r}"
+                )
+            self._pump(0.1)
+
     def press(self, keys: bytes) -> None:
         os.write(self.master, keys)
 
@@ -154,6 +165,11 @@ def open_console(started: list[Terminal], data_dir: Path, *extra: str) -> Termin
     return term
 
 
+def header_tips(text: str) -> list[int]:
+    """Every header tip the Overview's header-sync panel has drawn so far, in order."""
+    return [int(t.replace(",", "")) for t in re.findall(r"header tip\s+([\d,]+) of", text)]
+
+
 def assert_all_stopped(data_dir: Path) -> None:
     left = processes_mentioning(str(data_dir))
     assert left == {}, f"processes left running: {left}"
@@ -171,10 +187,13 @@ def test_help_teaches_every_flag() -> None:
         "--read-only",
         "--theme NAME",
         "--log-file PATH",
+        "--blocks N",
+        "--mine-interval S",
         "--log-level LEVEL",
     ):
         assert flag in out
     assert "(default: 6)" in out and "0.25" in out and "console.log" in out
+    assert "(default: 5000)" in out and "(default: 5)" in out
     options = out.split("options:", 1)[1].split("example:", 1)[0]
     for entry in re.split(r"\n  (?=-)", options)[1:]:
         assert entry.startswith("-h") or "default" in entry, entry  # every flag says its default
@@ -198,6 +217,9 @@ def test_root_help_names_console_the_default() -> None:
         (["--refresh", "0"], "--refresh"),
         (["--refresh", "soon"], "--refresh"),
         (["--theme", "no-such-theme"], "--theme"),
+        (["--blocks", "-5"], "--blocks"),
+        (["--mine-interval", "-1"], "--mine-interval"),
+        (["--mine-interval", "nan"], "--mine-interval"),
         (["--bogus"], "--bogus"),
     ],
 )
@@ -295,6 +317,30 @@ def test_sigterm_stops_everything(tmp_path: Path, terminal: list[Terminal]) -> N
     assert_all_stopped(data)
 
 
+def test_overview_shows_our_node_syncing_headers_and_following_the_miner(
+    tmp_path: Path, terminal: list[Terminal]
+) -> None:
+    """Out of the box node 0 pre-generates 5,000 blocks and mines: the Overview's header-sync
+    panel shows our node (started at genesis) at 5,000, then past it. A faster miner than the
+    default 5 s keeps the test short; the chain is the default one."""
+    data = tmp_path / "data"
+    term = open_console(terminal, data, "--mine-interval", "0.5")
+    term.wait_for(r"waiting for the node")  # the first frame does not wait for pre-generation
+    # At 5,000 or a little past it (node 0 may have mined while our node started) ...
+    synced = int(term.wait_for(r"header tip\s+(5,\d{3}) of").group(1).replace(",", ""))
+    # ... and then moving with the miner.
+    term.wait_until(lambda: max(header_tips(term.text)) > synced, f"a header tip past {synced}")
+    children = processes_mentioning(str(data / "testnet"))
+    miner = [c for c in children.values() if "node-00" in c]
+    assert len(miner) == 1 and "--blocks 5000 --seed 1 --mine-interval 0.5" in miner[0], miner
+    followers = [c for c in children.values() if "node-00" not in c]
+    assert followers and not any("--blocks" in c or "--mine-interval" in c for c in followers)
+
+    term.press(b"q")
+    assert term.wait_exit() == 0
+    assert_all_stopped(data)
+
+
 # ---------------------------------------------------------------------- a crash
 def test_a_crashing_app_still_stops_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -323,6 +369,8 @@ def test_a_crashing_app_still_stops_everything(
         theme=None,
         log_file=None,
         log_level="info",
+        blocks=0,
+        mine_interval=None,
     )
     seen: dict[int, str] = {}
 

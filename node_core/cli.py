@@ -44,6 +44,10 @@ NETWORKS = {
     "testnet": NetworkId.TESTNET,
     "mainnet": NetworkId.MAINNET,
 }
+#: The embedded testnet of ``zakura console`` and ``zakura demo``: node 0 pre-generates this many
+#: blocks (about 1.3 s) and mines every this many seconds, so header sync shows out of the box.
+DEMO_BLOCKS = 5000
+DEMO_MINE_INTERVAL = 5.0
 START_LINE_RE = re.compile(r"^zakura node ready: label=(\S+) listen=(\S+) api=(\S+)\s*$")
 
 
@@ -170,6 +174,23 @@ def seconds(text: str) -> float:
     return value
 
 
+def seconds_or_off(text: str) -> float | None:
+    """A positive duration in seconds, or 0 for "off" (``None``).
+
+    Why a separate type: the console and the demo mine by default, so the operator needs a
+    way to say "don't"; ``zakura node`` mines only when asked, so there 0 is a mistake.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 = off), got {text!r}") from None
+    if value == 0:
+        return None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, or 0 for off, got {text!r}")
+    return value
+
+
 # ---------------------------------------------------------------------- parser
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the flag, then exit 2."""
@@ -235,6 +256,37 @@ def hostile_modes_help(intro: str) -> str:
     return "\n".join(lines)
 
 
+MINE_INTERVAL_HELP = (
+    "mine a block on our tip every S seconds and announce it with NewBlock; off by default"
+)
+
+
+def add_demo_chain(p: argparse.ArgumentParser, where: str) -> None:
+    """``--blocks`` and ``--mine-interval`` of an embedded testnet (console, demo).
+
+    Why on by default there: the operator should see header sync work - a sync to the
+    testnet's tip, then the tip moving - without knowing which flags make it happen.
+    """
+    p.add_argument(
+        "--blocks",
+        type=count(0),
+        default=DEMO_BLOCKS,
+        metavar="N",
+        help="testnet node 0 pre-generates the seeded chain (seed 1) up to height N before it "
+        f"listens; the other nodes and your node start at genesis and sync its headers{where}; "
+        f"0 starts everyone at genesis (default: {DEMO_BLOCKS})",
+    )
+    p.add_argument(
+        "--mine-interval",
+        type=seconds_or_off,
+        default=DEMO_MINE_INTERVAL,
+        metavar="S",
+        help="testnet node 0 mines a block on its tip every S seconds and announces it with "
+        "NewBlock, so every tip keeps moving; 0 turns mining off "
+        f"(default: {DEMO_MINE_INTERVAL:g})",
+    )
+
+
 NODE_HOSTILE_HELP = hostile_modes_help(
     "hostile modes (--hostile-mode MODE; testnets only - the node attacks its peers' header\n"
     "sync instead of syncing; give it a chain with --blocks so peers behind it ask it for work):"
@@ -275,7 +327,9 @@ Run a local network of N node processes on 127.0.0.1 and print their addresses.
 Each node is a child process (`python -m node_core node ...`) with its own data dir named
 node-00, node-01, ... under --data-dir; every node bootstraps from node 0 and then finds the
 others through discovery. With --blocks N, node 0 is the miner and starts with the seeded chain
-up to height N; the others start from genesis. Each child logs to <its data dir>/node.log.
+up to height N; the others start from genesis and sync its headers. With --mine-interval S,
+node 0 also mines a block every S seconds and announces it with NewBlock, so every tip keeps
+moving. Each child logs to <its data dir>/node.log.
 Once every node has reported ready, a table of index, label, listen and API address and pid is
 printed. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet
 process itself is killed, even with SIGKILL, the children are told to stop by the kernel
@@ -292,6 +346,7 @@ TESTNET_EXAMPLE = f"""\
 example:
   zakura testnet --nodes 8 --api-base-port 9100
   curl -s 127.0.0.1:9100/api/v1/snapshot     # node 0's view of the network
+  zakura testnet --nodes 4 --blocks 5000 --mine-interval 5 --api-base-port 9100
   zakura testnet --nodes 5 --blocks 2000 --hostile 2 --hostile-mode malformed-headers"""
 
 CONSOLE_HELP = """\
@@ -300,9 +355,13 @@ The operator console (what `make run` starts, and `zakura` with no subcommand).
 Opens the full-screen console at once and, behind it, starts a local testnet of --peers node
 processes and the operator's own node inside this process (fault injection enabled, target
 peers = --peers, bootstrapped from testnet node 0); the status bar says "waiting for the
-node..." until it is up. Views: 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior; ? lists every
-key, ctrl+p opens the command palette. q or Ctrl+C quits and stops the node and every testnet
-process it started (also when the console crashes or gets SIGTERM/SIGHUP).
+node..." until it is up. Testnet node 0 is a miner: it starts with a --blocks chain and mines
+a block every --mine-interval seconds, while your node starts at genesis, so the Overview's
+header-sync panel shows it syncing headers up to the testnet's tip and then following it.
+
+Views: 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior; ? lists every key, ctrl+p opens the
+command palette. q or Ctrl+C quits and stops the node and every testnet process it started
+(also when the console crashes or gets SIGTERM/SIGHUP).
 
 Logs never go to the terminal while the console runs: they go to --log-file, and each testnet
 node logs to <data dir>/testnet/node-NN/node.log. Without --data-dir everything lives in a
@@ -313,6 +372,8 @@ CONSOLE_EXAMPLE = """\
 example:
   zakura                                   # same as: zakura console
   zakura console --peers 8 --refresh 0.5
+  zakura console --blocks 20000 --mine-interval 1   # a longer sync, a faster tip
+  zakura console --blocks 0 --mine-interval 0       # no chain: peers and routines only
   zakura console --read-only --theme zakura-light --data-dir ./console-data"""
 
 DEMO_HELP = """\
@@ -322,13 +383,17 @@ Starts a local testnet of --peers node processes, then the operator's own node i
 process (fault injection enabled, target peers = --peers, bootstrapped from testnet node 0),
 and shows a live table of that node's peers built from its snapshot: routine state per service
 (● running, ◌ exited, ✖ panicked, ⏸ parked) with its generation, traffic, misbehavior, and the
-peers closed in the last 10 s. When stdout is not a terminal it prints a text summary every
-second instead. Ctrl-C stops the node and the testnet."""
+peers closed in the last 10 s. Testnet node 0 is a miner: it starts with a --blocks chain and
+mines a block every --mine-interval seconds; your node starts at genesis, and the header line
+shows its header tip syncing up to the testnet's and then following it. When stdout is not a
+terminal it prints a text summary every second instead. Ctrl-C stops the node and the
+testnet."""
 
 DEMO_EXAMPLE = """\
 example:
   zakura demo --peers 8
-  zakura demo --peers 3 --duration 10 | tee demo.log"""
+  zakura demo --peers 3 --duration 10 | tee demo.log
+  zakura demo --blocks 0 --mine-interval 0             # no chain: peers and routines only"""
 
 
 def build_parser() -> Parser:
@@ -397,6 +462,7 @@ def build_parser() -> Parser:
         help="write the console's and your node's log here, never to the terminal "
         "(default: <data dir>/console.log)",
     )
+    add_demo_chain(console, " (the Overview's header-sync panel)")
     add_log_level(console, "info", "in --log-file and in every testnet node's node.log")
 
     node = sub.add_parser(
@@ -478,6 +544,13 @@ def build_parser() -> Parser:
         metavar="S",
         help="seed of the --blocks chain: the same seed gives the same chain, byte for byte "
         "(default: 1)",
+    )
+    node.add_argument(
+        "--mine-interval",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help=f"{MINE_INTERVAL_HELP} (S must be positive, e.g. 5)",
     )
     add_hostile_mode(node, "run a hostile header sync that attacks peers in MODE (listed below)")
     node.add_argument(
@@ -562,6 +635,15 @@ def build_parser() -> Parser:
         help="seed of node 0's --blocks chain (default: 1)",
     )
     testnet.add_argument(
+        "--mine-interval",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help="node 0 (the miner) gets --mine-interval S: it mines a block on its tip every S "
+        "seconds and announces it with NewBlock, which the others relay; S > 0 "
+        "(default: off, the chain stays at --blocks)",
+    )
+    testnet.add_argument(
         "--hostile",
         type=count(0),
         default=0,
@@ -608,6 +690,7 @@ def build_parser() -> Parser:
         metavar="SECONDS",
         help="exit by itself this long after the view starts (default: run until Ctrl-C)",
     )
+    add_demo_chain(demo, " (the header line's headers figure)")
     add_log_level(demo, "warning")
     return root
 
@@ -654,6 +737,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         network_id=int(NETWORKS[args.network]),
         blocks=args.blocks,
         chain_seed=args.seed,
+        mine_interval=args.mine_interval,
         hostile_mode=args.hostile_mode,
         hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
     )

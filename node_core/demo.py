@@ -108,13 +108,31 @@ def recently_closed(snap: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(recent, key=lambda c: -float(c["closed_at"]))
 
 
+def headers_text(snap: dict[str, Any]) -> str:
+    """``headers 1,234/5,000``: our header tip against the best tip a peer advertised.
+
+    Why in the demo at all: its testnet's node 0 carries a chain and keeps mining, so this one
+    figure shows header sync catching up and then following the tip. ``headers -`` when the
+    snapshot has no chain section (a node from before header sync).
+    """
+    chain = snap.get("chain") or {}
+    try:
+        tip = int(chain["header_tip"]["height"])
+        target = int(chain.get("target", tip))
+    except (KeyError, TypeError, ValueError):
+        return "headers -"
+    return f"headers {tip:,}/{max(tip, target):,}"
+
+
 def header_line(snap: dict[str, Any]) -> str:
-    """Who we are, where we listen, for how long, how connected, how healthy the loop is."""
+    """Who we are, where we listen, for how long, how connected, how far synced, how healthy
+    the loop is."""
     node, dialer, lag = snap["node"], snap["dialer"], snap["loop_lag"]
     return (
         f"{clean(node['label'])}  listen {clean(node['listen'])}  "
         f"up {fmt_age(float(node['uptime_s']))}  "
         f"peers {dialer['connected']}/{dialer['target']} connected  "
+        f"{headers_text(snap)}  "
         f"loop lag p99 {float(lag['p99_ms']):.1f} ms"
     )
 
@@ -228,10 +246,19 @@ async def run_demo(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    net = Testnet(args.peers, data_dir=root / "testnet", target_peers=4)
+    net = Testnet(
+        args.peers,
+        data_dir=root / "testnet",
+        target_peers=4,
+        blocks=args.blocks,
+        mine_interval=args.mine_interval,
+    )
     node: Node | None = None
     try:
-        print(f"zakura demo: starting a testnet of {args.peers} peer processes in {root} ...")
+        chain = f" (node 0 pre-generates {args.blocks:,} blocks)" if args.blocks else ""
+        print(
+            f"zakura demo: starting a testnet of {args.peers} peer processes{chain} in {root} ..."
+        )
         sys.stdout.flush()
         try:
             if await _unless_stopped(net.start(), stop) is None:

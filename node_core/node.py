@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from node_core.block_sync.core import BlockSyncConfig, BlockSyncCore, BlockSyncMetrics
+from node_core.block_sync.service import BlockSyncService
 from node_core.chain.chainstate import ChainState
 from node_core.chain.genesis import genesis_hash
 from node_core.chain.interval_miner import Miner
@@ -71,6 +73,7 @@ class NodeConfig:
     #: Seed of the pre-generated chain; nodes with the same seed build the same chain.
     chain_seed: int = 1
     header_sync: HeaderSyncConfig = field(default_factory=HeaderSyncConfig)
+    block_sync: BlockSyncConfig = field(default_factory=BlockSyncConfig)
     #: Mine a block on our tip every this many seconds and announce it (None: never).
     mine_interval: float | None = None
     #: Run a hostile header-sync instead of the honest one (testnets only; see
@@ -132,6 +135,18 @@ class Node:
             config=config.header_sync,
         )
         self.header_sync_service = HeaderSyncService(self.header_sync, self.header_sync_metrics)
+        self.block_sync = BlockSyncCore(
+            chain=self.chain,
+            header_sync=self.header_sync,
+            journal=self.journal,
+            misbehavior=self.misbehavior,
+            metrics=BlockSyncMetrics(self.metrics),
+            trace=self.trace,
+            config=config.block_sync,
+        )
+        self.header_sync.on_reorg = self.block_sync.on_header_reorg
+        self.header_sync.tip_listeners.append(self.block_sync.on_header_tip)
+        self.block_sync_service = BlockSyncService(self.block_sync)
         self.miner: Miner | None = None
         if config.hostile_mode is not None:  # on kind 5, so it replaces the honest service
             hostile = HostileHeaderSync(config.hostile_mode, self.chain, delay=config.hostile_delay)
@@ -139,7 +154,11 @@ class Node:
         # An extra service on a built-in's stream kind replaces that built-in: tests put
         # stand-ins on kind 5 to probe the transport without header-sync's own behaviour.
         taken = {svc.kind for svc in extra_services}
-        builtins: list[Service] = [self.discovery, self.header_sync_service]
+        builtins: list[Service] = [
+            self.discovery,
+            self.header_sync_service,
+            self.block_sync_service,
+        ]
         self.registry = ServiceRegistry(
             [*(svc for svc in builtins if svc.kind not in taken), *extra_services]
         )
@@ -176,6 +195,7 @@ class Node:
         if self.config.blocks > 0:
             await self.chain.pregenerate(self.config.blocks, self.config.chain_seed)
         await self.header_sync.start()
+        await self.block_sync.start()
         if self.config.mine_interval is not None:
             self.miner = Miner(self, self.config.mine_interval)
             self.miner.start()
@@ -211,6 +231,7 @@ class Node:
         await self.dialer.stop()
         await self.transport.close()
         await self.loop_lag.stop()
+        await self.block_sync.stop()
         await self.header_sync.stop()
         await self.chain.close()
         if self.trace is not None:

@@ -9,7 +9,9 @@ Lifecycle rules, because leaked node processes hold ports and CPU long after a t
 - A child is *ready* when it prints its start line (:func:`node_core.cli.format_start_line`);
   that line also reports the ports it really bound, so children started with port 0 never race
   another program for a port picked in advance.
-- Node 0 starts first and every other node bootstraps from it.
+- Node 0 starts first and every other node bootstraps from it. It is the miner: with
+  ``blocks`` it pre-generates the seeded chain before it is ready, with ``mine_interval`` it
+  keeps mining on top of it, so the others always have a tip to sync to and follow.
 - With ``hostile=N`` the last N nodes run a hostile header sync (``--hostile-mode``); node 0,
   the miner everyone bootstraps from, never does, so honest nodes always have one honest peer.
 - ``stop()`` sends SIGTERM to every child, waits up to 3 s, then SIGKILLs the rest, and always
@@ -163,6 +165,8 @@ class Testnet:
         blocks: Node 0 (the miner) pre-generates the seeded chain up to this height before it
             listens; the others start from genesis. Its ready timeout grows with ``blocks``.
         seed: Seed of node 0's pre-generated chain.
+        mine_interval: Node 0 (the miner) mines a block every this many seconds and
+            announces it with NewBlock (``--mine-interval``); ``None``: no mining.
         hostile: The last ``hostile`` nodes run ``--hostile-mode hostile_mode``; must be less
             than ``nodes`` (node 0 is never hostile). They pre-generate node 0's chain too; in
             a mode that attacks when asked for headers (malformed-headers, slow-responder,
@@ -191,6 +195,7 @@ class Testnet:
         extra_args: tuple[str, ...] = (),
         blocks: int = 0,
         seed: int = 1,
+        mine_interval: float | None = None,
         hostile: int = 0,
         hostile_mode: str | None = None,
         hostile_delay: float | None = None,
@@ -213,9 +218,12 @@ class Testnet:
         self.ready_timeout = ready_timeout
         if blocks < 0:
             raise ValueError(f"blocks must be >= 0: {blocks}")
+        if mine_interval is not None and not mine_interval > 0:
+            raise ValueError(f"mine_interval must be positive: {mine_interval}")
         self.extra_args = extra_args
         self.blocks = blocks
         self.seed = seed
+        self.mine_interval = mine_interval
         self.hostile = hostile
         self.hostile_mode = hostile_mode
         self.hostile_delay = hostile_delay
@@ -346,6 +354,8 @@ class Testnet:
             blocks += HOSTILE_LEAD_BLOCKS
         if blocks:
             args += ["--blocks", str(blocks), "--seed", str(self.seed)]
+        if index == 0 and self.mine_interval is not None:
+            args += ["--mine-interval", str(self.mine_interval)]
         if hostile_mode is not None:
             args += ["--hostile-mode", hostile_mode]
             if self.hostile_delay is not None:
@@ -528,6 +538,7 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         blocks=args.blocks,
         seed=args.seed,
+        mine_interval=args.mine_interval,
         hostile=args.hostile,
         hostile_mode=args.hostile_mode,
         hostile_delay=args.hostile_delay,
@@ -557,6 +568,8 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
             "each node logs to <data dir>/node-NN/node.log",
             flush=True,
         )
+        if (miner := miner_summary(net)) is not None:
+            print(miner, flush=True)
         print(format_table(net), flush=True)
         if net.hostile_mode is not None:
             print(hostile_summary(net), flush=True)
@@ -566,6 +579,18 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
         await net.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def miner_summary(net: Testnet) -> str | None:
+    """One line over the table saying what node 0 mines, so nobody wonders why tips move."""
+    parts = []
+    if net.blocks:
+        parts.append(f"starts with the seeded chain to height {net.blocks:,} (seed {net.seed})")
+    if net.mine_interval is not None:
+        parts.append(f"mines a block every {net.mine_interval:g} s")
+    if not parts:
+        return None
+    return f"zakura testnet: node 0 is the miner: it {' and '.join(parts)}"
 
 
 def hostile_summary(net: Testnet) -> str:

@@ -321,6 +321,29 @@ class ChainStore:
         ).fetchall()
         return [(bytes(r[0]), int(r[1])) for r in rows]
 
+    def blocks_range(self, start: int, count: int, max_bytes: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``count`` ``(header, body)`` from ``start`` while bodies are contiguous.
+
+        Stops at the first missing body and before the bodies would exceed ``max_bytes``
+        (the first block is always included), so a server answers with what it has, in
+        order, within the response cap it advertised.
+        """
+        if count <= 0:
+            return []
+        rows = self._db.execute(
+            "SELECT h.height, h.header, b.body FROM headers h JOIN bodies b "
+            "ON b.height = h.height WHERE h.height >= ? AND h.height < ? ORDER BY h.height",
+            (start, start + count),
+        ).fetchall()
+        out: list[tuple[bytes, bytes]] = []
+        total = 0
+        for expected, (height, header, body) in enumerate(rows, start):
+            if height != expected or (out and total + len(body) > max_bytes):
+                break
+            total += len(body)
+            out.append((bytes(header), bytes(body)))
+        return out
+
     # -- bodies ----------------------------------------------------------------------------
 
     def put_bodies(self, bodies: Sequence[tuple[int, bytes]]) -> int | None:
@@ -509,6 +532,12 @@ class AsyncChainStore:
     async def headers_with_sizes(self, start: int, count: int) -> list[tuple[bytes, int]]:
         """See ``ChainStore.headers_with_sizes``."""
         return await self._read(lambda s: s.headers_with_sizes(start, count))
+
+    async def blocks_range(
+        self, start: int, count: int, max_bytes: int
+    ) -> list[tuple[bytes, bytes]]:
+        """See ``ChainStore.blocks_range``."""
+        return await self._read(lambda s: s.blocks_range(start, count, max_bytes))
 
     async def truncate_above(self, height: int) -> None:
         """See ``ChainStore.truncate_above``."""

@@ -278,6 +278,11 @@ class HeaderSyncReactor:
         self._rate: deque[tuple[float, int]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
         self.on_tip: Callable[[int, bytes], None] | None = None
+        #: Components that follow the durable header tip (block-sync produces work from it).
+        self.tip_listeners: list[Callable[[int, bytes], None]] = []
+        #: Called with the fork height when the index switches to another branch (block-sync
+        #: forgets its work above it).
+        self.on_reorg: Callable[[int], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -692,6 +697,8 @@ class HeaderSyncReactor:
                 new_tip=self.index.tip_height,
             )
             self._actions_put(ReorgHeaders(plan.fork_height, plan.headers))
+            if self.on_reorg is not None:
+                self.on_reorg(plan.fork_height)
         elif kind is PlanKind.BRANCH:
             branch = self.index.branch
             self.journal.emit(
@@ -887,6 +894,8 @@ class HeaderSyncReactor:
             self._send_status(entry, self.our_status(entry))
         if self.on_tip is not None:
             self.on_tip(res.tip_height, res.tip_hash)
+        for listener in self.tip_listeners:
+            listener(res.tip_height, res.tip_hash)
 
     def _on_commit_failed(self, res: CommitFailed) -> None:
         """The store refused a write the index planned: fall back to the durable tip."""

@@ -27,7 +27,6 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -53,6 +52,7 @@ from node_core.protocol.header_sync import (
     encode_header_sync,
 )
 from node_core.protocol.limits import FRAME_HEADER_BYTES
+from node_core.transport.doorbell import Doorbell
 from node_core.transport.routine import RemoteProtocolError, RoutineContext
 from node_core.transport.stream import SendResult, Stream
 
@@ -64,39 +64,6 @@ if TYPE_CHECKING:
 YIELD_EVERY = 64
 
 _TAGS = {Status: TAG_STATUS, GetHeaders: TAG_GET_HEADERS}
-
-
-class Doorbell:
-    """A level-triggered wake-up shared by every source a routine waits on."""
-
-    __slots__ = ("_fut", "_rung")
-
-    def __init__(self) -> None:
-        self._fut: asyncio.Future[None] | None = None
-        self._rung = False
-
-    def ring(self) -> None:
-        self._rung = True
-        fut = self._fut
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-
-    async def wait(self, ctx: RoutineContext, timeout: float | None) -> None:
-        """Return at the next ring (or at once if one came since the last wait)."""
-        if self._rung:
-            self._rung = False
-            return
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._fut = fut
-        handle = None if timeout is None else loop.call_later(max(0.0, timeout), self.ring)
-        try:
-            await ctx.wait_future(fut)
-        finally:
-            self._fut = None
-            self._rung = False
-            if handle is not None:
-                handle.cancel()
 
 
 class HeaderSyncRoutine:

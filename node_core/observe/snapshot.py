@@ -43,6 +43,10 @@ def _routine(handle: RoutineHandle, node: Node) -> dict[str, Any]:
                 "records_imported": ex.records_imported,
                 "refreshes": ex.refreshes,
             }
+    elif handle.service == "block_sync":
+        bview = node.block_sync_service.routine_view(handle.peer.conn_id, handle.ctx.generation)
+        if bview is not None:
+            out["block_sync"] = bview
     elif handle.service == "header_sync":
         view = node.header_sync_service.routine_view(
             handle.peer.conn_id, handle.ctx.generation, handle.peer.label
@@ -146,6 +150,7 @@ def build_snapshot(node: Node) -> dict[str, Any]:
         "dialer": node.dialer.status(),
         "chain": _chain(node),
         "header_sync": node.header_sync.snapshot(),
+        "block_sync": node.block_sync.snapshot(),
         "parked": [
             {
                 "label": p.label,

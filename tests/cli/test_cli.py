@@ -17,7 +17,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node_core.cli import format_start_line, parse_hostport, parse_start_line
+from node_core.cli import (
+    DEMO_BLOCKS,
+    DEMO_MINE_INTERVAL,
+    build_parser,
+    format_start_line,
+    node_config_from_args,
+    parse_hostport,
+    parse_start_line,
+)
 
 ZAKURA = [sys.executable, "-m", "node_core"]
 SCRIPT = Path(sys.executable).parent / "zakura"
@@ -50,6 +58,7 @@ HELP_CASES = {
         "--trace-dir",
         "--target-peers",
         "--network",
+        "--mine-interval",
         "--log-level",
     ],
     ("testnet",): [
@@ -60,9 +69,17 @@ HELP_CASES = {
         "--target-peers",
         "--allow-faults",
         "--trace-dir",
+        "--mine-interval",
         "--log-level",
     ],
-    ("demo",): ["--peers", "--data-dir", "--duration", "--log-level"],
+    ("demo",): [
+        "--peers",
+        "--data-dir",
+        "--duration",
+        "--blocks",
+        "--mine-interval",
+        "--log-level",
+    ],
 }
 
 
@@ -126,6 +143,24 @@ def test_malformed_flags(tmp_path: Path, args: list[str], flag: str, word: str) 
     assert_usage_error(run("node", *args, "--data-dir", str(tmp_path)), flag, word)
 
 
+@pytest.mark.parametrize(
+    ("value", "word"), [("0", "must be positive"), ("-1", "must be positive"), ("soon", "seconds")]
+)
+def test_node_mine_interval_must_be_positive(tmp_path: Path, value: str, word: str) -> None:
+    result = run("node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
+                 "--mine-interval", value)  # fmt: skip
+    assert_usage_error(result, "--mine-interval", word, repr(value))
+    assert not (tmp_path / "node_key").exists()  # refused before anything started
+
+
+def test_node_mine_help_teaches_what_it_does() -> None:
+    flat = " ".join(run("node", "--help").stdout.split())
+    assert (
+        "--mine-interval S mine a block on our tip every S seconds and announce it with "
+        "NewBlock; off by default"
+    ) in flat
+
+
 def test_listen_port_in_use(tmp_path: Path, busy_port: int) -> None:
     result = run("node", "--listen", f"127.0.0.1:{busy_port}", "--data-dir", str(tmp_path))
     assert_usage_error(result, "--listen", "already in use", str(busy_port))
@@ -172,6 +207,38 @@ def test_parse_hostport_shapes() -> None:
     for bad in ("9100", "::1:9000", "[::1]", "host:", "host:65536"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_hostport(bad)
+
+
+def test_node_mine_interval_reaches_the_config(tmp_path: Path) -> None:
+    base = ["node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+    assert node_config_from_args(build_parser().parse_args(base)).mine_interval is None
+    args = build_parser().parse_args([*base, "--mine-interval", "2.5", "--blocks", "10"])
+    config = node_config_from_args(args)
+    assert (config.mine_interval, config.blocks) == (2.5, 10)
+
+
+@pytest.mark.parametrize("command", ["console", "demo"])
+def test_embedded_testnet_mines_by_default_and_zero_turns_it_off(command: str) -> None:
+    parser = build_parser()
+    args = parser.parse_args([command])
+    assert (args.blocks, args.mine_interval) == (DEMO_BLOCKS, DEMO_MINE_INTERVAL) == (5000, 5.0)
+    args = parser.parse_args([command, "--blocks", "0", "--mine-interval", "0"])
+    assert (args.blocks, args.mine_interval) == (0, None)
+    args = parser.parse_args([command, "--blocks", "20000", "--mine-interval", "0.5"])
+    assert (args.blocks, args.mine_interval) == (20000, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "word"),
+    [
+        (["--mine-interval", "-1"], "--mine-interval", "0 for off"),
+        (["--mine-interval", "often"], "--mine-interval", "0 = off"),
+        (["--blocks", "-1"], "--blocks", "at least 0"),
+        (["--blocks", "many"], "--blocks", "whole number"),
+    ],
+)
+def test_demo_chain_flags_name_the_flag(args: list[str], flag: str, word: str) -> None:
+    assert_usage_error(run("demo", *args), flag, word)
 
 
 def test_start_line_round_trip() -> None:
@@ -249,6 +316,24 @@ def test_demo_non_tty_shows_connected_peers(tmp_path: Path) -> None:
     last = result.stdout.rsplit("peers ", 1)[1]
     assert len(re.findall(r"discovery ●\d+", last)) >= 3, last
     # The demo stopped (and reaped) its testnet: no process runs from its data dir any more.
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_demo_shows_our_node_syncing_and_following_the_miner(tmp_path: Path) -> None:
+    """Node 0 starts with 300 blocks and mines every 0.3 s: our node's header tip, shown in
+    the header line, gets to 300 and then past it (mined blocks reach us through NewBlock)."""
+    result = subprocess.run(
+        [*ZAKURA, "demo", "--duration", "5", "--peers", "2", "--data-dir", str(tmp_path),
+         "--blocks", "300", "--mine-interval", "0.3"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "node 0 pre-generates 300 blocks" in result.stdout
+    tips = [
+        int(m.group(1).replace(",", "")) for m in re.finditer(r"headers ([\d,]+)/", result.stdout)
+    ]
+    assert tips and tips == sorted(tips), result.stdout  # a header tip never goes back
+    assert tips[-1] > 300, result.stdout
     assert processes_mentioning(str(tmp_path)) == []
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node_core.testnet import HOSTILE_LEAD_BLOCKS, Testnet, TestnetError
+from node_core.testnet import HOSTILE_LEAD_BLOCKS, Testnet, TestnetError, miner_summary
 
 ZAKURA = [sys.executable, "-m", "node_core"]
 ACCEPTANCE_NODES = 8
@@ -234,6 +234,74 @@ async def test_child_that_cannot_start_is_reported_and_nothing_leaks(tmp_path: P
     # Node 0 had started; start() stopped it before raising.
     assert net.nodes and all(n.process.returncode is not None for n in net.nodes)
     assert (tmp_path / "node-00" / "node.log").is_file()  # a given data dir is kept
+
+
+# ---------------------------------------------------------------------- the miner
+def test_only_node_zero_gets_the_mine_interval(tmp_path: Path) -> None:
+    net = Testnet(3, data_dir=tmp_path, blocks=50, mine_interval=0.2)
+    miner = net.command(0, None)
+    assert miner[miner.index("--mine-interval") + 1] == "0.2"
+    for i in (1, 2):
+        assert "--mine-interval" not in net.command(i, "127.0.0.1:1")
+    assert "--mine-interval" not in Testnet(2, data_dir=tmp_path).command(0, None)
+    with pytest.raises(ValueError, match="mine_interval must be positive"):
+        Testnet(2, mine_interval=0)
+    assert miner_summary(net) == (
+        "zakura testnet: node 0 is the miner: it starts with the seeded chain to height 50 "
+        "(seed 1) and mines a block every 0.2 s"
+    )
+    assert miner_summary(Testnet(2, data_dir=tmp_path)) is None
+
+
+def cmdline(pid: int) -> list[str]:
+    """The arguments ``pid`` runs with, as the kernel has them."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def header_tip(snap: dict[str, Any] | None) -> int:
+    return -1 if snap is None else int(snap["chain"]["header_tip"]["height"])
+
+
+async def test_testnet_miner_grows_the_chain_and_the_others_follow(tmp_path: Path) -> None:
+    """`zakura testnet --nodes 2 --blocks 20 --mine-interval 0.2`: node 0 runs with the flag,
+    its header tip passes 20, and node 1 (started at genesis) follows past 20 too."""
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "testnet", "--nodes", "2", "--blocks", "20", "--mine-interval", "0.2",
+        "--api-base-port", "0", "--data-dir", str(tmp_path), "--log-level", "warning",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        rows = await read_table(proc, 2, timeout=30)
+        miner = cmdline(rows[0].pid)
+        assert miner[miner.index("--mine-interval") + 1] == "0.2"
+        assert "--mine-interval" not in cmdline(rows[1].pid)
+        tips: dict[int, int] = {}
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 20
+            while not all(tips.get(i, -1) > 20 for i in (0, 1)):
+                assert time.monotonic() < deadline, f"header tips stuck at {tips}"
+                await asyncio.sleep(0.1)
+                for i, row in enumerate(rows):
+                    tips[i] = header_tip(await fetch_snapshot(http, row.api))
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+    finally:
+        await stop_process(proc)
+    assert "Traceback" not in (tmp_path / "node-00" / "node.log").read_text()
+
+
+async def test_testnet_mine_interval_must_be_positive(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "testnet", "--nodes", "2", "--mine-interval", "0", "--data-dir", str(tmp_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert "zakura testnet: error: argument --mine-interval: must be positive" in err.decode()
+    assert out == b""
+    assert not (tmp_path / "node-00").exists()
 
 
 # ---------------------------------------------------------------------- hostile nodes

@@ -62,7 +62,11 @@ async def test_a_peer_that_stops_reading_while_we_serve_it_is_parked(tmp_path: P
         assert parked[0]["work_returned"] == record.work_returned
         row = next(p for p in snap["peers"] if p["label"] == label)
         states = {r["service"]: r["state"] for r in row["routines"]}
-        assert states == {"discovery": "running", "header_sync": "parked"}
+        assert states == {
+            "discovery": "running",
+            "header_sync": "parked",
+            "block_sync": "running",
+        }
         assert victim.metrics.value("sync_header_peer_command_park_total") == 1.0
         # Parking is not misbehavior: nothing was recorded against the peer for it.
         assert not [r for r in victim.misbehavior.records if r.label == label]

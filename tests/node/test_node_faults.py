@@ -46,7 +46,11 @@ async def test_discovery_exchange_completes_and_snapshot_shows_routines(cluster:
     assert snap["node"]["label"] == hub.label
     assert {p["label"] for p in snap["peers"]} == {leaf.label for leaf in leaves}
     for peer in snap["peers"]:
-        assert [r["service"] for r in peer["routines"]] == ["discovery", "header_sync"]
+        assert [r["service"] for r in peer["routines"]] == [
+            "discovery",
+            "header_sync",
+            "block_sync",
+        ]
         assert all(r["state"] == "running" for r in peer["routines"])
         assert all(r["generation"] >= 1 for r in peer["routines"])
     # Each leaf learned of the other through the hub's Peers answer or a later refresh.
@@ -81,6 +85,7 @@ async def test_panic_in_discovery_closes_only_that_peer(cluster: Cluster) -> Non
         assert routine_states(hub, other.label) == {
             "discovery": "running",
             "header_sync": "running",
+            "block_sync": "running",
         }
         conn = hub.transport.peers.get(other.node_id)
         assert conn is not None and not conn.closed
@@ -123,5 +128,5 @@ async def test_fault_target_errors_are_specific(cluster: Cluster) -> None:
     hub, leaves = await star(cluster, 1)
     with pytest.raises(FaultError, match="no connected peer"):
         await hub.faults.disconnect("peer:0000000000000000")
-    with pytest.raises(FaultError, match="has no 'block_sync' routine"):
-        await hub.faults.panic(leaves[0].label, "block_sync")
+    with pytest.raises(FaultError, match="has no 'legacy_gossip' routine"):
+        await hub.faults.panic(leaves[0].label, "legacy_gossip")

@@ -1,0 +1,370 @@
+"""Block-sync shared coordination: work production, the committer, status, observation.
+
+Per-peer routines own their peer's requests, deadlines, liveness and window; this core keeps
+only what peers share (reference §4.2, §4.13): the :class:`WorkQueue` and its byte budget, the
+:class:`Sequencer`, the producer that turns committed headers into needed heights, and the
+committer task that makes bodies durable in order.
+
+Invariants:
+
+- Shared structures are touched only in synchronous sections; the committer's awaits are
+  store I/O between two such sections, and it re-checks what it read against the sequencer's
+  epoch, so a reset while a write was in flight is never undone by the write's result.
+- Held bytes are released only when the store's verified tip moved past them (the durable
+  frontier), never when a body merely arrived or was verified (DESIGN §5).
+- Work is produced only for heights whose header is durable, at most ``lookahead_blocks``
+  above the floor, so the queue's size is bounded whatever the header tip is.
+- Every change that can let a routine do more (new work, returned work, freed bytes, a reset)
+  rings every routine's doorbell; routines re-poll, so a coalesced ring loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from node_core.block_sync.sequencer import BufferedBody, Sequencer
+from node_core.block_sync.work import ByteBudget, WorkQueue
+from node_core.chain.store import StoreError
+from node_core.protocol.block_sync import (
+    DEFAULT_BLOCKS_PER_RESPONSE,
+    DEFAULT_INFLIGHT_REQUESTS,
+    DEFAULT_RESPONSE_BYTES,
+    EMPTY_SERVABLE_HIGH,
+    EMPTY_SERVABLE_LOW,
+    Status,
+)
+
+if TYPE_CHECKING:
+    from node_core.chain.chainstate import ChainState
+    from node_core.header_sync.reactor import HeaderSyncReactor
+    from node_core.observe.journal import Journal
+    from node_core.observe.metrics import NodeMetrics
+    from node_core.observe.misbehavior import MisbehaviorLog
+    from node_core.observe.trace import TraceWriter
+
+log = logging.getLogger(__name__)
+
+SERVICE = "block_sync"
+TRACE_TABLE = "block_sync"
+RATE_WINDOW_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSyncConfig:
+    """Block-sync settings. Defaults follow the reference scaled to a laptop (PROTOCOL.md)."""
+
+    #: The byte budget: reserved request estimates plus held bodies (reference 6 GiB).
+    max_inflight_bytes: int = 64 * 1024 * 1024
+    max_blocks_per_response: int = DEFAULT_BLOCKS_PER_RESPONSE
+    max_inflight_requests: int = DEFAULT_INFLIGHT_REQUESTS
+    max_response_bytes: int = DEFAULT_RESPONSE_BYTES
+    request_timeout: float = 8.0
+    #: No accepted block for this long with requests outstanding: protocol reject.
+    liveness_timeout: float = 32.0
+    #: Heights produced above the floor at most (bounds the work queue).
+    lookahead_blocks: int = 4096
+    retry_avoid: float = 0.05
+    #: Concurrent GetBlocks answers per peer; beyond it the answer is RangeUnavailable.
+    serving_slots: int = 4
+    tick_interval: float = 1.0
+
+
+class BlockSyncMetrics:
+    """The ``sync_block_*`` metrics (reference §5.3)."""
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.request_sent = metrics.counter("sync_block_request_sent", "GetBlocks sent")
+        self.floor_bypass = metrics.counter(
+            "sync_block_request_floor_bypass", "Floor requests sent beyond a full window"
+        )
+        self.body_received = metrics.counter("sync_block_body_received", "Bodies accepted")
+        self.fill_stop = metrics.counter(
+            "sync_block_fill_stop", "Why a fill pass stopped", ("reason",)
+        )
+        self.request_timed_out = metrics.counter(
+            "sync_block_request_timed_out", "Block requests past their deadline"
+        )
+        self.committed = metrics.counter("sync_block_committed", "Bodies made durable")
+        self.commit_rejected = metrics.counter(
+            "sync_block_commit_rejected", "Bodies the committer refused"
+        )
+        self.served = metrics.counter("sync_block_served", "Blocks served to peers")
+        self.download_floor = metrics.gauge("sync_block_download_floor", "Download floor")
+        self.budget_used = metrics.gauge("sync_block_budget_used_bytes", "Bytes reserved+held")
+
+
+class BlockSyncCore:
+    """The shared half of block-sync; one per node."""
+
+    def __init__(
+        self,
+        *,
+        chain: ChainState,
+        header_sync: HeaderSyncReactor,
+        journal: Journal,
+        misbehavior: MisbehaviorLog,
+        metrics: BlockSyncMetrics,
+        trace: TraceWriter | None,
+        config: BlockSyncConfig | None = None,
+    ) -> None:
+        self.chain = chain
+        self.header_sync = header_sync
+        self.journal = journal
+        self.misbehavior = misbehavior
+        self.metrics = metrics
+        self.trace = trace
+        self.config = config or BlockSyncConfig()
+        self.budget = ByteBudget(self.config.max_inflight_bytes)
+        self.work = WorkQueue(self.budget, 0, on_work=self.ring)
+        self.sequencer = Sequencer(0)
+        self._bells: set[Callable[[], None]] = set()
+        self._commit_bell = asyncio.Event()
+        self._produced_to = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._rate: deque[tuple[float, int, int]] = deque()
+        self.peak_budget_used = 0
+        self.reset_epoch = 0
+        self.routines: dict[tuple[int, int], Any] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        verified = self.chain.verified_tip[0]
+        self.work = WorkQueue(self.budget, verified, on_work=self.ring)
+        self.sequencer = Sequencer(verified)
+        self._produced_to = verified
+        self.produce()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._commit_loop(), name="block-sync-committer"),
+            loop.create_task(self._tick_loop(), name="block-sync-tick"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    # ------------------------------------------------------------------ wake-ups
+    def subscribe(self, bell: Callable[[], None]) -> Callable[[], None]:
+        self._bells.add(bell)
+        return lambda: self._bells.discard(bell)
+
+    def ring(self) -> None:
+        for bell in tuple(self._bells):
+            bell()
+
+    # ------------------------------------------------------------------ producer
+    def produce(self) -> int:
+        """Queue needed heights up to the durable header tip, within the look-ahead."""
+        floor = self.work.floor
+        start = max(self._produced_to, floor) + 1
+        top = min(self.chain.header_tip[0], floor + self.config.lookahead_blocks)
+        index = self.header_sync.index
+        items = []
+        for height in range(start, top + 1):
+            hash_ = index.hash_at(height)
+            if hash_ is None:
+                break
+            items.append((height, hash_, None))
+        if items:
+            self._produced_to = items[-1][0]
+        return self.work.extend(items)
+
+    def on_header_tip(self, _height: int, _hash: bytes) -> None:
+        """Headers became durable: there may be bodies to fetch now."""
+        self.produce()
+
+    def on_header_reorg(self, fork_height: int) -> None:
+        """Headers above ``fork_height`` changed: forget work, bodies and the floor above it.
+
+        The store drops bodies above the fork in the same transaction as the new headers, so
+        the floor comes down with it; requests in flight for old-branch heights find no work
+        entry when their bodies arrive and are ignored as stale.
+        """
+        self.sequencer.reset_to(fork_height)
+        if fork_height < self.work.floor:
+            self.work.lower_floor(fork_height)
+        else:
+            self.work.reset_above(fork_height)
+        self._produced_to = min(self._produced_to, fork_height)
+        self.reset_epoch += 1
+        self.produce()
+        self.ring()
+
+    # ------------------------------------------------------------------ routines
+    def local_status(self) -> Status:
+        verified, hash_ = self.chain.verified_tip
+        low, high = (1, verified) if verified >= 1 else (EMPTY_SERVABLE_LOW, EMPTY_SERVABLE_HIGH)
+        return Status(
+            low,
+            high,
+            hash_,
+            self.config.max_blocks_per_response,
+            self.config.max_inflight_requests,
+            self.config.max_response_bytes,
+        )
+
+    def accept_body(self, body: BufferedBody) -> bool:
+        """A routine's verified body: buffer it for the committer (False: redundant)."""
+        if not self.sequencer.accept(body):
+            return False
+        self.peak_budget_used = max(self.peak_budget_used, self.budget.used)
+        if self.sequencer.ready():
+            self._commit_bell.set()
+        return True
+
+    def fund_floor(self, needed: int) -> bool:
+        """Free bytes for the floor lane by shedding the highest look-ahead body."""
+        while self.budget.available < needed:
+            body = self.sequencer.shed_highest(self.sequencer.next_height)
+            if body is None:
+                return False
+            self.work.unreceive(body.height)
+        return True
+
+    def record(self, label: str, reason: str, *, disconnect: bool = False) -> None:
+        self.misbehavior.record(
+            label, SERVICE, reason, action="disconnected" if disconnect else "recorded"
+        )
+
+    def row(self, event: str, **fields: object) -> None:
+        if self.trace is not None:
+            self.trace.write_row(TRACE_TABLE, {"event": event, **fields})
+
+    # ------------------------------------------------------------------ committer
+    async def _commit_loop(self) -> None:
+        store = self.chain.store
+        while True:
+            await self._commit_bell.wait()
+            self._commit_bell.clear()
+            batch = self.sequencer.drain()
+            if not batch:
+                continue
+            epoch = self.sequencer.apply_epoch
+            try:
+                await self._commit(store, batch, epoch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or a store failure: keep the committer alive
+                log.exception("block-sync commit failed")
+                self.journal.emit(
+                    "block_sync", "commit_failed", service=SERVICE, error=repr(exc)[:300]
+                )
+                for body in self.sequencer.on_rejected(batch[0].height):
+                    self.work.unreceive(body.height)
+            if self.sequencer.ready():
+                self._commit_bell.set()
+
+    async def _commit(self, store: Any, batch: list[BufferedBody], epoch: int) -> None:
+        stored = await store.headers_range(batch[0].height, len(batch))
+        good = 0
+        for body, header in zip(batch, stored, strict=False):
+            if self.header_sync.index.hash_at(body.height) != body.hash or header != body.header:
+                break
+            good += 1
+        if epoch != self.sequencer.apply_epoch:
+            return  # a reset happened while we read: its drops already released the bytes
+        if good < len(batch):
+            rejected = batch[good].height
+            self.metrics.commit_rejected.inc(len(batch) - good)
+            self.row("block_apply_finished", height=rejected, result="rejected")
+            for dropped in self.sequencer.on_rejected(rejected):
+                self.work.unreceive(dropped.height)
+            batch = batch[:good]
+            if not batch:
+                self.ring()
+                return
+        try:
+            verified = await store.put_bodies([(b.height, b.body) for b in batch])
+        except StoreError as exc:
+            self.journal.emit("block_sync", "commit_failed", service=SERVICE, error=str(exc))
+            for dropped in self.sequencer.on_rejected(batch[0].height):
+                self.work.unreceive(dropped.height)
+            return
+        if verified is None:
+            return
+        self.sequencer.on_durable(verified)
+        freed = self.work.advance_floor(verified)
+        verified_hash = self.header_sync.index.hash_at(verified)
+        if verified_hash is not None:
+            self.chain.verified_tip = (verified, verified_hash)
+        nbytes = sum(b.nbytes for b in batch)
+        self._rate.append((time.monotonic(), len(batch), nbytes))
+        self.metrics.committed.inc(len(batch))
+        self.metrics.download_floor.set(self.sequencer.download_floor)
+        self.metrics.budget_used.set(self.budget.used)
+        self.row(
+            "block_apply_finished",
+            height=verified,
+            result="committed",
+            count=len(batch),
+            released_bytes=freed,
+        )
+        self.produce()
+        self.ring()
+
+    # ------------------------------------------------------------------ ticks
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.tick_interval)
+            self.produce()
+            self.metrics.budget_used.set(self.budget.used)
+            self.row("block_sync_state", **self.state_row())
+            self.ring()
+
+    def state_row(self) -> dict[str, Any]:
+        counts = self.work.counts()
+        return {
+            "body_download_floor": self.sequencer.download_floor,
+            "verified_block_tip": self.chain.verified_tip[0],
+            "best_header_tip": self.chain.header_tip[0],
+            "body_lag": self.chain.header_tip[0] - self.chain.verified_tip[0],
+            "applying": len(self.sequencer.applying),
+            "reorder": len(self.sequencer.buffer),
+            "outstanding": counts["in_flight"],
+            "budget_available": self.budget.available,
+            "budget_reserved": self.budget.used,
+            "peers": len(self.routines),
+        }
+
+    def rates(self) -> tuple[float, float]:
+        now = time.monotonic()
+        while self._rate and self._rate[0][0] < now - RATE_WINDOW_S:
+            self._rate.popleft()
+        blocks = sum(r[1] for r in self._rate) / RATE_WINDOW_S
+        nbytes = sum(r[2] for r in self._rate) / RATE_WINDOW_S
+        return round(blocks, 1), round(nbytes, 1)
+
+    def snapshot(self) -> dict[str, Any]:
+        counts = self.work.counts()
+        by_state = self.work.bytes_by_state()
+        blocks_per_s, bytes_per_s = self.rates()
+        return {
+            "download_floor": self.sequencer.download_floor,
+            "verified_tip": self.chain.verified_tip[0],
+            "budget_reserved": self.budget.used,
+            "budget_max": self.budget.max_bytes,
+            "budget_peak": self.peak_budget_used,
+            "reserved_bytes": by_state["reserved"],
+            "held_bytes": by_state["held"],
+            "reorder_count": len(self.sequencer.buffer),
+            "reorder_bytes": self.sequencer.reorder_bytes,
+            "applying_count": len(self.sequencer.applying),
+            "pending": counts["pending"],
+            "in_flight": counts["in_flight"],
+            "received": counts["received"],
+            "blocks_per_s": blocks_per_s,
+            "bytes_per_s": bytes_per_s,
+            "committed_total": self.sequencer.committed_total,
+            "reset_epoch": self.reset_epoch,
+        }

@@ -1,0 +1,72 @@
+"""Block sync (stream kind 6) as a transport service: one supervised routine per peer.
+
+``add_peer`` builds the session's routine and launches it through the connection's
+supervised launcher with its teardown as ``on_teardown``; the serving helper rides the same
+connection as a supervised peer task, so a bug while serving disconnects only that peer.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from node_core.block_sync.core import SERVICE, BlockSyncCore
+from node_core.block_sync.routine import BlockSyncRoutine
+from node_core.protocol.block_sync import (
+    BLOCK_SYNC_STREAM_KIND,
+    BLOCK_SYNC_STREAM_VERSION,
+    BS_FRAME_CAP,
+)
+from node_core.protocol.limits import Capability
+from node_core.transport.routine import RoutineContext
+from node_core.transport.supervise import next_generation, spawn_supervised_peer_task
+
+if TYPE_CHECKING:
+    from node_core.transport.connection import Connection
+    from node_core.transport.stream import Stream
+
+
+class BlockSyncService:
+    """The transport-facing half of block-sync; :class:`BlockSyncCore` is the shared half."""
+
+    name = SERVICE
+    kind = BLOCK_SYNC_STREAM_KIND
+    version = BLOCK_SYNC_STREAM_VERSION
+    capability = int(Capability.BLOCK_SYNC)
+    frame_cap = BS_FRAME_CAP
+    #: Bulk: an honest server sends a Block frame per block; credit, not rate, bounds it.
+    message_rate: float | None = 20_000.0
+
+    def __init__(self, core: BlockSyncCore) -> None:
+        self.core = core
+
+    def add_peer(self, conn: Connection, stream: Stream) -> None:
+        generation = next_generation(SERVICE)
+        holder: dict[str, BlockSyncRoutine] = {}
+
+        async def body(ctx: RoutineContext) -> None:
+            await holder["routine"].run()
+
+        def teardown() -> None:
+            routine = holder.get("routine")
+            if routine is not None:
+                routine.teardown()
+                self.core.routines.pop((conn.peer.conn_id, generation), None)
+
+        handle = conn.launch(SERVICE, stream, body, on_teardown=teardown, generation=generation)
+        routine = BlockSyncRoutine(
+            handle.ctx, stream, self.core, max_message=conn.negotiated.limits.max_message_bytes
+        )
+        holder["routine"] = routine
+        self.core.routines[(conn.peer.conn_id, generation)] = routine
+        spawn_supervised_peer_task(
+            handle.ctx, routine.serve, journal=conn.journal, metrics=conn.metrics
+        )
+
+    def remove_peer(self, conn: Connection) -> None:
+        for key in [k for k in self.core.routines if k[0] == conn.peer.conn_id]:
+            routine = self.core.routines.pop(key)
+            routine.teardown()
+
+    def routine_view(self, conn_id: int, generation: int) -> dict[str, Any] | None:
+        routine = self.core.routines.get((conn_id, generation))
+        return None if routine is None else routine.view()

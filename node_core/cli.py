@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY, HOSTILE_MODES, MODE_HELP
+from node_core.block_sync.hostile import (
+    ALL_HOSTILE_MODES,
+    ALL_MODE_HELP,
+    BLOCK_HOSTILE_MODES,
+    DEFAULT_HOSTILE_RATE,
+)
+from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
 from node_core.protocol.limits import NetworkId
 
 if TYPE_CHECKING:
@@ -218,10 +224,21 @@ def add_log_level(p: argparse.ArgumentParser, default: str, where: str = "on std
 def add_hostile_mode(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument(
         "--hostile-mode",
-        choices=HOSTILE_MODES,
+        choices=ALL_HOSTILE_MODES,
         default=None,
         metavar="MODE",
-        help=f"{what}: {', '.join(HOSTILE_MODES)} (default: honest)",
+        help=f"{what}: {', '.join(ALL_HOSTILE_MODES)} (default: honest)",
+    )
+
+
+def add_hostile_rate(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--hostile-rate",
+        type=count(1),
+        default=None,
+        metavar="BYTES",
+        help="--hostile-mode slow-blocks only: bytes per second the hostile block server "
+        f"sends at most (default: {DEFAULT_HOSTILE_RATE}, 64 KiB/s)",
     )
 
 
@@ -231,6 +248,16 @@ def check_hostile_delay(args: argparse.Namespace) -> None:
         raise UsageError(
             "--hostile-delay",
             "only applies to --hostile-mode slow-responder "
+            f"(got --hostile-mode {args.hostile_mode or 'unset'})",
+        )
+
+
+def check_hostile_rate(args: argparse.Namespace) -> None:
+    """--hostile-rate only throttles a slow block server; say so instead of ignoring it."""
+    if args.hostile_rate is not None and args.hostile_mode != "slow-blocks":
+        raise UsageError(
+            "--hostile-rate",
+            "only applies to --hostile-mode slow-blocks "
             f"(got --hostile-mode {args.hostile_mode or 'unset'})",
         )
 
@@ -247,8 +274,8 @@ def setup_logging(level: str) -> None:
 def hostile_modes_help(intro: str) -> str:
     """The ``--hostile-mode`` list for --help: what each mode does, what victims should do."""
     lines = [intro]
-    for mode, text in MODE_HELP.items():
-        lines.append(f"  {mode.value}")
+    for mode, text in ALL_MODE_HELP.items():
+        lines.append(f"  {mode}")
         for label, body in (("does", text.does), ("victims", text.victims)):
             lines += textwrap.wrap(
                 f"{label}: {body}", width=96, initial_indent="    ", subsequent_indent="      "
@@ -289,12 +316,14 @@ def add_demo_chain(p: argparse.ArgumentParser, where: str) -> None:
 
 NODE_HOSTILE_HELP = hostile_modes_help(
     "hostile modes (--hostile-mode MODE; testnets only - the node attacks its peers' header\n"
-    "sync instead of syncing; give it a chain with --blocks so peers behind it ask it for work):"
+    "sync (the first six) or block sync (the last four) instead of syncing that way; give it a\n"
+    "chain with --blocks so peers behind it ask it for work):"
 )
 
 TESTNET_HOSTILE_HELP = hostile_modes_help(
     "hostile modes (--hostile N --hostile-mode MODE: the last N nodes, never node 0, run a\n"
-    "hostile header sync; each victim's records show in its snapshot's misbehavior list):"
+    "hostile header sync (the first six) or block sync (the last four); each victim's records\n"
+    "show in its snapshot's misbehavior list):"
 )
 
 NODE_HELP = """\
@@ -335,10 +364,12 @@ printed. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); 
 process itself is killed, even with SIGKILL, the children are told to stop by the kernel
 (Linux).
 
-With --hostile N --hostile-mode MODE the last N nodes attack the others' header sync (see the
-modes below); the table gets a role column marking them. They get node 0's --blocks chain too;
-in malformed-headers, slow-responder and silent mode 100 blocks more of it, which only they
-can serve, so the honest nodes have to ask them and meet the attack."""
+With --hostile N --hostile-mode MODE the last N nodes attack the others' header or block sync
+(see the modes below); the table gets a role column marking them. They get node 0's --blocks
+chain too; in malformed-headers, slow-responder and silent mode, and in every block mode, 100
+blocks more of it, which only they can serve, so the honest nodes have to ask them and meet the
+attack (a wrong-body or silent-blocks node never serves those: the honest nodes keep their
+header tip 100 above their verified tip and keep meeting the attack)."""
 
 TESTNET_EXAMPLE = f"""\
 {TESTNET_HOSTILE_HELP}
@@ -552,7 +583,9 @@ def build_parser() -> Parser:
         metavar="S",
         help=f"{MINE_INTERVAL_HELP} (S must be positive, e.g. 5)",
     )
-    add_hostile_mode(node, "run a hostile header sync that attacks peers in MODE (listed below)")
+    add_hostile_mode(
+        node, "run a hostile header or block sync that attacks peers in MODE (listed below)"
+    )
     node.add_argument(
         "--hostile-delay",
         type=seconds,
@@ -562,6 +595,7 @@ def build_parser() -> Parser:
         "peers' 30 s request timeout they time out, at or under it they are served "
         "(default: 35)",
     )
+    add_hostile_rate(node)
     add_log_level(node, "info")
 
     testnet = sub.add_parser(
@@ -648,7 +682,8 @@ def build_parser() -> Parser:
         type=count(0),
         default=0,
         metavar="N",
-        help="the last N nodes run a hostile header sync (--hostile-mode); node 0 never does, "
+        help="the last N nodes run a hostile header or block sync (--hostile-mode); node 0 never "
+        "does, "
         "so N must be less than --nodes (default: 0)",
     )
     add_hostile_mode(testnet, "what the --hostile nodes do (listed below; required with --hostile)")
@@ -659,6 +694,7 @@ def build_parser() -> Parser:
         metavar="SECONDS",
         help="--hostile-mode slow-responder only: each hostile answer's delay (default: 35)",
     )
+    add_hostile_rate(testnet)
     add_log_level(testnet, "info", "here on stderr and in every node's node.log")
 
     demo = sub.add_parser(
@@ -740,6 +776,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         mine_interval=args.mine_interval,
         hostile_mode=args.hostile_mode,
         hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
+        hostile_rate_bytes=DEFAULT_HOSTILE_RATE if args.hostile_rate is None else args.hostile_rate,
     )
 
 
@@ -751,6 +788,7 @@ async def run_node(args: argparse.Namespace) -> int:
     from node_core.node import Node
 
     check_hostile_delay(args)
+    check_hostile_rate(args)
     check_data_dir(args.data_dir)
     try:
         node = Node(node_config_from_args(args))
@@ -777,8 +815,9 @@ async def run_node(args: argparse.Namespace) -> int:
         print(format_start_line(node.label, node.listen, node.api_address), flush=True)
         if args.hostile_mode is not None:
             log.warning(
-                "node %s runs a HOSTILE header sync (%s): it attacks its peers, it does not sync",
+                "node %s runs a HOSTILE %s (%s): it attacks its peers instead of syncing that way",
                 node.label,
+                "block sync" if args.hostile_mode in BLOCK_HOSTILE_MODES else "header sync",
                 args.hostile_mode,
             )
         await stop.wait()

@@ -17,6 +17,8 @@ from node_core.transport.connection import Connection
 from node_core.transport.routine import InjectedPanic
 
 if TYPE_CHECKING:
+    from node_core.block_sync.routine import BlockSyncRoutine
+    from node_core.header_sync.routine import HeaderSyncRoutine
     from node_core.node import Node
 
 
@@ -189,14 +191,18 @@ class FaultInjector:
     async def stall(
         self, label: str, service: str = "header_sync", *, seconds: float = 30.0
     ) -> FaultOutcome:
-        """Stop ``label``'s header-sync routine from taking commands for ``seconds``.
+        """Stall ``label``'s ``service`` routine for ``seconds``.
 
-        Frames are still read, so the peer's requests keep arriving and our answers pile up
-        in its command queue; a never-drop command that no longer fits parks the peer.
+        header_sync: the routine stops taking commands (frames are still read), so our answers
+        pile up in its command queue and a never-drop command that no longer fits parks it.
+        block_sync: the routine stops reading and requesting, like local congestion; the
+        peer's answers wait in its send window and nothing is blamed on the peer.
         """
         self._check()
-        if service != "header_sync":
-            raise FaultError(f"only the header_sync service can be stalled, not {service!r}")
+        if service not in ("header_sync", "block_sync"):
+            raise FaultError(
+                f"only header_sync and block_sync routines can be stalled, not {service!r}"
+            )
         if not 0 < seconds <= 600:
             raise FaultError(f"stall seconds must be in (0, 600], got {seconds}")
         conn = self._connection(label)
@@ -204,9 +210,12 @@ class FaultInjector:
         if handle is None or not handle.running:
             state = "absent" if handle is None else handle.state.value
             raise FaultError(f"the {service} routine of {label} is not running ({state})")
-        routine = self.node.header_sync_service.routine_for(
-            conn.peer.conn_id, handle.ctx.generation
-        )
+        key = (conn.peer.conn_id, handle.ctx.generation)
+        routine: HeaderSyncRoutine | BlockSyncRoutine | None
+        if service == "header_sync":
+            routine = self.node.header_sync_service.routine_for(*key)
+        else:
+            routine = self.node.block_sync.routines.get(key)
         if routine is None:
             raise FaultError(f"the {service} routine of {label} is not known to the service")
         fid = next(self._ids)
@@ -224,3 +233,30 @@ class FaultInjector:
             reason=reason,
         )
         return FaultOutcome(fid, "stall", label, service, "reads_stalled", reason)
+
+    async def throttle(self, label: str, bytes_per_s: float | None) -> FaultOutcome:
+        """Read from ``label`` no faster than ``bytes_per_s`` (None or 0: lift the throttle).
+
+        Every service on that connection slows down, the way a slow link would; the peer's
+        block-sync window should shrink and the sync carry on through other peers.
+        """
+        self._check()
+        if bytes_per_s is not None and bytes_per_s < 0:
+            raise FaultError(f"throttle rate must be >= 0 bytes/s, got {bytes_per_s}")
+        conn = self._connection(label)
+        rate = bytes_per_s or None
+        fid = next(self._ids)
+        self._injected(fid, "throttle", label, None)
+        conn.throttle_bytes_per_s = rate
+        reason = "off" if rate is None else f"rate={rate:g}B/s"
+        effect = "throttle_lifted" if rate is None else "reads_throttled"
+        self.node.journal.emit(
+            "fault",
+            "observed",
+            peer=label,
+            kind="throttle",
+            fault_id=fid,
+            effect=effect,
+            reason=reason,
+        )
+        return FaultOutcome(fid, "throttle", label, None, effect, reason)

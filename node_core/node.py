@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from node_core.block_sync.core import BlockSyncConfig, BlockSyncCore, BlockSyncMetrics
+from node_core.block_sync.hostile import (
+    DEFAULT_HOSTILE_RATE,
+    BlockHostileMode,
+    HostileBlockSync,
+    parse_any_mode,
+)
 from node_core.block_sync.service import BlockSyncService
 from node_core.chain.chainstate import ChainState
 from node_core.chain.genesis import genesis_hash
@@ -26,7 +32,7 @@ from node_core.discovery.dialer import Dialer
 from node_core.discovery.records import make_record
 from node_core.discovery.service import SERVICE_ID, DiscoveryConfig, DiscoveryService
 from node_core.faults import FaultInjector
-from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY, HostileHeaderSync, parse_mode
+from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY, HostileHeaderSync
 from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
 from node_core.header_sync.reactor import HeaderSyncConfig, HeaderSyncReactor
 from node_core.header_sync.service import HeaderSyncService
@@ -76,17 +82,24 @@ class NodeConfig:
     block_sync: BlockSyncConfig = field(default_factory=BlockSyncConfig)
     #: Mine a block on our tip every this many seconds and announce it (None: never).
     mine_interval: float | None = None
-    #: Run a hostile header-sync instead of the honest one (testnets only; see
-    #: :mod:`node_core.header_sync.hostile` for the modes). None: honest.
+    #: Run a hostile header-sync or block-sync instead of the honest one (testnets only; see
+    #: :mod:`node_core.header_sync.hostile` and :mod:`node_core.block_sync.hostile` for the
+    #: modes). None: honest.
     hostile_mode: str | None = None
     #: ``slow-responder``: seconds each hostile answer is held back.
     hostile_delay: float = DEFAULT_HOSTILE_DELAY
+    #: ``slow-blocks``: bytes per second the hostile block server is throttled to.
+    hostile_rate_bytes: int = DEFAULT_HOSTILE_RATE
 
     def __post_init__(self) -> None:
         if self.hostile_mode is not None:
-            parse_mode(self.hostile_mode)  # raises, naming the valid modes
+            parse_any_mode(self.hostile_mode)  # raises, naming the valid modes
         if not self.hostile_delay >= 0:
             raise ValueError(f"hostile_delay must be >= 0 seconds, got {self.hostile_delay}")
+        if self.hostile_rate_bytes <= 0:
+            raise ValueError(
+                f"hostile_rate_bytes must be > 0 bytes/s, got {self.hostile_rate_bytes}"
+            )
 
     @property
     def effective_chain_id(self) -> bytes:
@@ -148,8 +161,18 @@ class Node:
         self.header_sync.tip_listeners.append(self.block_sync.on_header_tip)
         self.block_sync_service = BlockSyncService(self.block_sync)
         self.miner: Miner | None = None
-        if config.hostile_mode is not None:  # on kind 5, so it replaces the honest service
-            hostile = HostileHeaderSync(config.hostile_mode, self.chain, delay=config.hostile_delay)
+        if config.hostile_mode is not None:
+            # On kind 5 or 6, so it replaces that honest service only: a hostile block server
+            # keeps an honest header sync (its peers must see a normal chain to ask it).
+            hostile: Service
+            if isinstance(parse_any_mode(config.hostile_mode), BlockHostileMode):
+                hostile = HostileBlockSync(
+                    config.hostile_mode, self.chain, rate=config.hostile_rate_bytes
+                )
+            else:
+                hostile = HostileHeaderSync(
+                    config.hostile_mode, self.chain, delay=config.hostile_delay
+                )
             extra_services = [hostile, *extra_services]
         # An extra service on a built-in's stream kind replaces that built-in: tests put
         # stand-ins on kind 5 to probe the transport without header-sync's own behaviour.

@@ -12,8 +12,9 @@ Lifecycle rules, because leaked node processes hold ports and CPU long after a t
 - Node 0 starts first and every other node bootstraps from it. It is the miner: with
   ``blocks`` it pre-generates the seeded chain before it is ready, with ``mine_interval`` it
   keeps mining on top of it, so the others always have a tip to sync to and follow.
-- With ``hostile=N`` the last N nodes run a hostile header sync (``--hostile-mode``); node 0,
-  the miner everyone bootstraps from, never does, so honest nodes always have one honest peer.
+- With ``hostile=N`` the last N nodes run a hostile header or block sync (``--hostile-mode``);
+  node 0, the miner everyone bootstraps from, never does, so honest nodes always have one
+  honest peer.
 - ``stop()`` sends SIGTERM to every child, waits up to 3 s, then SIGKILLs the rest, and always
   reaps them. Any failure during ``start()`` stops what was started before re-raising.
 - If this process dies without running ``stop()`` (SIGKILL, a hard crash), the kernel sends
@@ -37,8 +38,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import node_core
-from node_core.cli import UsageError, check_hostile_delay, parse_start_line
-from node_core.header_sync.hostile import ASKED_MODES, HOSTILE_MODES, MODE_HELP, parse_mode
+from node_core.block_sync.hostile import (
+    ALL_HOSTILE_MODES,
+    ALL_MODE_HELP,
+    BlockHostileMode,
+    parse_any_mode,
+)
+from node_core.cli import UsageError, check_hostile_delay, check_hostile_rate, parse_start_line
+from node_core.header_sync.hostile import ASKED_MODES
 
 HOST = "127.0.0.1"
 STOP_GRACE_SECS = 3.0
@@ -170,12 +177,14 @@ class Testnet:
         hostile: The last ``hostile`` nodes run ``--hostile-mode hostile_mode``; must be less
             than ``nodes`` (node 0 is never hostile). They pre-generate node 0's chain too; in
             a mode that attacks when asked for headers (malformed-headers, slow-responder,
-            silent) :data:`HOSTILE_LEAD_BLOCKS` more of it, so the honest nodes, which cannot
-            get those headers from anyone else, do ask them.
-        hostile_mode: One of :data:`~node_core.header_sync.hostile.HOSTILE_MODES`; required
-            with ``hostile`` > 0.
+            silent) or for blocks (every block mode) :data:`HOSTILE_LEAD_BLOCKS` more of it,
+            so the honest nodes, which cannot get those from anyone else, do ask them.
+        hostile_mode: One of :data:`~node_core.block_sync.hostile.ALL_HOSTILE_MODES` (a
+            header-sync or a block-sync mode); required with ``hostile`` > 0.
         hostile_delay: ``--hostile-delay`` of the hostile nodes (slow-responder); None: the
             node's default.
+        hostile_rate: ``--hostile-rate`` of the hostile nodes (slow-blocks, bytes/s); None:
+            the node's default.
     """
 
     __test__ = False
@@ -199,6 +208,7 @@ class Testnet:
         hostile: int = 0,
         hostile_mode: str | None = None,
         hostile_delay: float | None = None,
+        hostile_rate: int | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a testnet needs at least one node")
@@ -227,6 +237,7 @@ class Testnet:
         self.hostile = hostile
         self.hostile_mode = hostile_mode
         self.hostile_delay = hostile_delay
+        self.hostile_rate = hostile_rate
         self.nodes: list[TestnetNode] = []
         self._starting: list[asyncio.subprocess.Process] = []
         self._drains: list[asyncio.Task[None]] = []
@@ -350,7 +361,7 @@ class Testnet:
             args += ["--trace-dir", str(self.trace_dir / name)]
         hostile_mode = self.hostile_mode_of(index)
         blocks = self.blocks if index == 0 or hostile_mode is not None else 0
-        if hostile_mode is not None and parse_mode(hostile_mode) in ASKED_MODES:
+        if hostile_mode is not None and needs_lead(hostile_mode):
             blocks += HOSTILE_LEAD_BLOCKS
         if blocks:
             args += ["--blocks", str(blocks), "--seed", str(self.seed)]
@@ -360,6 +371,8 @@ class Testnet:
             args += ["--hostile-mode", hostile_mode]
             if self.hostile_delay is not None:
                 args += ["--hostile-delay", str(self.hostile_delay)]
+            if self.hostile_rate is not None:
+                args += ["--hostile-rate", str(self.hostile_rate)]
         return [*args, *self.extra_args]
 
     async def _spawn(self, index: int, bootstrap: str | None) -> TestnetNode:
@@ -449,6 +462,18 @@ async def _drain(stream: asyncio.StreamReader, log_path: Path) -> None:
             out.flush()
 
 
+def needs_lead(mode: str) -> bool:
+    """Whether a hostile node in ``mode`` gets :data:`HOSTILE_LEAD_BLOCKS` beyond node 0's chain.
+
+    Why: its attack happens only when honest nodes ask it for something, and they ask only
+    for what they lack. Header modes in :data:`ASKED_MODES` attack a GetHeaders; every block
+    mode attacks (or, unsolicited-blocks, pushes to) nodes still fetching bodies, which
+    without a lead would have synced everything from node 0 before the hostile node is up.
+    """
+    parsed = parse_any_mode(mode)
+    return isinstance(parsed, BlockHostileMode) or parsed in ASKED_MODES
+
+
 class HostileSettingsError(ValueError):
     """Inconsistent hostile settings; ``flag`` is the command-line flag to change."""
 
@@ -474,11 +499,11 @@ def check_hostile(nodes: int, hostile: int, mode: str | None) -> None:
     if hostile and mode is None:
         raise HostileSettingsError(
             "--hostile-mode",
-            f"required with --hostile {hostile}: one of {', '.join(HOSTILE_MODES)}",
+            f"required with --hostile {hostile}: one of {', '.join(ALL_HOSTILE_MODES)}",
         )
     if mode is not None:
         try:
-            parse_mode(mode)
+            parse_any_mode(mode)
         except ValueError as exc:
             raise HostileSettingsError("--hostile-mode", str(exc)) from None
         if not hostile:
@@ -527,6 +552,7 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
     except HostileSettingsError as exc:
         raise UsageError(exc.flag, str(exc)) from None
     check_hostile_delay(args)
+    check_hostile_rate(args)
     net = Testnet(
         args.nodes,
         base_port=args.base_port,
@@ -542,6 +568,7 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
         hostile=args.hostile,
         hostile_mode=args.hostile_mode,
         hostile_delay=args.hostile_delay,
+        hostile_rate=args.hostile_rate,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -596,7 +623,7 @@ def miner_summary(net: Testnet) -> str | None:
 def hostile_summary(net: Testnet) -> str:
     """Two lines under the table: who attacks how, and what the honest nodes should do."""
     assert net.hostile_mode is not None
-    text = MODE_HELP[parse_mode(net.hostile_mode)]
+    text = ALL_MODE_HELP[parse_any_mode(net.hostile_mode).value]
     who = ", ".join(str(n.index) for n in net.nodes if n.hostile_mode is not None)
     return (
         f"hostile nodes {who} ({net.hostile_mode}): {text.does}\n"

@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 SERVICE = "block_sync"
 TRACE_TABLE = "block_sync"
 RATE_WINDOW_S = 5.0
+#: Bodies per commit transaction the committer waits for while more are in flight.
+COMMIT_BATCH_TARGET = 256
+#: How long it waits for them (one fsync costs about as much).
+COMMIT_COALESCE_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,7 @@ class BlockSyncCore:
         self._tasks: list[asyncio.Task[None]] = []
         self._rate: deque[tuple[float, int, int]] = deque()
         self.peak_budget_used = 0
+        self.peak_outstanding = 0
         self.reset_epoch = 0
         self.routines: dict[tuple[int, int], Any] = {}
 
@@ -223,6 +228,12 @@ class BlockSyncCore:
             self._commit_bell.set()
         return True
 
+    def note_outstanding(self) -> None:
+        """Record the peak of requests in flight across all peers (scenario invariants)."""
+        total = sum(len(r.outstanding) for r in self.routines.values())
+        self.peak_outstanding = max(self.peak_outstanding, total)
+        self.peak_budget_used = max(self.peak_budget_used, self.budget.used)
+
     def fund_floor(self, needed: int) -> bool:
         """Free bytes for the floor lane by shedding the highest look-ahead body."""
         while self.budget.available < needed:
@@ -247,6 +258,10 @@ class BlockSyncCore:
         while True:
             await self._commit_bell.wait()
             self._commit_bell.clear()
+            if self._ready_run() < COMMIT_BATCH_TARGET and self._in_flight():
+                # Each transaction pays an fsync: let bodies already on the wire join this
+                # one (measured: 16 bodies/commit 30 MB/s, 400 bodies/commit 100 MB/s).
+                await asyncio.sleep(COMMIT_COALESCE_S)
             batch = self.sequencer.drain()
             if not batch:
                 continue
@@ -264,6 +279,16 @@ class BlockSyncCore:
                     self.work.unreceive(body.height)
             if self.sequencer.ready():
                 self._commit_bell.set()
+
+    def _ready_run(self) -> int:
+        """Bodies drainable right now (the contiguous run at the sequencer's next height)."""
+        seq, n = self.sequencer, 0
+        while seq.next_height + n in seq.buffer:
+            n += 1
+        return n
+
+    def _in_flight(self) -> bool:
+        return any(r.outstanding for r in self.routines.values())
 
     async def _commit(self, store: Any, batch: list[BufferedBody], epoch: int) -> None:
         stored = await store.headers_range(batch[0].height, len(batch))
@@ -355,6 +380,7 @@ class BlockSyncCore:
             "budget_reserved": self.budget.used,
             "budget_max": self.budget.max_bytes,
             "budget_peak": self.peak_budget_used,
+            "peak_outstanding_requests": self.peak_outstanding,
             "reserved_bytes": by_state["reserved"],
             "held_bytes": by_state["held"],
             "reorder_count": len(self.sequencer.buffer),

@@ -66,6 +66,8 @@ SIZE_TOLERANCE = 3
 STATUS_MIN_INTERVAL = 0.5
 #: Items handled back to back before the routine yields.
 YIELD_EVERY = 64
+#: Request starts remembered per session for telling late answers from unsolicited ones.
+ASKED_MEMORY = 4096
 #: Floor-lane bypass slots beyond a full window (reference: 2).
 FLOOR_BYPASS_SLOTS = 2
 
@@ -112,6 +114,11 @@ class BlockSyncRoutine:
         self.epoch = core.reset_epoch
         self.serve_queue: asyncio.Queue[GetBlocks] = asyncio.Queue(core.config.serving_slots)
         self.accepted_blocks = 0
+        self.stalled_until: float | None = None
+        self.timed_out_since_progress = False
+        #: Starts of the requests this session sent (newest last), to tell a late BlocksDone
+        #: from an unsolicited one.
+        self.asked: dict[int, None] = {}
         self._torn_down = False
 
     # ------------------------------------------------------------------ loop
@@ -151,9 +158,30 @@ class BlockSyncRoutine:
             stream.on_event = None
 
     def _outbound_has_room(self) -> bool:
+        """Whether to fill and read this turn: our outbound has room and no operator stall."""
+        if self.stalled_until is not None:
+            if time.monotonic() < self.stalled_until:
+                return False
+            self.stalled_until = None
         return self.stream.pending_bytes < self.stream.max_pending_bytes // 2
 
+    def stall(self, seconds: float) -> None:
+        """Operator fault: stop reading (and requesting) for ``seconds``.
+
+        Treated like local write congestion: the peer's answers wait in its send window and
+        the liveness rule does not blame the peer for our stall.
+        """
+        self.stalled_until = time.monotonic() + seconds
+        self.bell.ring()
+
+    def stalled_for(self) -> float | None:
+        until = self.stalled_until
+        left = None if until is None else until - time.monotonic()
+        return None if left is None or left <= 0 else round(left, 1)
+
     def _next_deadline(self, now: float, room: bool) -> float:
+        if self.stalled_until is not None:
+            return max(0.0, self.stalled_until - now)
         if not room:
             return 0.01  # outbound full: poll for room (the reference's 10 ms)
         times = [o.deadline for o in self.outstanding.values()]
@@ -218,7 +246,8 @@ class BlockSyncRoutine:
             high = min(status.servable_high, first + count_cap - 1)
             if is_floor:
                 # The height the committer waits for must never starve: shed look-ahead
-                # bodies to pay for it (the forced take below goes ahead regardless).
+                # bodies to pay for it. Bytes reserved by requests in flight come back by
+                # their answers or deadlines, so the budget is never overdrawn.
                 core.fund_floor(work.estimate_at(first))
             items = work.take(
                 self.owner,
@@ -226,7 +255,6 @@ class BlockSyncRoutine:
                 high,
                 count_cap,
                 min(status.max_response_bytes, core.config.max_response_bytes),
-                force_first=is_floor,
             )
             if not items:
                 self._stop("inflight_budget")
@@ -244,6 +272,10 @@ class BlockSyncRoutine:
                 now + core.config.request_timeout,
             )
             self.window.on_request_sent(len(items), now)
+            self.asked[request.start_height] = None
+            while len(self.asked) > ASKED_MEMORY:
+                del self.asked[next(iter(self.asked))]
+            core.note_outstanding()
             if self.liveness_deadline is None:
                 self.liveness_deadline = now + core.config.liveness_timeout
             core.metrics.request_sent.inc()
@@ -351,7 +383,7 @@ class BlockSyncRoutine:
         self.accepted_blocks += 1
         self.window.on_block(len(msg.body), now - o.queued_at, now)
         core.metrics.body_received.inc()
-        self.liveness_deadline = now + core.config.liveness_timeout
+        self._rearm_liveness(now)
         core.row(
             "block_body_received",
             peer=self.label,
@@ -369,10 +401,10 @@ class BlockSyncRoutine:
     def _on_done(self, start: int, returned: int, now: float, *, unavailable: bool) -> None:
         o = self.outstanding.get(start)
         if o is None:
-            if unavailable or start <= self.core.work.floor:
+            # The end of an answer we gave up on (timed out, every body refused, reset) is
+            # late, not unsolicited; only a start this session never asked for is scored.
+            if unavailable or start in self.asked or start <= self.core.work.floor:
                 return
-            if self.core.work.state(start) is None:
-                return  # stale (reset or committed)
             self.core.record(self.label, "unsolicited_done")
             return
         missing = o.unreceived()
@@ -392,8 +424,19 @@ class BlockSyncRoutine:
 
     def _finish(self, o: Outstanding) -> None:
         self.outstanding.pop(o.start, None)
-        if not any(x.unreceived() for x in self.outstanding.values()):
-            self.liveness_deadline = None
+
+    def _owes(self) -> bool:
+        """Whether the peer owes us blocks: unanswered requests, or requests that timed out
+        since its last accepted block (a timeout does not let a silent peer off the hook)."""
+        if any(o.unreceived() for o in self.outstanding.values()):
+            return True
+        return self.window.requests_without_progress > 0 and self.timed_out_since_progress
+
+    def _rearm_liveness(self, now: float) -> None:
+        """An accepted block: the clock restarts while work is owed, else it disarms."""
+        self.timed_out_since_progress = False
+        owed = any(o.unreceived() for o in self.outstanding.values())
+        self.liveness_deadline = now + self.core.config.liveness_timeout if owed else None
 
     # ------------------------------------------------------------------ deadlines
     def _deadlines(self, now: float, room: bool) -> None:
@@ -403,12 +446,14 @@ class BlockSyncRoutine:
                 self._finish(o)  # everything arrived; only the BlocksDone is late
                 continue
             self.core.metrics.request_timed_out.inc()
+            self.timed_out_since_progress = True
             self.window.on_timeout(now)
             self._retry(o, o.unreceived(), now)
             self._finish(o)
         deadline = self.liveness_deadline
-        waiting = any(o.unreceived() for o in self.outstanding.values())
-        if deadline is not None and now >= deadline and waiting:
+        if deadline is not None and now >= deadline and not self._owes():
+            self.liveness_deadline = None  # idle peers are never reaped
+        elif deadline is not None and now >= deadline:
             if not room:
                 self.liveness_deadline = now + self.core.config.request_timeout
                 return
@@ -483,6 +528,7 @@ class BlockSyncRoutine:
             if status is None
             else {"low": status.servable_low, "high": status.servable_high},
             "accepted_blocks": self.accepted_blocks,
+            "stalled_for_s": self.stalled_for(),
             "liveness_in_s": None
             if self.liveness_deadline is None
             else round(self.liveness_deadline - now, 1),

@@ -335,9 +335,10 @@ class DownloadWindow:
         """How many more requests may be issued now.
 
         Zero for a sealed peer. An unproven peer is limited to ``initial_probe_requests``
-        outstanding and a proven one to ``max_requests_without_progress`` requests since its
-        last accepted block; neither limit nor sealing is lifted by ``bonus`` (the routine's
-        floor-bypass slots), which otherwise extends the cwnd. The hard cap always binds.
+        requests in total before its first accepted block, and a proven one to
+        ``max_requests_without_progress`` requests since its last accepted block; neither
+        limit nor sealing is lifted by ``bonus`` (the routine's floor-bypass slots), which
+        otherwise extends the cwnd. The hard cap always binds.
 
         This is also where ProbeRTT learns the window has drained (``outstanding_requests``
         at or below ``min_cwnd``) and starts its hold timer, so call it on every fill.
@@ -353,7 +354,10 @@ class DownloadWindow:
             return 0
         window_requests = max(1, int(self.cwnd / self._request_blocks))
         if not self._proven:
-            probe_room = cfg.initial_probe_requests - outstanding
+            # Probe first (reference §4.7): an unproven peer gets ``initial_probe_requests``
+            # requests in total until its first accepted block, not per round: a request that
+            # timed out does not earn a silent peer another one.
+            probe_room = cfg.initial_probe_requests - max(outstanding, self._rwp)
             return max(0, min(probe_room, window_requests - outstanding, hard_room))
         progress_room = cfg.max_requests_without_progress - self._rwp
         window_room = window_requests + max(0, bonus) - outstanding

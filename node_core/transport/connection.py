@@ -97,6 +97,9 @@ class Connection:
         self.connected_mono = time.monotonic()
         self.connected_wall = time.time()
         self.last_inbound = self.connected_mono
+        #: Operator fault (``faults.throttle``): cap on the bytes per second we read from it.
+        self.throttle_bytes_per_s: float | None = None
+        self._throttle_until = 0.0
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_record: CloseRecord | None = None
@@ -320,6 +323,8 @@ class Connection:
                 self.bytes_in += size
                 self.metrics.bytes_in.inc(size)
                 self._dispatch(rec, payload)
+                if self.throttle_bytes_per_s is not None:
+                    await self._throttle(size)
         except asyncio.IncompleteReadError:
             self.close(CloseCode.NEUTRAL, "eof", by_remote=True)
         except (ConnectionError, OSError) as exc:
@@ -329,6 +334,21 @@ class Connection:
         except Exception as exc:  # a bug here must cost this peer only
             log.exception("mux reader failed for %s", self.label)
             self.close(CloseCode.NEUTRAL, f"reader_failed:{type(exc).__name__}")
+
+    async def _throttle(self, size: int) -> None:
+        """Operator fault: read from this peer no faster than ``throttle_bytes_per_s``.
+
+        Pausing the reader lets the kernel's receive buffer and then the peer's send credit
+        fill, so the peer sees a slow link; nothing is dropped.
+        """
+        rate = self.throttle_bytes_per_s
+        if rate is None:
+            return
+        now = time.monotonic()
+        self._throttle_until = max(self._throttle_until, now) + size / rate
+        delay = self._throttle_until - now
+        if delay > 0.001:
+            await asyncio.sleep(delay)
 
     def _violation(self, code: int, reason: str, detail: str) -> None:
         log.debug("closing %s: %s (%s)", self.label, reason, detail)

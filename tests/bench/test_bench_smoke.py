@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import bench
-from bench import BenchOptions, CorrectnessError, header_sync
+from bench import BenchOptions, CorrectnessError, block_sync, header_sync
 from bench.__main__ import main
 from bench.bulk_service import BULK_CAPABILITY, BULK_KIND, BulkService, Payload
 from bench.mux_throughput import run_interleaved
@@ -65,6 +65,42 @@ async def test_header_sync_problems_reports_wrong_headers(tmp_path: Path) -> Non
     assert len(bad.problems()) == 2  # both samples disagree with the claimed chain
     with pytest.raises(CorrectnessError):
         header_sync.to_result(bad, 1)
+
+
+async def test_block_sync_benchmark_moves_the_right_bodies(tmp_path: Path) -> None:
+    n = block_sync.QUICK_BLOCKS  # seconds, not the 20,000 of `make bench`
+    run = await block_sync.run_interleaved(n_blocks=n, repetitions=1, workdir=tmp_path)
+
+    assert run.problems() == []
+    assert run.n_blocks == n and len(run.raw) == len(run.pipeline) == len(run.sync) == 1
+    for sample in (*run.raw, *run.pipeline):
+        assert sample.blocks == n and sample.payload_bytes == run.body_bytes
+        assert sample.elapsed > 0
+    (sync,) = run.sync
+    assert sync.blocks == n and 0 < sync.payload_bytes <= run.body_bytes
+    assert sync.extra["problems"] == []  # consistent store, servers' tip, same body bytes
+    assert sync.extra["peers"] == 3
+    assert sum(sync.extra["served_by_server"]) >= n
+    assert sync.extra["bodies_per_commit"] > 0
+    assert 0 < sync.extra["budget_peak"] <= sync.extra["budget_max"] == block_sync.BUDGET_BYTES
+    main_row, context_row = block_sync.to_results(run, 1)
+    assert main_row.benchmark == context_row.benchmark == "block_sync"
+    assert main_row.unit == "MB/s" and main_row.goal == block_sync.GOAL
+    assert main_row.baseline_value == context_row.measured_value  # the pipeline limit
+    assert main_row.details["bodies_match"] is True
+    assert math.isfinite(main_row.ratio) and main_row.ratio > 0
+    leftovers = await asyncio.to_thread(lambda: list(tmp_path.iterdir()))
+    assert leftovers == []  # the chain copies and the client's store are removed
+
+
+async def test_block_sync_problems_reports_wrong_bodies(tmp_path: Path) -> None:
+    run = await block_sync.run_interleaved(n_blocks=50, repetitions=1, workdir=tmp_path)
+    short = dataclasses.replace(run.pipeline[0], payload_bytes=run.body_bytes - 1)
+    bad_sync = dataclasses.replace(run.sync[0], extra={"problems": ["bodies differ"]})
+    bad = dataclasses.replace(run, pipeline=[short], sync=[bad_sync])
+    assert len(bad.problems()) == 2
+    with pytest.raises(CorrectnessError):
+        block_sync.to_results(bad, 1)
 
 
 def test_payload_is_deterministic_and_digested() -> None:

@@ -68,8 +68,10 @@ async def test_a_peer_that_stops_reading_while_we_serve_it_is_parked(tmp_path: P
             "block_sync": "running",
         }
         assert victim.metrics.value("sync_header_peer_command_park_total") == 1.0
-        # Parking is not misbehavior: nothing was recorded against the peer for it.
-        assert not [r for r in victim.misbehavior.records if r.label == label]
+        # Parking is not misbehavior: nothing was recorded against the peer for it. (On a
+        # loaded machine its requests can outrun our 10 serving slots: record-only spam.)
+        against = [r for r in victim.misbehavior.records if r.label == label]
+        assert all(r.reason == "get_headers_spam" and r.action == "recorded" for r in against)
     finally:
         await cluster.stop()
 

@@ -126,6 +126,7 @@ class BlockSyncRoutine:
         stream, ctx = self.stream, self.ctx
         stream.on_event = self.bell.ring
         unsubscribe = self.core.subscribe(self.bell.ring)
+        self.core.row("block_peer_connected", peer=self.label, generation=self.owner[1])
         try:
             self._maybe_send_status(time.monotonic(), force=True)
             handled = 0

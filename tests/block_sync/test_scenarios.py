@@ -167,3 +167,50 @@ async def test_growing_chain(tmp_path: Path) -> None:
         assert client.block_sync.work.invariant_violations() == []
     finally:
         await cluster.stop()
+
+
+async def test_trace_rows_and_metrics_use_the_reference_names(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        srv = await servers(cluster, 1, blocks=300)
+        client = await cluster.start(
+            "client", bootstrap=bootstrap(*srv), trace_dir=tmp_path / "trace", target_peers=1
+        )
+        await wait_until(lambda: client.chain.verified_tip[0] == 300, 60, "synced")
+        await wait_until(
+            lambda: client.metrics.value("sync_block_committed_total") == 300.0, 10, "metric"
+        )
+        assert client.trace is not None
+        await wait_until(
+            lambda: client.trace is not None and client.trace.written > 0, 10, "trace rows"
+        )
+        client.trace.flush()
+        from node_core.observe.trace import load_trace
+
+        rows = load_trace(tmp_path / "trace")["block_sync"]
+        events = {r["event"] for r in rows}
+        assert {
+            "block_peer_connected",
+            "block_status_received",
+            "block_get_blocks_sent",
+            "block_body_received",
+            "block_apply_finished",
+        } <= events
+        received = [r for r in rows if r["event"] == "block_body_received"]
+        assert sorted(int(str(r["height"])) for r in received) == list(range(1, 301))
+        sent = next(r for r in rows if r["event"] == "block_get_blocks_sent")
+        assert {"peer", "range_start", "range_count", "estimated_bytes", "floor_bypass"} <= set(
+            sent
+        )
+        text = client.metrics.render()[0].decode()
+        for name in (
+            "sync_block_request_sent_total",
+            "sync_block_body_received_total",
+            "sync_block_fill_stop_total",
+            "sync_block_committed_total",
+            "sync_block_download_floor",
+        ):
+            assert name in text, name
+        assert client.metrics.value("sync_block_body_received_total") == 300.0
+    finally:
+        await cluster.stop()

@@ -330,7 +330,8 @@ class BlockSyncRoutine:
         )
 
     def _on_get_blocks(self, msg: GetBlocks) -> None:
-        if self.sent_status is None:
+        if self.status is None:
+            # Every session opens with a Status; asking before it is spam (record-only).
             self.core.record(self.label, "get_blocks_spam")
             return
         try:

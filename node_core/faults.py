@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from node_core.observe.journal import JournalEvent
 from node_core.transport.connection import Connection
 from node_core.transport.routine import InjectedPanic
+from node_core.transport.supervise import RoutineHandle
 
 if TYPE_CHECKING:
     from node_core.block_sync.routine import BlockSyncRoutine
@@ -60,6 +61,21 @@ class FaultInjector:
             raise FaultError(f"no connected peer {label!r}")
         return conn
 
+    @staticmethod
+    def _running_routine(conn: Connection, label: str, service: str) -> RoutineHandle:
+        """The running ``service`` routine of ``label``, or a FaultError that says why not."""
+        handle = conn.routine(service)
+        if handle is None:
+            services = sorted({h.service for h in conn.routines}) or ["none"]
+            raise FaultError(
+                f"peer {label} has no {service!r} routine (it has: {', '.join(services)})"
+            )
+        if not handle.running:
+            raise FaultError(
+                f"the {service} routine of {label} is not running (it is {handle.state.value})"
+            )
+        return handle
+
     def _injected(self, fid: int, kind: str, label: str, service: str | None) -> int:
         seq = self.node.journal.last_seq
         self.node.metrics.faults_injected.labels(kind).inc()
@@ -104,16 +120,7 @@ class FaultInjector:
         """Raise an exception inside ``service``'s routine of ``label`` at its next await."""
         self._check()
         conn = self._connection(label)
-        handle = conn.routine(service)
-        if handle is None:
-            services = sorted({h.service for h in conn.routines}) or ["none"]
-            raise FaultError(
-                f"peer {label} has no {service!r} routine (it has: {', '.join(services)})"
-            )
-        if not handle.running:
-            raise FaultError(
-                f"the {service} routine of {label} is not running (it is {handle.state.value})"
-            )
+        handle = self._running_routine(conn, label, service)
         fid = next(self._ids)
         since = self._injected(fid, "panic", label, service)
         handle.ctx.inject(InjectedPanic(fid))
@@ -156,10 +163,7 @@ class FaultInjector:
         if service != "header_sync":
             raise FaultError(f"only the header_sync service can be parked, not {service!r}")
         conn = self._connection(label)
-        handle = conn.routine(service)
-        if handle is None or not handle.running:
-            state = "absent" if handle is None else handle.state.value
-            raise FaultError(f"the {service} routine of {label} is not running ({state})")
+        self._running_routine(conn, label, service)
         fid = next(self._ids)
         since = self._injected(fid, "park", label, service)
         returned = self.node.header_sync.park(label, f"fault:{fid}")
@@ -206,10 +210,7 @@ class FaultInjector:
         if not 0 < seconds <= 600:
             raise FaultError(f"stall seconds must be in (0, 600], got {seconds}")
         conn = self._connection(label)
-        handle = conn.routine(service)
-        if handle is None or not handle.running:
-            state = "absent" if handle is None else handle.state.value
-            raise FaultError(f"the {service} routine of {label} is not running ({state})")
+        handle = self._running_routine(conn, label, service)
         key = (conn.peer.conn_id, handle.ctx.generation)
         routine: HeaderSyncRoutine | BlockSyncRoutine | None
         if service == "header_sync":

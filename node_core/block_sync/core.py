@@ -21,7 +21,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -40,6 +39,7 @@ from node_core.protocol.block_sync import (
     EMPTY_SERVABLE_LOW,
     Status,
 )
+from node_core.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from node_core.chain.chainstate import ChainState
@@ -152,12 +152,8 @@ class BlockSyncCore:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await stop_tasks(tasks)
 
     # ------------------------------------------------------------------ wake-ups
     def subscribe(self, bell: Callable[[], None]) -> Callable[[], None]:

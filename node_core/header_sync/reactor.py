@@ -91,6 +91,7 @@ from node_core.protocol.header_sync import (
     inbound_serving_limit,
 )
 from node_core.protocol.limits import FRAME_HEADER_BYTES
+from node_core.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from node_core.chain.chainstate import ChainState
@@ -305,12 +306,8 @@ class HeaderSyncReactor:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await stop_tasks(tasks)
 
     # ------------------------------------------------------------------ routine-facing
     def offer(self, event: RoutineEvent) -> bool:

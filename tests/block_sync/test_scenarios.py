@@ -214,3 +214,47 @@ async def test_trace_rows_and_metrics_use_the_reference_names(tmp_path: Path) ->
         assert client.metrics.value("sync_block_body_received_total") == 300.0
     finally:
         await cluster.stop()
+
+
+async def forked_node_dir(path: Path, common: int, branch: int) -> tuple[int, bytes]:
+    """A data dir with the seed-1 chain to ``common`` then ``branch`` other blocks, bodies too."""
+    from node_core.chain.chainstate import ChainState
+    from node_core.chain.miner import pregenerate
+    from node_core.chain.model import BlockHeader
+    from node_core.observe.journal import Journal
+    from node_core.protocol.limits import NetworkId
+
+    state = ChainState(path, int(NetworkId.REGTEST), Journal("fork"))
+    await state.open()
+    try:
+        await state.pregenerate(common, 1)
+        parent_raw = await state.store.header_at(common)
+        assert parent_raw is not None
+        parent = BlockHeader.decode(parent_raw)
+        blocks = list(pregenerate(NetworkId.REGTEST, branch, 99, parent=parent, avg_body=2048))
+        await state.store.put_headers(
+            common + 1, [(b.hash, b.header.prev_hash, b.header.encode()) for b in blocks]
+        )
+        await state.store.put_bodies([(b.height, b.body) for b in blocks])
+        await state.refresh()
+        assert state.verified_tip == state.header_tip
+        return state.header_tip
+    finally:
+        await state.close()
+
+
+async def test_a_reorg_to_a_longer_branch_resets_block_work_above_the_fork(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    try:
+        srv = await servers(cluster, 1)
+        client = await cluster.start("client", bootstrap=bootstrap(*srv), target_peers=3)
+        await wait_until(lambda: client.chain.verified_tip[0] == BLOCKS, 60, "synced")
+        fork_tip = await forked_node_dir(tmp_path / "fork", BLOCKS - 100, 200)
+        fork = await cluster.start("fork", bootstrap=bootstrap(client), target_peers=3)
+        await wait_until(lambda: client.chain.verified_tip == fork_tip, 90, "reorged and synced")
+        assert client.chain.header_tip == fork_tip
+        assert client.header_sync.index.reorgs >= 1
+        assert client.block_sync.reset_epoch >= 1
+        await assert_synced_and_sound(client, fork)
+    finally:
+        await cluster.stop()

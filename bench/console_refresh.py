@@ -130,10 +130,14 @@ def check_table(table: PeerTable, snap: Snapshot) -> list[str]:
             "conn": str(peer["conn_id"]),
             "misb": str(peer["misbehavior_count"]),
         }
+        keys = {spec.key for spec in table.specs}
         for r in peer["routines"]:
             hs = r.get("header_sync") if r["service"] == "header_sync" else None
-            if hs:
+            if hs and "hs_queue" in keys:
                 want["hs_queue"] = f"{hs['queue_depth']}/{hs['queue_max']}"
+            bs = r.get("block_sync") if r["service"] == "block_sync" else None
+            if bs and "bs_out" in keys:
+                want["bs_out"] = str(bs["outstanding"])
         for key, value in want.items():
             got = table.get_cell(label, key).plain
             if got != value:

@@ -50,9 +50,12 @@ def _routine(i: int, now: float) -> dict[str, Any]:
     }
 
 
-#: The fixture chain: mid header sync, nothing verified yet.
+#: The fixture chain: mid header sync, and block sync verified part of the way to the header
+#: tip.
 FIXTURE_HEADER_TIP = 12_400
 FIXTURE_TARGET = 20_000
+FIXTURE_VERIFIED = 7_300
+MIB = 1024 * 1024
 
 
 def _hash(tag: str) -> str:
@@ -100,6 +103,114 @@ def _header_sync_routine(i: int, now: float) -> dict[str, Any]:
     }
 
 
+def _window(kind: int) -> dict[str, Any]:
+    """A download window per kind: 3 is the slow peer (window at its floor of 4, low delivery,
+    unreliable), 4 the unproven one (still probing), 5 has no status yet (nothing measured)."""
+    if kind == 5:
+        return {
+            "cwnd": 16,
+            "rtprop_ms": None,
+            "srtt_ms": None,
+            "delivery_blocks_per_s": 0.0,
+            "delivery_bytes_per_s": 0.0,
+            "reliability": 1.0,
+            "phase": "startup",
+            "proven": False,
+            "requests_without_progress": 0,
+            "hard_cap": 32_000,
+        }
+    cwnd, rtprop, srtt, blocks, reliability, phase, rwp = {
+        0: (96, 11.5, 14.2, 24.0, 0.98, "probe_bw", 0),
+        1: (64, 12.8, 16.0, 17.5, 0.97, "probe_bw", 0),
+        2: (128, 9.7, 12.1, 41.0, 1.0, "startup", 0),
+        3: (4, 180.0, 420.0, 0.2, 0.41, "probe_rtt", 3),
+        4: (16, 25.0, 25.0, 0.0, 1.0, "startup", 1),
+    }[kind]
+    return {
+        "cwnd": cwnd,
+        "rtprop_ms": rtprop,
+        "srtt_ms": srtt,
+        "delivery_blocks_per_s": blocks,
+        "delivery_bytes_per_s": blocks * 81_920.0,
+        "reliability": reliability,
+        "phase": phase,
+        "proven": kind != 4,
+        "requests_without_progress": rwp,
+        "hard_cap": 256,
+    }
+
+
+#: Per kind: (fill stop, outstanding requests as (start, count, received, deadline in s)).
+_BLOCK_REQUESTS: dict[int, tuple[str, list[tuple[int, int, int, float]]]] = {
+    0: ("lookahead_cap", [(7_331, 48, 20, 8.4), (7_379, 48, 0, 9.6)]),
+    1: ("no_work", [(7_427, 32, 12, 7.1)]),
+    2: ("cwnd_saturated", [(7_459, 64, 0, 11.8), (7_523, 64, 0, 12.0)]),
+    3: ("inflight_budget", [(7_301, 4, 1, 1.3)]),
+    4: ("cwnd_saturated", [(7_587, 1, 0, 14.5)]),
+    5: ("no_status", []),
+}
+
+
+def _block_sync(i: int) -> dict[str, Any]:
+    """Per-routine block-sync state, varied by peer: 2 fills its whole window
+    (``cwnd_saturated``), 3 is slow (cwnd 4, a few KB/s, its request nearly late), 4 is
+    unproven (one probe out), 5 has sent no status (nothing servable, no liveness clock)."""
+    kind = i % 6
+    window = _window(kind)
+    stop, requests = _BLOCK_REQUESTS[kind]
+    return {
+        "outstanding": sum(count - received for _s, count, received, _d in requests),
+        "requests": [
+            {"start_height": s, "count": c, "received": r, "deadline_in_s": d}
+            for s, c, r, d in requests
+        ],
+        "window": window,
+        "delivery_rate": window["delivery_bytes_per_s"],
+        "fill_stop": stop,
+        "servable": None if kind == 5 else {"low": 1, "high": FIXTURE_HEADER_TIP - 40 * (i % 4)},
+        "accepted_blocks": 0 if kind in (4, 5) else 1_200 - 150 * kind + 7 * i,
+        "liveness_in_s": None if kind == 5 else {3: 2.4}.get(kind, 28.0 - kind),
+    }
+
+
+def _block_sync_routine(i: int, now: float) -> dict[str, Any]:
+    return {
+        "service": "block_sync",
+        "state": "running",
+        "generation": 1,
+        "started_at": now - 50 - 7 * i,
+        "exit_cause": None,
+        "exit_reason": None,
+        "exit_error": None,
+        "exited_at": None,
+        "block_sync": _block_sync(i),
+    }
+
+
+def fixture_block_sync() -> dict[str, Any]:
+    """The node's block-sync section, mid-sync: 7,300 of 12,400 verified, 41 of 64 MiB of
+    budget in use, 120 blocks waiting in the reorder buffer and 30 being applied."""
+    return {
+        "download_floor": FIXTURE_VERIFIED + 30,
+        "verified_tip": FIXTURE_VERIFIED,
+        "budget_reserved": 41 * MIB,
+        "budget_max": 64 * MIB,
+        "budget_peak": 52 * MIB,
+        "reserved_bytes": 18 * MIB,
+        "held_bytes": 23 * MIB,
+        "reorder_count": 120,
+        "reorder_bytes": int(9.6 * MIB),
+        "applying_count": 30,
+        "pending": 4_480,
+        "in_flight": 420,
+        "received": 150,
+        "blocks_per_s": 85.0,
+        "bytes_per_s": 6.8e6,
+        "committed_total": FIXTURE_VERIFIED,
+        "reset_epoch": 0,
+    }
+
+
 def fixture_peer(i: int, now: float) -> dict[str, Any]:
     node_id = hashlib.blake2b(f"fixture-{i}".encode(), digest_size=32).hexdigest()
     return {
@@ -133,7 +244,11 @@ def fixture_peer(i: int, now: float) -> dict[str, Any]:
                 "frames_out": 5 + i,
             }
         ],
-        "routines": [_routine(i, now), _header_sync_routine(i, now)],
+        "routines": [
+            _routine(i, now),
+            _header_sync_routine(i, now),
+            _block_sync_routine(i, now),
+        ],
         "misbehavior_count": 1 if i % 7 == 3 else 0,
         "close": None,
     }
@@ -194,7 +309,7 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
         },
         "chain": {
             "header_tip": {"height": FIXTURE_HEADER_TIP, "hash": _hash("tip")},
-            "verified_tip": {"height": 0, "hash": _hash("genesis")},
+            "verified_tip": {"height": FIXTURE_VERIFIED, "hash": _hash("verified")},
             "target": FIXTURE_TARGET,
             "network": "regtest",
             "finalized_height": 0,
@@ -225,6 +340,7 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
             "headers_per_s": 310.5,
             "committed_total": FIXTURE_HEADER_TIP,
         },
+        "block_sync": fixture_block_sync(),
         "parked": [
             {
                 "label": label,

@@ -33,6 +33,21 @@ def size(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
+def compact_size(n: float) -> str:
+    """A byte count in at most five characters (``999B``, ``9.9K``, ``12K``, ``1.0M``).
+
+    The table has no room for ``1023.9 KiB``; the detail view shows exact figures.
+    """
+    value = max(0.0, float(n))
+    for unit in "BKMG":
+        if unit != "B" and value < 10:
+            return f"{value:.1f}{unit}"
+        if value < 1000:
+            return f"{value:.0f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T" if value < 10 else f"{value:.0f}T"
+
+
 def clock(wall: float) -> str:
     """Wall-clock time of day, UTC, as the journal shows it."""
     return time.strftime("%H:%M:%S", time.gmtime(wall))

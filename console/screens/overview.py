@@ -2,8 +2,10 @@
 
 Top row: who the node is, how connected it is against its targets and caps, and how healthy
 its event loop is. Middle: the routines matrix and the peers that just left. Then the sync
-area (``#sync-panels``, a row that block sync will join): the header-sync panel once the node
-reports a chain, a placeholder before that (an older node); and the journal tail.
+area (``#sync-panels``, one row): the header-sync panel once the node reports a chain and the
+block-sync panel once it reports block sync, side by side (header sync then folds into one
+column, so both fit 120 columns), a placeholder before either (an older node); and the
+journal tail.
 
 Every panel compares what it would show with what it shows and re-renders only on a
 difference, so a quiet node costs almost nothing per frame.
@@ -21,9 +23,11 @@ from console.client import Snapshot
 from console.format import clean, duration
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+from console.widgets.block_sync_panel import BAR_WIDTH as BS_BAR_WIDTH
+from console.widgets.block_sync_panel import BlockSyncPanel, has_block_sync
 from console.widgets.header_sync_panel import (
+    COMPACT_BAR_WIDTH,
     LINES,
-    SHORT_LINES,
     HeaderSyncPanel,
     has_header_sync,
 )
@@ -38,12 +42,20 @@ LAG_HISTORY = 120
 LAG_WARN_MS = 25.0
 LAG_BAD_MS = 100.0
 
-#: Below this many terminal rows the header-sync panel shows its short form, so the journal
-#: tail keeps at least six lines.
-SHORT_HEIGHT = 34
+#: Rows that are neither the middle row nor sync-panel content: status bar, footer, the top
+#: row, and the borders of the sync panels and of the journal.
+FIXED_ROWS = 1 + 1 + 9 + 2 + 2
+#: The journal tail keeps at least this many lines: the sync panels shorten first (each
+#: panel's rows are ordered most important first), down to :data:`MIN_SYNC_LINES`.
+JOURNAL_KEEP = 6
+MIN_SYNC_LINES = 2
+#: Below this many columns the sync panels, side by side, leave out their progress bars: the
+#: percentage and the ETA are what must not be cut.
+NARROW_WIDTH = 110
 
 SYNC_PLACEHOLDER = "header-sync and block-sync panels appear here once those services run"
 HEADER_SYNC_TITLE = "header sync"
+BLOCK_SYNC_TITLE = "block sync"
 
 
 def lag_style(ms: float) -> str:
@@ -161,11 +173,24 @@ class OverviewScreen(ConsoleScreen):
         height: auto;
         display: none;
     }
-    OverviewScreen #sync-panels.-header-sync #ov-header-sync {
+    OverviewScreen #ov-block-sync {
+        height: auto;
+        display: none;
+    }
+    OverviewScreen #sync-panels.-header-sync #ov-header-sync,
+    OverviewScreen #sync-panels.-block-sync #ov-block-sync {
         display: block;
     }
-    OverviewScreen #sync-panels.-header-sync #sync-placeholder {
+    OverviewScreen #sync-panels.-header-sync #sync-placeholder,
+    OverviewScreen #sync-panels.-block-sync #sync-placeholder {
         display: none;
+    }
+    /* Side by side: header sync is one column then, block sync has two. */
+    OverviewScreen #sync-panels.-block-sync #ov-header-sync {
+        width: 5fr;
+    }
+    OverviewScreen #sync-panels.-header-sync #ov-block-sync {
+        width: 8fr;
     }
     OverviewScreen #sync-placeholder {
         width: 1fr;
@@ -216,6 +241,10 @@ class OverviewScreen(ConsoleScreen):
             with Vertical(classes="panel", id="ov-header-sync") as box:
                 box.border_title = HEADER_SYNC_TITLE
                 yield HeaderSyncPanel(id="ov-hs")
+            with Vertical(classes="panel", id="ov-block-sync") as box:
+                box.border_title = BLOCK_SYNC_TITLE
+                box.border_subtitle = "rate history"
+                yield BlockSyncPanel(id="ov-bs")
         with Vertical(classes="panel", id="ov-journal") as box:
             box.border_title = "journal"
             box.border_subtitle = "newest last - 3 opens the full log"
@@ -238,18 +267,38 @@ class OverviewScreen(ConsoleScreen):
         height = max(matrix.line_count, closes.line_count) + 2
         if mid.styles.height is None or mid.styles.height.value != height:
             mid.styles.height = height
-        self._draw_sync(snap)
+        self._draw_sync(snap, height)
         self.query_one(JournalTail).set_rows(state.journal)
 
-    def _draw_sync(self, snap: Snapshot) -> None:
-        """The header-sync panel when the node reports a chain; else the placeholder."""
+    def _draw_sync(self, snap: Snapshot, mid_height: int) -> None:
+        """The header-sync panel when the node reports a chain, the block-sync panel when it
+        reports block sync; the placeholder when neither. Their length is what the terminal
+        has left once the journal tail keeps :data:`JOURNAL_KEEP` lines."""
         area = self.query_one("#sync-panels")
         shown = has_header_sync(snap)
+        blocks = has_block_sync(snap)
         if area.has_class("-header-sync") != shown:
             area.set_class(shown, "-header-sync")
+        if area.has_class("-block-sync") != blocks:
+            area.set_class(blocks, "-block-sync")
+        spare = self.size.height - FIXED_ROWS - mid_height - JOURNAL_KEEP
+        lines = min(max(spare, MIN_SYNC_LINES), LINES)
+        # Block sync puts a line of sparklines under its columns when there is room for it;
+        # header sync is one column next to it and takes that line too.
+        sparklines = spare > LINES
+        narrow = self.size.width < NARROW_WIDTH
+        if blocks:
+            self.query_one(BlockSyncPanel).set_snapshot(
+                snap, lines, sparklines=sparklines, bar_width=0 if narrow else BS_BAR_WIDTH
+            )
         if shown:
-            lines = SHORT_LINES if self.size.height < SHORT_HEIGHT else LINES
-            self.query_one(HeaderSyncPanel).set_snapshot(snap, lines)
+            extra = 1 if blocks and sparklines else 0
+            self.query_one(HeaderSyncPanel).set_snapshot(
+                snap,
+                lines + extra,
+                compact=blocks,
+                bar_width=0 if narrow else COMPACT_BAR_WIDTH,
+            )
             network = clean((snap.get("chain") or {}).get("network") or "", 30)
             box = self.query_one("#ov-header-sync")
             subtitle = f"network {network}" if network else ""
@@ -257,7 +306,7 @@ class OverviewScreen(ConsoleScreen):
                 box.border_subtitle = subtitle
 
     def on_resize(self) -> None:
-        """The header-sync panel's length depends on the terminal height."""
+        """The sync panels' length depends on the terminal height."""
         self.refresh_view()
 
     def _draw_lag(self, state: ConsoleState) -> None:

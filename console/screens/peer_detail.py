@@ -1,5 +1,8 @@
 """The peer detail view (Enter on a peer): everything the console knows about one peer.
 
+Routines come with their service's own section: the discovery exchange, header sync (below),
+block sync (:mod:`console.widgets.block_sync_detail`).
+
 It follows the peer by label and updates on every frame. When the peer leaves, the last data
 seen stays on screen under a banner saying when and why the connection closed, so an operator
 who just pressed ``d`` or ``p`` can read the aftermath instead of losing the view. ``d`` and
@@ -23,6 +26,7 @@ from console.client import JournalRow, Snapshot
 from console.format import STATE_GLYPHS, STATE_STYLES, clean, clock, duration, size
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
+from console.widgets.block_sync_detail import block_sync_section
 from console.widgets.parked_table import reason_text
 from node_core.protocol.limits import Capability
 
@@ -88,7 +92,7 @@ class PeerDetailScreen(ConsoleScreen):
     }
     PeerDetailScreen #detail-routines {
         height: auto;
-        max-height: 50%;
+        max-height: 65%;
         padding: 0 1;
     }
     PeerDetailScreen #detail-columns {
@@ -254,6 +258,9 @@ class PeerDetailScreen(ConsoleScreen):
             hs = r.get("header_sync")
             if isinstance(hs, dict):
                 exchanges.append(header_sync_section(hs, self._parked_record(), now))
+            bs = r.get("block_sync")
+            if isinstance(bs, dict):
+                exchanges.append(block_sync_section(bs))
         return Group(_section("Routines", table, ""), *exchanges)
 
     def _parked_record(self) -> dict[str, Any] | None:

@@ -17,8 +17,9 @@ from textual.containers import Horizontal
 from console.format import clean, duration
 from console.widgets.kv_panel import KVPanel, KVRow
 
-#: Cells of the progress bar (header tip / target).
+#: Cells of the progress bar (header tip / target), and in the one-column (compact) form.
 BAR_WIDTH = 16
+COMPACT_BAR_WIDTH = 10
 NO_VALUE = "—"
 #: Lines per column normally, and on a short terminal (the journal tail keeps its room).
 LINES = 4
@@ -26,7 +27,7 @@ SHORT_LINES = 3
 MUTED = "$foreground-muted"
 
 
-def _num(value: object) -> str:
+def number(value: object) -> str:
     """``12,400``; ``—`` for a missing or malformed number."""
     if value is None or isinstance(value, bool):
         return NO_VALUE
@@ -36,7 +37,7 @@ def _num(value: object) -> str:
         return NO_VALUE
 
 
-def _height(tip: object) -> int | None:
+def tip_height(tip: object) -> int | None:
     if isinstance(tip, Mapping):
         try:
             return int(tip.get("height"))  # type: ignore[arg-type]
@@ -46,13 +47,16 @@ def _height(tip: object) -> int | None:
 
 
 def _of(value: object, capacity: object) -> str:
-    return f"{_num(value)}/{_num(capacity)}" if capacity is not None else _num(value)
+    return f"{number(value)}/{number(capacity)}" if capacity is not None else number(value)
 
 
 def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     """``██████░░░░ 62.0%``: eighths of a cell would flicker on every header; whole cells
-    and a percentage are enough to read at a glance."""
+    and a percentage are enough to read at a glance. ``width`` 0 is the percentage alone
+    (a narrow panel)."""
     fraction = min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+    if width <= 0:
+        return f"{fraction * 100:.1f}%"
     full = int(fraction * width)
     return "█" * full + "░" * (width - full) + f" {fraction * 100:5.1f}%"
 
@@ -72,8 +76,8 @@ def chain_rows(snap: Mapping[str, Any]) -> list[KVRow]:
     :data:`SHORT_LINES` of each (see :meth:`HeaderSyncPanel.set_snapshot`)."""
     chain = snap.get("chain") or {}
     hs = snap.get("header_sync") or {}
-    header, target = _height(chain.get("header_tip")), chain.get("target")
-    rows: list[KVRow] = [("header tip", f"{_num(header)} of {_num(target)}", "bold")]
+    header, target = tip_height(chain.get("header_tip")), chain.get("target")
+    rows: list[KVRow] = [("header tip", f"{number(header)} of {number(target)}", "bold")]
     try:
         total = int(target)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -90,8 +94,8 @@ def chain_rows(snap: Mapping[str, Any]) -> list[KVRow]:
         remaining = total - header if header is not None and total > 0 else 0
         speed = f"{float(rate):,.1f} headers/s · {eta_text(remaining, float(rate))}"
         rows.append(("speed", speed, ""))
-    verified = _num(_height(chain.get("verified_tip")))
-    rows.append(("verified", f"{verified} · finalized {_num(chain.get('finalized_height'))}", ""))
+    verified = number(tip_height(chain.get("verified_tip")))
+    rows.append(("verified", f"{verified} · finalized {number(chain.get('finalized_height'))}", ""))
     return rows
 
 
@@ -106,26 +110,26 @@ def queue_rows(hs: Mapping[str, Any]) -> list[KVRow]:
     return [
         (
             "ranges",
-            f"fwd {_num(rq.get('forward'))} · back {_num(rq.get('backward'))}"
-            f" · assigned {_num(rq.get('assigned'))}",
+            f"fwd {number(rq.get('forward'))} · back {number(rq.get('backward'))}"
+            f" · assigned {number(rq.get('assigned'))}",
             "",
         ),
         (
             "reactor",
             f"events {_of(reactor.get('events'), reactor.get('events_max'))}"
-            f" · life {_num(reactor.get('lifecycle'))}"
+            f" · life {number(reactor.get('lifecycle'))}"
             f" · actions {_of(reactor.get('actions'), reactor.get('actions_max'))}",
             "$warning bold" if full else "",
         ),
         (
             "covered",
-            f"{_num(rq.get('covered_to'))} ({_num(rq.get('covered_intervals'))} intervals)",
+            f"{number(rq.get('covered_to'))} ({number(rq.get('covered_intervals'))} intervals)",
             "",
         ),
         (
             "commits",
-            f"{_num(hs.get('pending_commits'))} pending · {_num(hs.get('committed_total'))} done"
-            f" · seen {_num(hs.get('seen_cache'))}",
+            f"{number(hs.get('pending_commits'))} pending"
+            f" · {number(hs.get('committed_total'))} done · seen {number(hs.get('seen_cache'))}",
             "",
         ),
     ]
@@ -140,7 +144,8 @@ def peer_rows(hs: Mapping[str, Any]) -> list[KVRow]:
     if isinstance(candidate, Mapping):
         branch: KVRow = (
             "candidate",
-            f"fork {_num(candidate.get('fork_height'))} → tip {_num(candidate.get('tip_height'))}"
+            f"fork {number(candidate.get('fork_height'))}"
+            f" → tip {number(candidate.get('tip_height'))}"
             f" from {clean(candidate.get('peer') or '?', 40)}",
             "$warning",
         )
@@ -150,14 +155,41 @@ def peer_rows(hs: Mapping[str, Any]) -> list[KVRow]:
     return [
         (
             "peers",
-            f"{_num(hs.get('peers_with_status'))}/{_num(hs.get('peers'))} with status"
-            f" · {_num(parked)} parked",
+            f"{number(hs.get('peers_with_status'))}/{number(hs.get('peers'))} with status"
+            f" · {number(parked)} parked",
             "$peer-parked" if parked else "",
         ),
         branch,
-        ("reorgs", _num(reorgs), "$warning bold" if reorgs else ""),
-        ("anchor", f"{_num(anchor.get('height'))} {anchor_hash}".rstrip(), ""),
+        ("reorgs", number(reorgs), "$warning bold" if reorgs else ""),
+        ("anchor", f"{number(anchor.get('height'))} {anchor_hash}".rstrip(), ""),
     ]
+
+
+def compact_rows(snap: Mapping[str, Any], bar_width: int = COMPACT_BAR_WIDTH) -> list[KVRow]:
+    """One column for when the panel shares its row with block sync: the chain's progress
+    (ETA on the bar's line, the bar shorter), the range queue, and the peers line (a
+    candidate branch takes its place: that is what an operator must see). Verified and
+    finalized heights are the block-sync panel's to show then."""
+    chain = snap.get("chain") or {}
+    hs = snap.get("header_sync") or {}
+    full = chain_rows(snap)
+    header, total = tip_height(chain.get("header_tip")), chain.get("target")
+    rate = hs.get("headers_per_s")
+    progress = full[1]
+    if header is not None and isinstance(total, int) and total > 0:
+        bar = progress_bar(header, total, bar_width)
+        eta = eta_text(total - header, float(rate or 0.0))
+        progress = ("progress", f"{bar} · {eta}", progress[2])
+    speed: KVRow = (
+        ("speed", NO_VALUE, MUTED)
+        if rate is None
+        else ("speed", f"{float(rate):,.1f} headers/s", "")
+    )
+    ranges = queue_rows(hs)[0]
+    peers, branch, reorgs = peer_rows(hs)[:3]
+    if branch[2] == MUTED:  # no candidate: the peers line also says how many reorgs
+        branch = (peers[0], f"{peers[1]} · {reorgs[1]} reorgs", peers[2] or reorgs[2])
+    return [full[0], progress, speed, ranges, branch]
 
 
 def has_header_sync(snap: Mapping[str, Any]) -> bool:
@@ -181,6 +213,9 @@ class HeaderSyncPanel(Horizontal):
     HeaderSyncPanel #hs-queues {
         width: 12fr;
     }
+    HeaderSyncPanel.-compact #hs-queues, HeaderSyncPanel.-compact #hs-peers {
+        display: none;
+    }
     """
 
     def compose(self) -> ComposeResult:
@@ -188,9 +223,23 @@ class HeaderSyncPanel(Horizontal):
         yield KVPanel(key_width=7, id="hs-queues")
         yield KVPanel(key_width=9, id="hs-peers")
 
-    def set_snapshot(self, snap: Mapping[str, Any], lines: int = LINES) -> bool:
+    def set_snapshot(
+        self,
+        snap: Mapping[str, Any],
+        lines: int = LINES,
+        *,
+        compact: bool = False,
+        bar_width: int = COMPACT_BAR_WIDTH,
+    ) -> bool:
         """Show ``snap``, the first ``lines`` rows of each column; returns whether any line
-        changed."""
+        changed. ``compact`` shows one column (:func:`compact_rows`, its bar ``bar_width``
+        cells): the panel then shares the sync row with block sync."""
+        if self.has_class("-compact") != compact:
+            self.set_class(compact, "-compact")
+        if compact:
+            return self.query_one("#hs-chain", KVPanel).set_rows(
+                compact_rows(snap, bar_width)[:lines]
+            )
         hs = snap.get("header_sync") or {}
         changed = self.query_one("#hs-chain", KVPanel).set_rows(chain_rows(snap)[:lines])
         changed |= self.query_one("#hs-queues", KVPanel).set_rows(queue_rows(hs)[:lines])

@@ -17,6 +17,9 @@ Why it is shaped this way:
 * Every string that came from a peer goes through :func:`console.format.clean`.
 * Header-sync columns (command queue, range in flight, advertised tip) exist only once some
   peer runs a ``header_sync`` routine, so an older node's snapshot keeps the old table.
+  Block-sync columns (outstanding heights, window, delivery rate, fill stop) likewise need a
+  ``block_sync`` routine; they take the header-sync columns' room (those numbers stay in the
+  peer detail): while blocks download, header sync is at the tip and its columns are still.
 * Widths are budgeted for a 120-column terminal: service columns use short titles, and the
   byte totals live in the peer detail (the rates stay here, they show what is moving).
 """
@@ -28,7 +31,13 @@ from operator import itemgetter
 from typing import Any
 
 from console.client import Snapshot
-from console.format import STATE_GLYPHS, STATE_STYLES, clean, duration
+from console.format import STATE_GLYPHS, STATE_STYLES, clean, compact_size, duration
+from console.widgets.block_sync_cells import (
+    SORT_INDEX,
+    BlockSyncCells,
+    block_sync_cells,
+    block_sync_row_cells,
+)
 
 #: How long a closed peer stays in the table, in seconds of snapshot time.
 KEEP_CLOSED_S = 5.0
@@ -70,6 +79,13 @@ HEADER_SYNC_COLUMNS = (
     ColumnSpec("hs_flight", "flight", 9, right=True),
     ColumnSpec("hs_tip", "tip", 7, right=True),
 )
+#: The block-sync routine's columns (its state and generation are the ``bs`` glyph column).
+BLOCK_SYNC_COLUMNS = (
+    ColumnSpec("bs_out", "out", 4, right=True),
+    ColumnSpec("bs_cwnd", "cwnd", 5, right=True),
+    ColumnSpec("bs_rate", "rate", 5, right=True),
+    ColumnSpec("bs_stop", "stop", 6),
+)
 TRAILING = (
     ColumnSpec("conn", "conn", 5, right=True),
     ColumnSpec("in_rate", "in/s", 5, right=True),
@@ -93,10 +109,18 @@ def service_column(service: str) -> ColumnSpec:
 
 
 def columns_for(services: tuple[str, ...]) -> tuple[ColumnSpec, ...]:
-    """All columns: peer fields, one glyph column per service, the header-sync columns (when
-    that service exists), then traffic and close."""
-    hs = HEADER_SYNC_COLUMNS if "header_sync" in services else ()
-    return (*LEADING, *(service_column(s) for s in services), *hs, *TRAILING)
+    """All columns: peer fields, one glyph column per service, the block-sync columns when
+    that service exists, else the header-sync ones when it does, then traffic and close.
+
+    Both sets do not fit 120 columns; block sync is the one that moves while it runs."""
+    sync: tuple[ColumnSpec, ...]
+    if "block_sync" in services:
+        sync = BLOCK_SYNC_COLUMNS
+    elif "header_sync" in services:
+        sync = HEADER_SYNC_COLUMNS
+    else:
+        sync = ()
+    return (*LEADING, *(service_column(s) for s in services), *sync, *TRAILING)
 
 
 #: A peer's header-sync numbers as the table shows them: queue depth, queue capacity, the
@@ -157,21 +181,6 @@ def _header_sync_row_cells(hs: HeaderSyncCells | None, live: bool, dim: str) -> 
         queue = (f"{depth}{total}", queue_style(depth, capacity) if live else dim)
     span: Cell = (NO_VALUE, "dim") if flight is None else (f"{flight[0]}+{flight[1]}", dim)
     return [queue, span, (NO_VALUE, "dim") if tip is None else (str(tip), dim)]
-
-
-def compact_size(n: float) -> str:
-    """A byte count in at most five characters (``999B``, ``9.9K``, ``12K``, ``1.0M``).
-
-    The table has no room for ``1023.9 KiB``; the detail view shows exact figures.
-    """
-    value = max(0.0, float(n))
-    for unit in "BKMG":
-        if unit != "B" and value < 10:
-            return f"{value:.1f}{unit}"
-        if value < 1000:
-            return f"{value:.0f}{unit}"
-        value /= 1024
-    return f"{value:.1f}T" if value < 10 else f"{value:.0f}T"
 
 
 def age_text(seconds: float) -> str:
@@ -237,6 +246,7 @@ class PeerRow:
     close: str
     routines: dict[str, tuple[str, int]] = field(default_factory=dict)
     header_sync: HeaderSyncCells | None = None
+    block_sync: BlockSyncCells | None = None
     # Memos: a reused row renders, sorts and filters without recomputing anything.
     _cells: tuple[tuple[str, ...], tuple[Cell, ...]] | None = field(default=None, repr=False)
     _sort: tuple[str, SortValue] | None = field(default=None, repr=False)
@@ -262,7 +272,9 @@ class PeerRow:
                 glyph = STATE_GLYPHS.get(state, "?")
                 style = STATE_STYLES.get(state, "") if self.live else "red"
                 out.append((f"{glyph}{generation or ''}", style or dim))
-        if "header_sync" in services:
+        if "block_sync" in services:
+            out += block_sync_row_cells(self.block_sync, self.live, dim)
+        elif "header_sync" in services:
             out += _header_sync_row_cells(self.header_sync, self.live, dim)
         out.append((str(self.conn_id), dim))
         out.append(_rate_cell(self.rate_in, dim))
@@ -288,6 +300,9 @@ class PeerRow:
             hs = self.header_sync
             index = {"hs_queue": 0, "hs_flight": 2, "hs_tip": 3}.get(column)
             value = None if hs is None or index is None else hs[index]
+        elif column.startswith("bs_"):
+            bs, bs_index = self.block_sync, SORT_INDEX.get(column)
+            value = None if bs is None or bs_index is None else bs[bs_index]
         elif column == "addr":
             host, _, port = self.addr.rpartition(":")
             value = (host, int(port) if port.isdigit() else 0)
@@ -393,6 +408,7 @@ class RowBuilder:
                     ]
                 ),
                 header_sync_cells(p.get("routines")),
+                block_sync_cells(p.get("routines")),
             )
             hit = last.get(raw)
             if hit is not None and hit[0] == key:
@@ -435,6 +451,7 @@ class RowBuilder:
             close=close_text(close) if close is not None else f"↻ {previous}" if previous else "",
             routines=routines,
             header_sync=key[5],
+            block_sync=key[6],
         )
 
     def _add_closed(

@@ -45,9 +45,19 @@ class RecordingConsole(ZakuraConsole):
         super().notify(message, **kwargs)
 
 
+def header_only_snapshot(peers: int = 6) -> Snapshot:
+    """A snapshot from a node before block sync: header sync's full panel and columns."""
+    snap = fixture_snapshot(peers)
+    del snap["block_sync"]
+    for p in snap["peers"]:
+        p["routines"] = [r for r in p["routines"] if r["service"] != "block_sync"]
+    snap["routines_summary"].pop("block_sync")
+    return snap
+
+
 def old_snapshot(peers: int = 6) -> Snapshot:
     """A snapshot from a node before header sync: no chain, no header_sync, no parked."""
-    snap = fixture_snapshot(peers)
+    snap = header_only_snapshot(peers)
     for key in ("chain", "header_sync", "parked"):
         del snap[key]
     for p in snap["peers"]:
@@ -86,7 +96,7 @@ async def peers_cursor_on(app: ZakuraConsole, pilot: Pilot[Any], label: str) -> 
 
 # ---------------------------------------------------------------------- Overview
 async def test_overview_header_sync_panel_from_the_fixture() -> None:
-    app = ZakuraConsole(FixtureClient(peers=8), refresh_interval=NO_TIMER)
+    app = ZakuraConsole(ScriptedClient(snap=header_only_snapshot(8)), refresh_interval=NO_TIMER)
     async with app.run_test(size=SIZE) as pilot:
         await start(app, pilot)
         screen = app.screen
@@ -99,7 +109,7 @@ async def test_overview_header_sync_panel_from_the_fixture() -> None:
         assert chain["progress"] == progress_bar(12_400, 20_000)
         assert chain["progress"].endswith(" 62.0%")
         assert chain["speed"] == "310.5 headers/s · ETA 24s"  # 7,600 left at 310.5/s
-        assert chain["verified"] == "0 · finalized 0"
+        assert chain["verified"] == "7,300 · finalized 0"
         queues = kv(screen, "hs-queues")
         assert queues["ranges"] == "fwd 4 · back 1 · assigned 3"
         assert queues["covered"] == "12,400 (2 intervals)"
@@ -113,7 +123,7 @@ async def test_overview_header_sync_panel_from_the_fixture() -> None:
 
 
 async def test_overview_panel_follows_changes_and_renders_only_changes() -> None:
-    client = ScriptedClient()
+    client = ScriptedClient(snap=header_only_snapshot())
     app = ZakuraConsole(client, refresh_interval=NO_TIMER)
     async with app.run_test(size=SIZE) as pilot:
         await start(app, pilot)
@@ -155,7 +165,7 @@ async def test_overview_panel_follows_changes_and_renders_only_changes() -> None
 
 
 async def test_overview_short_terminal_keeps_the_journal_room() -> None:
-    app = ZakuraConsole(FixtureClient(peers=8), refresh_interval=NO_TIMER)
+    app = ZakuraConsole(ScriptedClient(snap=header_only_snapshot(8)), refresh_interval=NO_TIMER)
     async with app.run_test(size=(100, 30)) as pilot:
         await start(app, pilot)
         screen = app.screen
@@ -165,7 +175,7 @@ async def test_overview_short_terminal_keeps_the_journal_room() -> None:
 
 # ---------------------------------------------------------------------- Peers
 async def test_peers_header_sync_columns() -> None:
-    client = FixtureClient(peers=8)
+    client = ScriptedClient(snap=header_only_snapshot(8))
     app = ZakuraConsole(client, refresh_interval=NO_TIMER)
     async with app.run_test(size=SIZE) as pilot:
         table = await peers_cursor_on(app, pilot, fixture_label(0))
@@ -197,7 +207,8 @@ async def test_peers_header_sync_columns() -> None:
 
 
 async def test_peers_table_fits_120_columns() -> None:
-    app = ZakuraConsole(FixtureClient(peers=8), refresh_interval=NO_TIMER)
+    """Without block sync; ``test_block_sync_views`` checks the table with it."""
+    app = ZakuraConsole(ScriptedClient(snap=header_only_snapshot(8)), refresh_interval=NO_TIMER)
     async with app.run_test(size=(120, 30)) as pilot:
         table = await peers_cursor_on(app, pilot, fixture_label(3))
         widths = [c.get_render_width(table) for c in table.columns.values()]

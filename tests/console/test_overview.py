@@ -165,6 +165,7 @@ async def test_overview_renders_only_what_changed() -> None:
         client.snap["routines_summary"] = {
             "discovery": {"running": 4, "exited": 2},
             "header_sync": {"running": 6},
+            "block_sync": {"running": 6},
         }
         await app.poll()
         await pilot.pause()

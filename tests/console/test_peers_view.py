@@ -26,10 +26,10 @@ from console.fixture import (
     fixture_peer,
     fixture_snapshot,
 )
+from console.format import compact_size
 from console.screens.modals import ConfirmScreen, PickServiceScreen
 from console.screens.peer_detail import PeerDetailScreen
 from console.screens.peers import PeersScreen
-from console.widgets.peer_rows import compact_size
 from console.widgets.peer_table import PeerTable
 
 SIZE = (140, 40)
@@ -375,7 +375,7 @@ async def test_columns_follow_new_services() -> None:
                 dict(p["routines"][0], service="header_sync", state="parked", generation=3)
             )
         await poll(pilot)
-        assert table.services == ("discovery", "header_sync")
+        assert table.services == ("discovery", "header_sync", "block_sync")
         cells = table.rendered_cells(fixture_label(0))
         assert cells is not None and cells[5] == ("⏸3", "yellow")
         assert table.cursor_label() == chosen

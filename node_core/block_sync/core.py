@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from node_core.block_sync.registry import PeerRegistry
 from node_core.block_sync.sequencer import BufferedBody, Sequencer
 from node_core.block_sync.work import ByteBudget, WorkQueue
 from node_core.chain.store import StoreError
@@ -128,6 +129,10 @@ class BlockSyncCore:
         self.budget = ByteBudget(self.config.max_inflight_bytes)
         self.work = WorkQueue(self.budget, 0, on_work=self.ring)
         self.sequencer = Sequencer(0)
+        self.registry = PeerRegistry()
+        #: How many times each height's body was committed since start (exactly-once check;
+        #: a reorg forgets the heights above its fork, whose bodies the store dropped).
+        self.commits: dict[int, int] = {}
         self._bells: set[Callable[[], None]] = set()
         self._commit_bell = asyncio.Event()
         self._produced_to = 0
@@ -193,6 +198,8 @@ class BlockSyncCore:
         entry when their bodies arrive and are ignored as stale.
         """
         self.sequencer.reset_to(fork_height)
+        for height in [h for h in self.commits if h > fork_height]:
+            del self.commits[height]
         if fork_height < self.work.floor:
             self.work.lower_floor(fork_height)
         else:
@@ -314,6 +321,8 @@ class BlockSyncCore:
             return
         if verified is None:
             return
+        for body in batch:
+            self.commits[body.height] = self.commits.get(body.height, 0) + 1
         self.sequencer.on_durable(verified)
         freed = self.work.advance_floor(verified)
         verified_hash = self.header_sync.index.hash_at(verified)
@@ -389,4 +398,5 @@ class BlockSyncCore:
             "bytes_per_s": bytes_per_s,
             "committed_total": self.sequencer.committed_total,
             "reset_epoch": self.reset_epoch,
+            "peers": self.registry.slot_summary(),
         }

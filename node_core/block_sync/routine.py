@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from node_core.block_sync.registry import Slots
 from node_core.block_sync.sequencer import BufferedBody
 from node_core.block_sync.window import DownloadWindow
 from node_core.block_sync.work import Owner, WorkItem
@@ -152,6 +153,7 @@ class BlockSyncRoutine:
                         stream.finish()
                         return
                 self._deadlines(now, room)
+                self._publish(now)
                 handled = 0
                 await self.bell.wait(ctx, self._next_deadline(now, room))
         finally:
@@ -231,8 +233,11 @@ class BlockSyncRoutine:
             slots = self.window.available_slots(len(self.outstanding), now)
             bypass = False
             if slots <= 0:
+                # The floor may borrow bypass slots, but only if no other server of that
+                # height has room in its normal window (it should take the floor instead).
                 if (
                     not is_floor
+                    or core.registry.floor_has_unsaturated_other_server(self.label, first)
                     or self.window.available_slots(
                         len(self.outstanding), now, bonus=FLOOR_BYPASS_SLOTS
                     )
@@ -293,6 +298,29 @@ class BlockSyncRoutine:
                 floor_bypass=int(bypass),
             )
 
+    def _publish(self, now: float) -> None:
+        """Tell the registry what this session owes and how much room its window has.
+
+        Once per idle turn (before waiting), not per body: the facts are for other peers'
+        decisions, which only need to be as fresh as the last time we could act.
+        """
+        registry, label, gen = self.core.registry, self.label, self.owner[1]
+        registry.set_outstanding(
+            label,
+            gen,
+            {h: o.items[h].hash for o in self.outstanding.values() for h in o.unreceived()},
+        )
+        registry.publish_slots(
+            label,
+            gen,
+            Slots(
+                self.window.hard_cap,
+                self.window.cwnd,
+                self.window.available_slots(len(self.outstanding), now),
+                len(self.outstanding),
+            ),
+        )
+
     def _stop(self, reason: str) -> None:
         if reason != self.last_fill_stop:
             self.core.metrics.fill_stop.labels(reason).inc()
@@ -322,6 +350,7 @@ class BlockSyncRoutine:
             return
         self.status = status
         self.window.set_hard_cap(status.max_inflight_requests)
+        self.core.registry.upsert_status(self.label, self.owner[1], status)
         self.core.row(
             "block_status_received",
             peer=self.label,
@@ -506,6 +535,7 @@ class BlockSyncRoutine:
         self._torn_down = True
         self.core.work.return_all(self.owner)
         self.outstanding.clear()
+        self.core.registry.clear_outstanding(self.label, self.owner[1])
         self.core.row("block_peer_disconnected", peer=self.label)
 
     def view(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class BlockSyncService:
 
     def __init__(self, core: BlockSyncCore) -> None:
         self.core = core
+        self._sessions: dict[int, list[int]] = {}
 
     def add_peer(self, conn: Connection, stream: Stream) -> None:
         generation = next_generation(SERVICE)
@@ -58,6 +59,8 @@ class BlockSyncService:
         )
         holder["routine"] = routine
         self.core.routines[(conn.peer.conn_id, generation)] = routine
+        self.core.registry.admit(conn.peer.label, generation, conn.peer.direction)
+        self._sessions.setdefault(conn.peer.conn_id, []).append(generation)
         spawn_supervised_peer_task(
             handle.ctx, routine.serve, journal=conn.journal, metrics=conn.metrics
         )
@@ -66,6 +69,10 @@ class BlockSyncService:
         for key in [k for k in self.core.routines if k[0] == conn.peer.conn_id]:
             routine = self.core.routines.pop(key)
             routine.teardown()
+        # The connection is gone: its sessions leave the registry (a reconnected session of
+        # the same peer has another generation and stays).
+        for generation in self._sessions.pop(conn.peer.conn_id, []):
+            self.core.registry.remove(conn.peer.label, generation)
 
     def routine_view(self, conn_id: int, generation: int) -> dict[str, Any] | None:
         routine = self.core.routines.get((conn_id, generation))

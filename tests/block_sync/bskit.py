@@ -106,3 +106,9 @@ async def assert_synced_and_sound(client: Node, target: Node) -> None:
     caps = sum(r.window.hard_cap for r in core.routines.values()) or 1
     assert core.peak_outstanding <= caps + 8
     assert not core.sequencer.buffer and not core.sequencer.applying
+    assert core.registry.total_unreceived() == 0, "no peer is left owing a height"
+    # Contiguous, exactly-once commits: every height the client committed, once.
+    tip = client.chain.verified_tip[0]
+    committed = sorted(core.commits)
+    assert committed == list(range(committed[0], tip + 1)) if committed else tip == 0
+    assert set(core.commits.values()) <= {1}, "a height was committed twice"

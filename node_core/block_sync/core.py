@@ -76,6 +76,10 @@ class BlockSyncConfig:
     #: Heights produced above the floor at most (bounds the work queue).
     lookahead_blocks: int = 4096
     retry_avoid: float = 0.05
+    #: A request holding the height the committer waits for is given up after this long.
+    floor_rescue_timeout: float = 2.0
+    #: ... and that peer is not asked for those heights again for this long.
+    floor_avoid: float = 8.0
     #: Concurrent GetBlocks answers per peer; beyond it the answer is RangeUnavailable.
     serving_slots: int = 4
     tick_interval: float = 1.0
@@ -92,6 +96,9 @@ class BlockSyncMetrics:
         self.body_received = metrics.counter("sync_block_body_received", "Bodies accepted")
         self.fill_stop = metrics.counter(
             "sync_block_fill_stop", "Why a fill pass stopped", ("reason",)
+        )
+        self.floor_rescued = metrics.counter(
+            "sync_block_floor_rescued", "Floor requests given up after the rescue leash"
         )
         self.request_timed_out = metrics.counter(
             "sync_block_request_timed_out", "Block requests past their deadline"

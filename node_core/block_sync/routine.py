@@ -188,6 +188,12 @@ class BlockSyncRoutine:
         if not room:
             return 0.01  # outbound full: poll for room (the reference's 10 ms)
         times = [o.deadline for o in self.outstanding.values()]
+        floor = self.core.sequencer.next_height
+        times += [
+            o.queued_at + self.core.config.floor_rescue_timeout
+            for o in self.outstanding.values()
+            if floor in o.items and floor not in o.received
+        ]
         if self.liveness_deadline is not None:
             times.append(self.liveness_deadline)
         times += [t for t in self.avoid.values()]
@@ -470,7 +476,26 @@ class BlockSyncRoutine:
         self.liveness_deadline = now + self.core.config.liveness_timeout if owed else None
 
     # ------------------------------------------------------------------ deadlines
+    def _rescue_floor(self, now: float) -> None:
+        """The committer waits on the floor height: a request holding it gets a short leash.
+
+        Past ``floor_rescue_timeout`` the floor's unreceived heights go back to the queue and
+        this peer avoids them for ``floor_avoid`` seconds, so a faster peer can take them; the
+        peer is not blamed (reference: 2 s rescue leash, floor peer avoid cooldown).
+        """
+        floor = self.core.sequencer.next_height
+        rescue = self.core.config.floor_rescue_timeout
+        for o in list(self.outstanding.values()):
+            if floor in o.items and floor not in o.received and now - o.queued_at >= rescue:
+                missing = o.unreceived()
+                self._retry(o, missing, now)
+                until = now + self.core.config.floor_avoid
+                for h in missing:
+                    self.avoid[h] = until
+                self.core.metrics.floor_rescued.inc()
+
     def _deadlines(self, now: float, room: bool) -> None:
+        self._rescue_floor(now)
         for o in [o for o in self.outstanding.values() if o.deadline <= now]:
             if not o.unreceived():
                 self.window.on_request_complete(o.count, o.count, now)

@@ -4,10 +4,11 @@ Data flow: one timer polls the client (``--refresh``, 4 Hz by default) for a sna
 journal delta, stores them in :class:`~console.state.ConsoleState`, and asks the visible view
 to render. While paused the state is not replaced, so rows stay still under the cursor.
 
-Actions (``d`` disconnect, ``p`` panic, ``k`` park and ``s`` stall a peer's header sync) all
-go through :meth:`ZakuraConsole.request_action`: policy check, target pick, confirmation
-naming the target, a re-check that the target still exists, the action, and a notification
-with the effect the node was seen to have.
+Actions (``d`` disconnect, ``p`` panic, ``k`` park a peer's header sync, ``s`` stall its
+header- or block-sync reads, ``w`` throttle its bandwidth) all go through
+:meth:`ZakuraConsole.request_action`: policy check, target pick, confirmation naming the
+target, a re-check that the target still exists, the action, and a notification with the
+effect the node was seen to have.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from console.client import ActionRequest, NodeClient
-from console.policy import ActionPolicy
+from console.policy import STALL_SERVICES, ActionPolicy
 from console.screens.base import ConsoleScreen
 from console.screens.journal import JournalScreen
 from console.screens.misbehavior import MisbehaviorScreen
-from console.screens.modals import ConfirmScreen, HelpScreen, PickServiceScreen, StallScreen
+from console.screens.modals import (
+    ConfirmScreen,
+    HelpScreen,
+    PickServiceScreen,
+    StallScreen,
+    ThrottleScreen,
+)
 from console.screens.overview import OverviewScreen
 from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
@@ -39,7 +46,7 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("5", "parked", "Parked"),
 )
 
-#: The service ``k`` parks and ``s`` stalls.
+#: The service ``k`` parks, and the one ``s`` offers first (as it did before block sync).
 HEADER_SYNC = "header_sync"
 
 #: What each action does to the target, for the confirmation (after the target line).
@@ -48,9 +55,19 @@ ACTION_EFFECTS = {
     "park": "Its header_sync service stops as if a never-drop command could not be queued "
     "to it: its ranges go back to the queue for other peers. The connection and its other "
     "routines stay up.",
-    "stall": "Its header_sync routine stops taking commands for that long. Frames are still "
-    "read, so what it owes the peer piles up in its command queue; a never-drop command that "
-    "no longer fits parks it. The connection stays up.",
+    "throttle": "We read from it no faster than that rate, as over a slow link: every service "
+    "on the connection slows down, its block-sync window should shrink and the sync carry on "
+    "through other peers. 0 lifts the throttle. The connection stays up.",
+}
+
+#: What a stall does, per routine: the stall modal shows the one chosen.
+STALL_EFFECTS = {
+    "header_sync": "Its header_sync routine stops taking commands for that long. Frames are "
+    "still read, so what it owes the peer piles up in its command queue; a never-drop command "
+    "that no longer fits parks it. The connection stays up.",
+    "block_sync": "Its block_sync routine stops reading and requesting for that long, like "
+    "local congestion: the peer's answers wait in its send window and nothing is blamed on "
+    "the peer. The connection stays up.",
 }
 
 
@@ -74,6 +91,7 @@ class ZakuraConsole(App[None]):
         Binding("p", "panic", "Panic"),
         Binding("k", "park", "Park"),
         Binding("s", "stall", "Stall"),
+        Binding("w", "throttle", "Throttle"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("question_mark", "help", "Keys"),
         Binding("q", "quit", "Quit"),
@@ -161,7 +179,16 @@ class ZakuraConsole(App[None]):
             ("d", "disconnect the selected peer (asks first)"),
             ("p", "panic a routine of the selected peer (pick the routine, asks first)"),
             ("k", "park the selected peer's header-sync (asks first; Journal: kind filter)"),
-            ("s", "stall the selected peer's header-sync reads for N seconds (asks N, 1-600)"),
+            (
+                "s",
+                "stall the selected peer's header_sync or block_sync reads for N seconds "
+                "(pick the routine, asks N, 1-600)",
+            ),
+            (
+                "w",
+                "throttle the selected peer's bandwidth to N KiB/s (asks N, default 64; "
+                "0 lifts it)",
+            ),
             ("t", "cycle themes"),
             ("?", "this help"),
             ("ctrl+p", "command palette: every action and view by name"),
@@ -203,9 +230,14 @@ class ZakuraConsole(App[None]):
             self.action_park,
         )
         yield SystemCommand(
-            "Stall header-sync reads of selected peer",
-            "hold its header_sync reads for N seconds (s)",
+            "Stall sync reads of selected peer",
+            "hold its header_sync or block_sync reads for N seconds (s)",
             self.action_stall,
+        )
+        yield SystemCommand(
+            "Throttle bandwidth of selected peer",
+            "read from it at N KiB/s at most; 0 lifts it (w)",
+            self.action_throttle,
         )
         yield SystemCommand(
             "Pause / resume updates", "freeze the view (space)", self.action_toggle_pause
@@ -231,6 +263,9 @@ class ZakuraConsole(App[None]):
 
     def action_stall(self) -> None:
         self.request_action("stall")
+
+    def action_throttle(self) -> None:
+        self.request_action("throttle")
 
     def request_action(self, kind: str) -> None:
         """The one entry point for actions: policy first, then target, confirm, act."""
@@ -260,8 +295,9 @@ class ZakuraConsole(App[None]):
             self.notify(f"{label} is no longer connected", severity="warning")
             return
         service: str | None = None
-        seconds: float | None = None
         routines = [(r["service"], r["state"]) for r in peer.get("routines") or ()]  # type: ignore[attr-defined]
+        # The latest generation of each service wins (a restarted routine lists its old one).
+        latest: dict[str, str] = dict(routines)
         if kind == "panic":
             running = [(s, st) for s, st in routines if st == "running"]
             if not running:
@@ -270,28 +306,42 @@ class ZakuraConsole(App[None]):
             service = await self.push_screen_wait(PickServiceScreen(label, running))
             if service is None:
                 return
-        elif kind in ("park", "stall"):
+        elif kind == "park":
             service = HEADER_SYNC
-            states = [st for svc, st in routines if svc == service]
-            refusal = _header_sync_refusal(kind, label, states[-1] if states else None)
+            refusal = _header_sync_refusal(kind, label, latest.get(service))
             if refusal:
                 self.notify(refusal, severity="warning")
                 return
+        target = f"peer {label} at {peer['addr']} ({peer['direction']})"
         request = ActionRequest(kind, label, service)
-        detail = f"peer {label} at {peer['addr']} ({peer['direction']})\n" + ACTION_EFFECTS.get(
-            kind,
-            f"An exception is raised inside its {service} routine: a panic, which "
-            "closes that peer's connection only.",
-        )
-        title = request.describe().capitalize() + "?"
         if kind == "stall":
-            title = f"Stall {service} reads of {label}?"
-            seconds = await self.push_screen_wait(StallScreen(title, detail))
-            if seconds is None:
+            states = [(svc, latest.get(svc)) for svc in STALL_SERVICES]
+            stallable = [svc for svc, st in states if st == "running"]
+            if not stallable:
+                self.notify(_stall_refusal(label, states), severity="warning")
                 return
-            request = ActionRequest(kind, label, service, seconds)
-        elif not await self.push_screen_wait(ConfirmScreen(title, detail)):
-            return
+            choice = await self.push_screen_wait(
+                StallScreen(label, target, states, STALL_EFFECTS, stallable[0])
+            )
+            if choice is None:
+                return
+            request = ActionRequest(kind, label, choice.service, choice.seconds)
+        elif kind == "throttle":
+            rate = await self.push_screen_wait(
+                ThrottleScreen(f"Throttle reads from {label}?", f"{target}\n{ACTION_EFFECTS[kind]}")
+            )
+            if rate is None:
+                return
+            request = ActionRequest(kind, label, rate=rate)
+        else:
+            detail = f"{target}\n" + ACTION_EFFECTS.get(
+                kind,
+                f"An exception is raised inside its {service} routine: a panic, which "
+                "closes that peer's connection only.",
+            )
+            title = request.describe().capitalize() + "?"
+            if not await self.push_screen_wait(ConfirmScreen(title, detail)):
+                return
         # Re-check the target against fresh data: it may have left while the modal was open.
         fresh = await self.client.snapshot()
         if not any(p["label"] == label for p in fresh["peers"]):
@@ -304,7 +354,7 @@ class ZakuraConsole(App[None]):
 
 
 def _header_sync_refusal(kind: str, label: str, state: object) -> str | None:
-    """Why ``k``/``s`` cannot act on this peer's header sync (``None`` when they can)."""
+    """Why ``k`` cannot act on this peer's header sync (``None`` when it can)."""
     if state is None:
         return f"{label} has no {HEADER_SYNC} routine to {kind}"
     if kind == "park" and state == "parked":
@@ -312,3 +362,12 @@ def _header_sync_refusal(kind: str, label: str, state: object) -> str | None:
     if state != "running":  # the node parks and stalls running routines only
         return f"{label}: {HEADER_SYNC} is {state}, nothing to {kind}"
     return None
+
+
+def _stall_refusal(label: str, states: list[tuple[str, str | None]]) -> str:
+    """Why ``s`` has nothing to stall on this peer: each stallable service and its state."""
+    missing = [svc for svc, st in states if st is None]
+    if len(missing) == len(states):
+        return f"{label} has no {' routine and no '.join(missing)} routine to stall"
+    said = ", ".join(f"{svc} is {st or 'absent'}" for svc, st in states)
+    return f"{label}: {said}, nothing to stall"  # the node stalls running routines only

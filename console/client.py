@@ -24,12 +24,17 @@ JournalRow = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
     """What the operator asked for: ``kind`` on peer ``label``, ``service`` for a panic, park
-    or stall (park and stall default to ``header_sync``), ``seconds`` for a stall."""
+    or stall (park and stall default to ``header_sync``), ``seconds`` for a stall, ``rate``
+    in KiB/s for a throttle (``None`` or 0 lifts it).
+
+    The rate stays in KiB/s, the unit the operator typed, so :meth:`describe` echoes it;
+    only the client converts it to the node's bytes per second."""
 
     kind: str
     label: str
     service: str | None = None
     seconds: float | None = None
+    rate: float | None = None
 
     def describe(self) -> str:
         if self.kind == "panic":
@@ -39,6 +44,10 @@ class ActionRequest:
         if self.kind == "stall":
             seconds = STALL_DEFAULT_S if self.seconds is None else self.seconds
             return f"stall {self.service or 'header_sync'} reads of {self.label} for {seconds:g} s"
+        if self.kind == "throttle":
+            if not self.rate:
+                return f"lift the bandwidth throttle of {self.label}"
+            return f"throttle reads from {self.label} to {self.rate:g} KiB/s"
         return f"{self.kind} {self.label}"
 
 
@@ -113,6 +122,11 @@ class InProcessClient:
                     request.label,
                     request.service or "header_sync",
                     seconds=request.seconds or STALL_DEFAULT_S,
+                )
+            elif request.kind == "throttle":
+                # The node takes bytes/s, and None (not 0) as "lift": say it the node's way.
+                outcome = await self.node.faults.throttle(
+                    request.label, request.rate * 1024 if request.rate else None
                 )
             else:
                 outcome = await self.node.faults.panic(request.label, request.service or "")

@@ -10,10 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Actions the console can ask for; the policy and the clients know no others.
-ACTIONS = ("disconnect", "panic", "park", "stall")
+ACTIONS = ("disconnect", "panic", "park", "stall", "throttle")
 
-#: Bounds and default of a header-sync stall (``s``), in seconds. The upper bound keeps a
-#: typo from wedging a peer's header sync for hours; the node re-assigns its ranges anyway.
+#: The routines ``s`` can stall (the node's ``faults.stall`` knows these two).
+STALL_SERVICES = ("header_sync", "block_sync")
+
+#: Bounds and default of a stall (``s``), in seconds. The upper bound keeps a typo from
+#: wedging a peer's sync for hours (the node refuses more than 600 s anyway).
 STALL_MIN_S = 1.0
 STALL_MAX_S = 600.0
 STALL_DEFAULT_S = 30.0
@@ -33,6 +36,30 @@ def parse_stall_seconds(text: str) -> float:
             f"stall time must be from {STALL_MIN_S:g} to {STALL_MAX_S:g} seconds (got {seconds:g})"
         )
     return seconds
+
+
+#: Default and upper bound of a bandwidth throttle (``w``), in KiB/s; 0 lifts the throttle.
+#: 1 GiB/s is far above any link the console drives, so the bound only catches typos.
+THROTTLE_DEFAULT_KIB = 64.0
+THROTTLE_MAX_KIB = 1_048_576.0
+
+
+def parse_throttle_kib(text: str) -> float:
+    """The operator's read rate in KiB/s (0 lifts the throttle), validated; the
+    ``ValueError`` message is shown as is."""
+    try:
+        kib = float(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"rate must be a number of KiB/s from 0 to {THROTTLE_MAX_KIB:,.0f}"
+            f" (0 lifts the throttle; got {text.strip()[:20]!r})"
+        ) from None
+    if not 0 <= kib <= THROTTLE_MAX_KIB:  # also refuses nan and inf
+        raise ValueError(
+            f"rate must be from 0 to {THROTTLE_MAX_KIB:,.0f} KiB/s"
+            f" (0 lifts the throttle; got {kib:g})"
+        )
+    return kib
 
 
 class ActionRefused(Exception):

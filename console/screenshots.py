@@ -45,7 +45,17 @@ SHOTS = (
     Shot(
         "confirm-stall",
         ("2", "down", "down", "down", "s"),
-        "Stall asks for how long (1 to 600 s) and names the target",
+        "Stall asks which routine (header_sync or block_sync) and for how long (1 to 600 s)",
+    ),
+    Shot(
+        "confirm-stall-block-sync",
+        ("2", "down", "down", "down", "s", "shift+tab", "down", "enter", "tab"),
+        "Stall with block_sync chosen: title and effect follow the routine",
+    ),
+    Shot(
+        "confirm-throttle",
+        ("2", "down", "down", "down", "w"),
+        "Throttle asks for a rate in KiB/s (default 64, 0 lifts it) and names the target",
     ),
     Shot("help", ("2", "question_mark"), "Every key, one screen"),
     Shot("peers-light", ("2",), "The light theme", theme="zakura-light"),

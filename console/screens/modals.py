@@ -1,7 +1,11 @@
-"""Modal screens: confirmation of a destructive action (with a duration for a stall),
-choosing a routine, the key help."""
+"""Modal screens: confirmation of a destructive action (with the routine and duration of a
+stall, the rate of a throttle), choosing a routine, the key help."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
 from rich.table import Table
 from rich.text import Text
@@ -9,17 +13,27 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
-from console.policy import STALL_DEFAULT_S, STALL_MAX_S, STALL_MIN_S, parse_stall_seconds
+from console.policy import (
+    STALL_DEFAULT_S,
+    STALL_MAX_S,
+    STALL_MIN_S,
+    THROTTLE_DEFAULT_KIB,
+    THROTTLE_MAX_KIB,
+    parse_stall_seconds,
+    parse_throttle_kib,
+)
+
+R = TypeVar("R")
 
 MODAL_CSS = """
-ConfirmScreen, StallScreen, PickServiceScreen, HelpScreen {
+ConfirmScreen, StallScreen, ThrottleScreen, PickServiceScreen, HelpScreen {
     align: center middle;
 }
-ConfirmScreen > Vertical, StallScreen > Vertical, PickServiceScreen > Vertical,
-HelpScreen > Vertical {
+ConfirmScreen > Vertical, StallScreen > Vertical, ThrottleScreen > Vertical,
+PickServiceScreen > Vertical, HelpScreen > Vertical {
     width: 76;
     max-width: 95%;
     height: auto;
@@ -29,17 +43,21 @@ HelpScreen > Vertical {
     padding: 1 2;
 }
 ConfirmScreen Static, ConfirmScreen Label, StallScreen Static, StallScreen Label,
-PickServiceScreen Label, HelpScreen Static {
+ThrottleScreen Static, ThrottleScreen Label, PickServiceScreen Label, HelpScreen Static {
     width: 100%;
     height: auto;
 }
-StallScreen #stall-ask {
+StallScreen .ask, ThrottleScreen .ask {
     margin-top: 1;
 }
-StallScreen Input {
+StallScreen RadioSet {
+    width: auto;
+    height: auto;
+}
+StallScreen Input, ThrottleScreen Input {
     width: 24;
 }
-StallScreen #stall-error {
+StallScreen .ask-error, ThrottleScreen .ask-error {
     color: $error;
     text-style: bold;
 }
@@ -48,12 +66,12 @@ PickServiceScreen OptionList {
     max-height: 12;
     margin-top: 1;
 }
-ConfirmScreen Horizontal, StallScreen Horizontal {
+ConfirmScreen Horizontal, StallScreen Horizontal, ThrottleScreen Horizontal {
     height: auto;
     align-horizontal: right;
     margin-top: 1;
 }
-ConfirmScreen Button, StallScreen Button {
+ConfirmScreen Button, StallScreen Button, ThrottleScreen Button {
     margin-left: 2;
 }
 """
@@ -91,18 +109,25 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class StallScreen(ModalScreen[float | None]):
-    """Confirm a stall and ask for how long: the seconds field starts at the default and is
-    validated here (1 to 600) so a bad value is corrected in place, not refused later.
+class _AskNumberScreen(ModalScreen[R]):
+    """Confirm an action that needs one number, asked in a field that starts at the default and
+    is validated here, so a bad value is corrected in place, not refused later.
 
     Typing goes to the field, so ``y``/``n`` are not keys here: Enter confirms, Esc cancels.
-    Dismisses with the seconds, or ``None`` when cancelled.
+    Subclasses say what to ask (the class attributes) and how to parse it; :meth:`result`
+    builds the dismiss value from the parsed number. Dismisses with ``None`` when cancelled.
     """
 
-    DEFAULT_CSS = MODAL_CSS
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    #: The ids of the field, its question (``<PREFIX>-ask``) and its error (``<PREFIX>-error``).
+    PREFIX = ""
+    FIELD_ID = ""
+    ASK = ""
+    PLACEHOLDER = ""
+    TOOLTIP = ""
+    BUTTON = ""
 
-    def __init__(self, title: str, detail: str, default: float = STALL_DEFAULT_S) -> None:
+    def __init__(self, title: str, detail: str, default: float) -> None:
         super().__init__()
         self.title_text = title
         self.detail = detail
@@ -112,19 +137,22 @@ class StallScreen(ModalScreen[float | None]):
         with Vertical():
             yield Label(Text(self.title_text, style="bold"), id="confirm-title")
             yield Static(self.detail, id="confirm-detail")
-            yield Label(
-                f"For how many seconds? ({STALL_MIN_S:g} to {STALL_MAX_S:g})", id="stall-ask"
-            )
+            yield from self.compose_choice()
+            yield Label(self.ASK, id=f"{self.PREFIX}-ask", classes="ask")
             yield Input(
                 f"{self.default:g}",
-                placeholder="seconds",
-                id="stall-seconds",
-                tooltip="seconds to stall, 1 to 600",
+                placeholder=self.PLACEHOLDER,
+                id=self.FIELD_ID,
+                tooltip=self.TOOLTIP,
             )
-            yield Label("", id="stall-error")
+            yield Label("", id=f"{self.PREFIX}-error", classes="ask-error")
             with Horizontal():
                 yield Button("Cancel (Esc)", id="cancel")
-                yield Button("Stall (Enter)", id="confirm", variant="error")
+                yield Button(self.BUTTON, id="confirm", variant="error")
+
+    def compose_choice(self) -> ComposeResult:
+        """Anything asked before the number (nothing by default)."""
+        return iter(())
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -132,15 +160,21 @@ class StallScreen(ModalScreen[float | None]):
     @property
     def error(self) -> str:
         """The validation message shown (empty when the value is fine)."""
-        return str(self.query_one("#stall-error", Label).render())
+        return str(self.query_one(f"#{self.PREFIX}-error", Label).render())
+
+    def parse(self, text: str) -> float:
+        raise NotImplementedError
+
+    def result(self, value: float) -> R:
+        raise NotImplementedError
 
     def _submit(self) -> None:
         try:
-            seconds = parse_stall_seconds(self.query_one(Input).value)
+            value = self.parse(self.query_one(Input).value)
         except ValueError as exc:
-            self.query_one("#stall-error", Label).update(str(exc))
+            self.query_one(f"#{self.PREFIX}-error", Label).update(str(exc))
             return
-        self.dismiss(seconds)
+        self.dismiss(self.result(value))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -154,6 +188,109 @@ class StallScreen(ModalScreen[float | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+@dataclass(frozen=True, slots=True)
+class StallChoice:
+    """What the stall modal was confirmed with: which routine, for how long."""
+
+    service: str
+    seconds: float
+
+
+class StallScreen(_AskNumberScreen[StallChoice | None]):
+    """Confirm a stall: which of the peer's routines (header_sync or block_sync, a radio set)
+    and for how many seconds (1 to 600).
+
+    The two stalls do different things to the peer, so the title and the effect text follow
+    the chosen routine: the operator confirms what will actually happen. A routine the peer
+    does not run (or that is not running) is shown with its state and cannot be chosen; the
+    app only opens this modal when at least one can be.
+    """
+
+    # Per concrete class: Textual scopes DEFAULT_CSS to the class that defines it.
+    DEFAULT_CSS = MODAL_CSS
+    PREFIX = "stall"
+    FIELD_ID = "stall-seconds"
+    ASK = f"For how many seconds? ({STALL_MIN_S:g} to {STALL_MAX_S:g})"
+    PLACEHOLDER = "seconds"
+    TOOLTIP = "seconds to stall, 1 to 600"
+    BUTTON = "Stall (Enter)"
+
+    def __init__(
+        self,
+        label: str,
+        target: str,
+        services: Sequence[tuple[str, str | None]],
+        effects: Mapping[str, str],
+        service: str,
+        default: float = STALL_DEFAULT_S,
+    ) -> None:
+        self.label = label
+        self.target = target
+        self.services = list(services)
+        self.effects = effects
+        self.service = service
+        super().__init__(self._title(), self._detail(), default)
+
+    def _title(self) -> str:
+        return f"Stall {self.service} reads of {self.label}?"
+
+    def _detail(self) -> str:
+        return f"{self.target}\n{self.effects.get(self.service, '')}"
+
+    def compose_choice(self) -> ComposeResult:
+        yield Label("Which routine? (Shift+Tab, then arrows and Enter)", classes="ask")
+        with RadioSet(id="stall-service"):
+            for svc, state in self.services:
+                stallable = state == "running"
+                yield RadioButton(
+                    svc if stallable else f"{svc} ({state or 'none'})",
+                    value=svc == self.service,
+                    id=f"svc-{svc}",
+                    disabled=not stallable,
+                )
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        event.stop()
+        button_id = event.pressed.id or ""
+        self.service = button_id.removeprefix("svc-")
+        self.title_text = self._title()
+        self.detail = self._detail()
+        self.query_one("#confirm-title", Label).update(Text(self.title_text, style="bold"))
+        self.query_one("#confirm-detail", Static).update(self.detail)
+
+    def parse(self, text: str) -> float:
+        return parse_stall_seconds(text)
+
+    def result(self, value: float) -> StallChoice | None:
+        return StallChoice(self.service, value)
+
+
+class ThrottleScreen(_AskNumberScreen[float | None]):
+    """Confirm a bandwidth throttle and ask the rate in KiB/s (0 lifts it, up to 1 GiB/s).
+
+    KiB/s because the interesting rates (a slow link of a few dozen KiB/s) read naturally
+    there; the client converts to the node's bytes/s. Dismisses with the rate.
+    """
+
+    # Per concrete class: Textual scopes DEFAULT_CSS to the class that defines it.
+    DEFAULT_CSS = MODAL_CSS
+    PREFIX = "throttle"
+    FIELD_ID = "throttle-kib"
+    ASK = f"Read at most how many KiB/s? (0 lifts the throttle, up to {THROTTLE_MAX_KIB:,.0f})"
+    PLACEHOLDER = "KiB/s"
+    TOOLTIP = "KiB per second to read from this peer; 0 lifts the throttle"
+    BUTTON = "Throttle (Enter)"
+
+    def __init__(self, title: str, detail: str, default: float = THROTTLE_DEFAULT_KIB) -> None:
+        super().__init__(title, detail, default)
+
+    def parse(self, text: str) -> float:
+        return parse_throttle_kib(text)
+
+    def result(self, value: float) -> float | None:
+        return value
 
 
 class PickServiceScreen(ModalScreen[str | None]):

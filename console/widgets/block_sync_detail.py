@@ -105,7 +105,7 @@ def _requests(requests: list[Mapping[str, Any]]) -> Table:
 
 def block_sync_section(bs: Mapping[str, Any]) -> RenderableType:
     """The routine's block-sync state: servable range, accepted blocks, outstanding heights,
-    fill stop, liveness, then its window and its outstanding requests."""
+    liveness, an operator stall, fill stop, then its window and its outstanding requests."""
     text = Text(no_wrap=False)
     text.append("block_sync  ", style="bold")
     servable = bs.get("servable")
@@ -123,6 +123,12 @@ def block_sync_section(bs: Mapping[str, Any]) -> RenderableType:
     else:
         near = isinstance(liveness, int | float) and liveness <= LIVENESS_WARN_S
         text.append(f"{_num(liveness, ' s')} left", style="bold yellow" if near else "")
+    stalled = bs.get("stalled_for_s")
+    if isinstance(stalled, int | float):
+        # Only while an operator stall (``s``) runs: it explains an idle window and a frozen
+        # liveness clock, and is the console's only sign that the stall took.
+        text.append(" · ")
+        text.append(f"stalled {float(stalled):.1f} s left", style="bold yellow")
     stop = bs.get("fill_stop")
     text.append("\nlast fill stopped: ")
     text.append(fill_stop_text(stop), style=STOP_STYLES.get(str(stop), ""))

@@ -92,6 +92,7 @@ def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> dict[str
         ],
         "routines": [_routine(h, node) for h in conn.routines],
         "misbehavior_count": misbehavior.get(conn.peer.label, 0),
+        "throttle_bytes_per_s": conn.throttle_bytes_per_s,
         "close": None,
     }
 

@@ -453,7 +453,7 @@ async def test_help_and_palette_know_k_s_and_the_parked_view() -> None:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "View: Parked" in titles
         assert "Park header-sync of selected peer" in titles
-        assert "Stall header-sync reads of selected peer" in titles
+        assert "Stall sync reads of selected peer" in titles
 
 
 # ---------------------------------------------------------------------- older snapshots

@@ -1,11 +1,12 @@
-"""The ``d``, ``p``, ``k`` and ``s`` keys against a real in-process node with real peers.
+"""The ``d``, ``p``, ``k``, ``s`` and ``w`` keys against a real in-process node with real peers.
 
 A hub node (faults allowed, target 3) and three leaf nodes bootstrapped to it run in this
 test's loop; the console attaches to the hub through :class:`InProcessClient`. The tests
-press the real keys (``2``, arrows, ``d``/``p``/``k``/``s``, ``y``) and check what the hub's
-journal and connections say happened: exactly the chosen peer's connection closed (``d``,
-``p``) or its header sync parked or stalled with the connection kept (``k``, ``s``), and the
-other two untouched.
+press the real keys (``2``, arrows, ``d``/``p``/``k``/``s``/``w``, ``y``) and check what the
+hub's journal and connections say happened: exactly the chosen peer's connection closed
+(``d``, ``p``), its header or block sync parked or stalled with the connection kept (``k``,
+``s``), or its connection throttled and the throttle lifted (``w``), and the other two
+untouched.
 
 A disconnected leaf redials the hub about a second later (its bootstrap redial), so "the
 others stay" is checked by connection id, and the victim's row by its close reason or by a
@@ -23,11 +24,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, RadioSet
 
 from console.app import ZakuraConsole
-from console.client import InProcessClient
-from console.screens.modals import ConfirmScreen, PickServiceScreen, StallScreen
+from console.client import ActionRequest, InProcessClient
+from console.screens.modals import ConfirmScreen, PickServiceScreen, StallScreen, ThrottleScreen
 from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
 from console.widgets.parked_table import ParkedTable
@@ -39,6 +40,13 @@ from node_core.node import Node, NodeConfig
 needs_header_sync_faults = pytest.mark.skipif(
     not (hasattr(FaultInjector, "park") and hasattr(FaultInjector, "stall")),
     reason="the node side of header sync (faults.park/stall) has not landed",
+)
+
+#: ``s`` on block_sync and ``w`` need the node side of block sync (``stall(..., "block_sync")``
+#: and ``FaultInjector.throttle``).
+needs_block_sync_faults = pytest.mark.skipif(
+    not hasattr(FaultInjector, "throttle"),
+    reason="the node side of block sync (faults.throttle, block_sync stall) has not landed",
 )
 
 SIZE = (140, 40)
@@ -374,3 +382,162 @@ async def test_read_only_refuses_k_and_s_on_a_real_node(star: tuple[Node, list[N
             assert isinstance(app.screen, PeersScreen)
             assert any("read-only" in n and sev == "error" for n, sev in app.notes), app.notes
         assert not fault_events(hub, since) and not hub.snapshot()["parked"]
+
+
+def routine_doc(hub: Node, label: str, service: str) -> dict[str, Any] | None:
+    """The latest ``service`` routine document of ``label`` in the hub's snapshot."""
+    for peer in hub.snapshot()["peers"]:
+        if peer["label"] == label:
+            found = [r for r in peer["routines"] if r["service"] == service]
+            return found[-1] if found else None
+    return None
+
+
+async def block_sync_running(pilot: Pilot[Any], hub: Node) -> None:
+    """Every peer's block_sync routine runs, and the console has a frame that says so."""
+
+    def running() -> bool:
+        labels = conn_ids(hub)
+        return len(labels) == 3 and all(
+            (routine_doc(hub, label, "block_sync") or {}).get("state") == "running"
+            for label in labels
+        )
+
+    await wait_until(running, "block_sync running on every peer")
+    app = pilot.app
+    assert isinstance(app, ZakuraConsole)
+    await app.poll()
+    await pilot.pause()
+
+
+@needs_block_sync_faults
+async def test_s_stalls_block_sync_reads_of_exactly_the_selected_peer(
+    star: tuple[Node, list[Node]],
+) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+        await block_sync_running(pilot, hub)
+        _table, victim = await peers_view(pilot, 1)
+        before = conn_ids(hub)
+        since = hub.journal.last_seq
+        await pilot.press("s")
+        await wait_until(lambda: isinstance(app.screen, StallScreen), "the stall modal")
+        modal = app.screen
+        assert isinstance(modal, StallScreen)
+        # Choose block_sync the way an operator does: to the routines, next one, select.
+        await pilot.press("shift+tab")
+        assert isinstance(app.focused, RadioSet)
+        await pilot.press("down", "enter")
+        await wait_until(lambda: modal.service == "block_sync", "block_sync chosen")
+        assert modal.title_text == f"Stall block_sync reads of {victim}?"
+        modal.query_one("#stall-seconds", Input).value = "20"
+        await pilot.press("tab", "enter")
+        await wait_until(
+            lambda: any("reads_stalled" in note for note, _ in app.notes), "the effect"
+        )
+        note = next(n for n, _ in app.notes if "reads_stalled" in n)
+        assert note == f"stall block_sync reads of {victim} for 20 s: reads_stalled (for=20s)"
+        # The node: the victim's block-sync routine (and only it) is stalled ...
+        stalled = {
+            key: left
+            for key, routine in hub.block_sync.routines.items()
+            if (left := routine.stalled_for()) is not None
+        }
+        assert len(stalled) == 1
+        [((conn, _generation), left)] = stalled.items()
+        assert conn == before[victim] and 0 < left <= 20
+        bs = (routine_doc(hub, victim, "block_sync") or {}).get("block_sync") or {}
+        assert bs.get("stalled_for_s") is not None and 0 < bs["stalled_for_s"] <= 20
+        # ... its header sync is not, and the journal names the service.
+        hs = (routine_doc(hub, victim, "header_sync") or {}).get("header_sync") or {}
+        assert hs.get("stalled_for_s") is None
+        faults = [e for e in hub.journal.since(since) if e.table == "fault"]
+        assert [(e.event, e.fields.get("kind"), e.peer, e.service) for e in faults] == [
+            ("injected", "stall", victim, "block_sync"),
+            ("observed", "stall", victim, "block_sync"),
+        ]
+        assert faults[1].fields["effect"] == "reads_stalled"
+        assert conn_ids(hub) == before  # a stall closes nothing
+        assert not closures(hub, since)
+
+
+@needs_block_sync_faults
+async def test_w_throttles_exactly_the_selected_peer_and_0_lifts_it(
+    star: tuple[Node, list[Node]],
+) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub), refresh_interval=NO_TIMER)
+
+    def throttles() -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for label in conn_ids(hub):
+            conn = hub.transport.connection_for_label(label)
+            assert conn is not None
+            out[label] = conn.throttle_bytes_per_s
+        return out
+
+    async with app.run_test(size=SIZE) as pilot:
+        _table, victim = await peers_view(pilot, 2)
+        before = conn_ids(hub)
+        assert set(throttles().values()) == {None}
+        since = hub.journal.last_seq
+        await pilot.press("w")
+        await wait_until(lambda: isinstance(app.screen, ThrottleScreen), "the throttle modal")
+        modal = app.screen
+        assert isinstance(modal, ThrottleScreen)
+        assert modal.title_text == f"Throttle reads from {victim}?"
+        await pilot.press("enter")  # the default, 64 KiB/s
+        await wait_until(
+            lambda: any("reads_throttled" in note for note, _ in app.notes), "the effect"
+        )
+        note = next(n for n, _ in app.notes if "reads_throttled" in n)
+        assert note == (
+            f"throttle reads from {victim} to 64 KiB/s: reads_throttled (rate=65536B/s)"
+        )
+        assert throttles() == {label: 64 * 1024 if label == victim else None for label in before}
+        # 0 lifts it.
+        await pilot.press("w")
+        await wait_until(lambda: isinstance(app.screen, ThrottleScreen), "the throttle modal")
+        app.screen.query_one("#throttle-kib", Input).value = "0"
+        await pilot.press("enter")
+        await wait_until(
+            lambda: any("throttle_lifted" in note for note, _ in app.notes), "the lift"
+        )
+        note = next(n for n, _ in app.notes if "throttle_lifted" in n)
+        assert note == f"lift the bandwidth throttle of {victim}: throttle_lifted (off)"
+        assert set(throttles().values()) == {None}
+        assert [
+            (e.event, e.fields.get("kind"), e.peer, e.fields.get("effect"))
+            for e in hub.journal.since(since)
+            if e.table == "fault"
+        ] == [
+            ("injected", "throttle", victim, None),
+            ("observed", "throttle", victim, "reads_throttled"),
+            ("injected", "throttle", victim, None),
+            ("observed", "throttle", victim, "throttle_lifted"),
+        ]
+        assert conn_ids(hub) == before  # a throttle closes nothing
+        assert not closures(hub, since)
+
+
+@needs_block_sync_faults
+async def test_read_only_refuses_w_on_a_real_node(star: tuple[Node, list[Node]]) -> None:
+    hub, _leaves = star
+    app = RecordingConsole(InProcessClient(hub, read_only=True), refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        _table, victim = await peers_view(pilot, 1)
+        since = hub.journal.last_seq
+        await pilot.press("w")
+        await pilot.pause()
+        assert isinstance(app.screen, PeersScreen)  # no modal opened
+        assert app.notes == [
+            ("read-only console: throttle is disabled (started with --read-only)", "error")
+        ]
+        # The client refuses it too, whoever calls it.
+        result = await app.client.act(ActionRequest("throttle", victim, rate=64.0))
+        assert not result.ok and "read-only" in result.message
+        assert not fault_events(hub, since)
+        conn = hub.transport.connection_for_label(victim)
+        assert conn is not None and conn.throttle_bytes_per_s is None

@@ -41,6 +41,7 @@ VIEWS: list[tuple[str, list[str]]] = [
     ("help", ["2", "question_mark"]),
     ("confirm_disconnect", ["2", "down", "d"]),
     ("confirm_stall", ["2", "down", "down", "down", "s"]),
+    ("confirm_throttle", ["2", "down", "down", "down", "w"]),
 ]
 
 

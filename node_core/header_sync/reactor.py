@@ -2,7 +2,8 @@
 
 Routines own their peer's protocol state; the reactor owns only what is shared (reference
 §3.10-3.13): the range queue and its production, per-peer outstanding requests and their
-timeouts, commit ordering (through the header index and one committer task), serving slots,
+timeouts, commit ordering (through the header index and the committer of
+:mod:`node_core.header_sync.committer`), serving slots,
 the NewBlock pipeline and relay, status broadcasts, parking and misbehavior records.
 
 Invariants:
@@ -42,13 +43,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from node_core.chain.genesis import Checkpoints, genesis_header
 from node_core.chain.miner import ChainError, validate_block
 from node_core.chain.model import Block, BlockHeader
 from node_core.chain.pow import DEMO_BITS
-from node_core.chain.store import StoreError
 from node_core.header_sync.chain_index import (
     CommitPlan,
     HeaderIndex,
@@ -63,6 +63,17 @@ from node_core.header_sync.commands import (
     HeaderSyncCommandSink,
     SendHeaders,
     Wake,
+)
+from node_core.header_sync.committer import (
+    CommitBlock,
+    CommitFailed,
+    CommitHeaders,
+    Committed,
+    HeaderCommitter,
+    ReorgHeaders,
+    Result,
+    ServeHeaders,
+    ServeReady,
 )
 from node_core.header_sync.events import (
     InboundGetHeadersRequested,
@@ -179,70 +190,6 @@ class ParkRecord:
     work_returned: int
 
 
-# --- committer actions and results -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CommitHeaders:
-    start: int
-    headers: tuple[BlockHeader, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ReorgHeaders:
-    fork_height: int
-    headers: tuple[BlockHeader, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CommitBlock:
-    block: Block
-
-
-@dataclass(frozen=True, slots=True)
-class ServeHeaders:
-    peer: str
-    generation: int
-    start: int
-    count: int
-
-
-Action: TypeAlias = CommitHeaders | ReorgHeaders | CommitBlock | ServeHeaders
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    start: int
-    count: int
-    tip_height: int
-    tip_hash: bytes
-    kind: str
-    verified: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CommitFailed:
-    start: int
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class ServeReady:
-    peer: str
-    generation: int
-    start: int
-    count: int
-    headers: tuple[bytes, ...]
-    body_sizes: tuple[int, ...]
-
-
-Result: TypeAlias = Committed | CommitFailed | ServeReady
-
-
-def _rows(headers: tuple[BlockHeader, ...]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(h.hash, h.prev_hash, h.encode()) for h in headers]
-
-
 class HeaderSyncReactor:
     """Owns the shared header-sync state of one node; see the module docstring."""
 
@@ -271,9 +218,8 @@ class HeaderSyncReactor:
         self._events: deque[RoutineEvent] = deque()
         self._lifecycle: deque[PeerDisconnected] = deque()
         self._results: deque[Result] = deque()
-        self._actions: deque[Action] = deque()
+        self.committer = HeaderCommitter(lambda: self.chain.store, self._on_committer_result)
         self._bell = asyncio.Event()
-        self._actions_bell = asyncio.Event()
         self.seen: OrderedDict[bytes, None] = OrderedDict()
         self.committed_total = 0
         self._rate: deque[tuple[float, int]] = deque()
@@ -302,7 +248,7 @@ class HeaderSyncReactor:
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._run(), name="header-sync-reactor"),
-            loop.create_task(self._commit_loop(), name="header-sync-committer"),
+            loop.create_task(self.committer.run(), name="header-sync-committer"),
         ]
 
     async def stop(self) -> None:
@@ -384,7 +330,7 @@ class HeaderSyncReactor:
             "events": len(self._events),
             "events_max": EVENTS_CAPACITY,
             "lifecycle": len(self._lifecycle),
-            "actions": len(self._actions),
+            "actions": len(self.committer),
             "actions_max": ACTIONS_CAPACITY,
         }
 
@@ -424,7 +370,7 @@ class HeaderSyncReactor:
                 "tip_height": branch.tip_height,
                 "peer": branch.peer,
             },
-            "pending_commits": sum(1 for a in self._actions if not isinstance(a, ServeHeaders)),
+            "pending_commits": self.committer.pending_commits,
             "seen_cache": len(self.seen),
             "reorgs": self.index.reorgs,
             "headers_per_s": round(self.headers_per_s(), 1),
@@ -676,7 +622,7 @@ class HeaderSyncReactor:
         entry.fork = None
         if kind is PlanKind.EXTEND:
             self._cover(o.range.start_height, self.index.tip_height)
-            self._actions_put(CommitHeaders(plan.start, plan.headers))
+            self.committer.put(CommitHeaders(plan.start, plan.headers))
         elif kind is PlanKind.REORG:
             assert plan.fork_height is not None
             self.queue.reset_above(plan.fork_height)
@@ -693,7 +639,7 @@ class HeaderSyncReactor:
                 fork_height=plan.fork_height,
                 new_tip=self.index.tip_height,
             )
-            self._actions_put(ReorgHeaders(plan.fork_height, plan.headers))
+            self.committer.put(ReorgHeaders(plan.fork_height, plan.headers))
             if self.on_reorg is not None:
                 self.on_reorg(plan.fork_height)
         elif kind is PlanKind.BRANCH:
@@ -749,7 +695,7 @@ class HeaderSyncReactor:
         # Never more than fits the peer's negotiated message size: a shorter answer is valid
         # (the peer treats it like an answer near our tip), an oversize one cannot be sent.
         count = min(ev.count, self.serve_cap(entry))
-        self._actions_put(ServeHeaders(ev.peer, entry.generation, ev.start_height, count))
+        self.committer.put(ServeHeaders(ev.peer, entry.generation, ev.start_height, count))
 
     def _on_new_block(self, ev: NewBlockCandidate) -> None:
         entry = self.peers.get(ev.peer)
@@ -808,7 +754,7 @@ class HeaderSyncReactor:
         self._remember(block.hash)
         self.index.apply(CommitPlan(PlanKind.EXTEND, header.height, (header,)))
         self._cover(header.height, header.height)
-        self._actions_put(CommitBlock(block))
+        self.committer.put(CommitBlock(block))
         payload = encode_header_sync(NewBlock(header.encode(), block.body))
         forwarded = 0
         for label in sorted(self.peers):
@@ -834,6 +780,10 @@ class HeaderSyncReactor:
         self._schedule()
 
     # ------------------------------------------------------------------ results
+    def _on_committer_result(self, res: Result) -> None:
+        self._results.append(res)
+        self._bell.set()
+
     def _on_result(self, res: Result) -> None:
         if isinstance(res, ServeReady):
             self._on_serve_ready(res)
@@ -1062,73 +1012,3 @@ class HeaderSyncReactor:
         )
         self.trace.row("header_peer_violation", peer=label, reason=reason.value)
         self.trace.row("header_peer_disconnect_requested", peer=label, reason=reason.value)
-
-    # ------------------------------------------------------------------ committer
-    def _actions_put(self, action: Action) -> None:
-        self._actions.append(action)
-        self._actions_bell.set()
-
-    async def _commit_loop(self) -> None:
-        """Store I/O in plan order, off the reactor; contiguous header commits are merged."""
-        store = self.chain.store
-        while True:
-            if not self._actions:
-                self._actions_bell.clear()
-                await self._actions_bell.wait()
-                continue
-            action = self._actions.popleft()
-            try:
-                result = await self._execute(store, action)
-            except (StoreError, ValueError) as exc:
-                log.error("header-sync commit failed: %s", exc)
-                start = action.start if isinstance(action, CommitHeaders) else -1
-                result = CommitFailed(start, str(exc)[:300])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug: keep the committer alive, report it
-                log.exception("header-sync committer failed")
-                result = CommitFailed(-1, repr(exc)[:300])
-            self._results.append(result)
-            self._bell.set()
-
-    async def _execute(self, store: Any, action: Action) -> Result:
-        if isinstance(action, ServeHeaders):
-            rows = await store.headers_with_sizes(action.start, action.count)
-            return ServeReady(
-                action.peer,
-                action.generation,
-                action.start,
-                action.count,
-                tuple(r[0] for r in rows),
-                tuple(r[1] for r in rows),
-            )
-        if isinstance(action, CommitHeaders):
-            headers = list(action.headers)
-            # Merge the contiguous header commits queued behind this one: one fsync for all.
-            while self._actions and isinstance(self._actions[0], CommitHeaders):
-                nxt = self._actions[0]
-                assert isinstance(nxt, CommitHeaders)
-                if nxt.start != action.start + len(headers):
-                    break
-                self._actions.popleft()
-                headers.extend(nxt.headers)
-            merged = tuple(headers)
-            await store.put_headers(action.start, _rows(merged))
-            last = merged[-1]
-            return Committed(action.start, len(merged), last.height, last.hash, "extend")
-        if isinstance(action, ReorgHeaders):
-            await store.replace_above(action.fork_height, _rows(action.headers))
-            last = action.headers[-1]
-            verified = await store.verified_tip()
-            return Committed(
-                action.fork_height + 1,
-                len(action.headers),
-                last.height,
-                last.hash,
-                "reorg",
-                verified,
-            )
-        block = action.block
-        await store.put_headers(block.height, _rows((block.header,)))
-        verified = await store.put_bodies([(block.height, block.body)])
-        return Committed(block.height, 1, block.height, block.hash, "block", verified)

@@ -38,6 +38,8 @@ ZAKURA = Path(sys.executable).with_name("zakura")
 COLS, ROWS = 160, 45
 APPEAR_SECS = 15.0
 EXIT_SECS = 10.0
+#: Deadline for the demo chain to be generated, synced and then grow.
+SYNC_SECS = 60.0
 #: CSI sequences, OSC strings, charset selection and the short ESC commands Textual writes.
 ESCAPES = re.compile(
     rb"\x1b(\[[0-9;?<>=!]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[()][0-9A-B]|[=>78MDEc])"
@@ -327,9 +329,16 @@ def test_overview_shows_our_node_syncing_headers_and_following_the_miner(
     term = open_console(terminal, data, "--mine-interval", "0.5")
     term.wait_for(r"waiting for the node")  # the first frame does not wait for pre-generation
     # At 5,000 or a little past it (node 0 may have mined while our node started) ...
-    synced = int(term.wait_for(r"header tip\s+(5,\d{3}) of").group(1).replace(",", ""))
+    # (Pre-generating 5,000 blocks and then syncing them: on a loaded 2-core CI machine that
+    # can take longer than the usual appear deadline; the wait is a condition, not a sleep.)
+    tip = term.wait_for(r"header tip\s+(5,\d{3}) of", timeout=SYNC_SECS).group(1)
+    synced = int(tip.replace(",", ""))
     # ... and then moving with the miner.
-    term.wait_until(lambda: max(header_tips(term.text)) > synced, f"a header tip past {synced}")
+    term.wait_until(
+        lambda: max(header_tips(term.text)) > synced,
+        f"a header tip past {synced}",
+        timeout=SYNC_SECS,
+    )
     children = processes_mentioning(str(data / "testnet"))
     miner = [c for c in children.values() if "node-00" in c]
     assert len(miner) == 1 and "--blocks 5000 --seed 1 --mine-interval 0.5" in miner[0], miner

@@ -583,6 +583,12 @@ def build_parser() -> Parser:
         metavar="S",
         help=f"{MINE_INTERVAL_HELP} (S must be positive, e.g. 5)",
     )
+    node.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="sync and serve headers but never download block bodies (no block-sync stream); "
+        "bodies this node already has stay in its store (default: off, bodies are synced)",
+    )
     add_hostile_mode(
         node, "run a hostile header or block sync that attacks peers in MODE (listed below)"
     )
@@ -774,6 +780,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         blocks=args.blocks,
         chain_seed=args.seed,
         mine_interval=args.mine_interval,
+        sync_blocks=not args.headers_only,
         hostile_mode=args.hostile_mode,
         hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
         hostile_rate_bytes=DEFAULT_HOSTILE_RATE if args.hostile_rate is None else args.hostile_rate,

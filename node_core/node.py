@@ -80,6 +80,8 @@ class NodeConfig:
     chain_seed: int = 1
     header_sync: HeaderSyncConfig = field(default_factory=HeaderSyncConfig)
     block_sync: BlockSyncConfig = field(default_factory=BlockSyncConfig)
+    #: Run block-sync (stream 6). False: a headers-only node (``--headers-only``).
+    sync_blocks: bool = True
     #: Mine a block on our tip every this many seconds and announce it (None: never).
     mine_interval: float | None = None
     #: Run a hostile header-sync or block-sync instead of the honest one (testnets only; see
@@ -177,11 +179,9 @@ class Node:
         # An extra service on a built-in's stream kind replaces that built-in: tests put
         # stand-ins on kind 5 to probe the transport without header-sync's own behaviour.
         taken = {svc.kind for svc in extra_services}
-        builtins: list[Service] = [
-            self.discovery,
-            self.header_sync_service,
-            self.block_sync_service,
-        ]
+        builtins: list[Service] = [self.discovery, self.header_sync_service]
+        if config.sync_blocks:
+            builtins.append(self.block_sync_service)
         self.registry = ServiceRegistry(
             [*(svc for svc in builtins if svc.kind not in taken), *extra_services]
         )

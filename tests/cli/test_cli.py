@@ -217,6 +217,17 @@ def test_node_mine_interval_reaches_the_config(tmp_path: Path) -> None:
     assert (config.mine_interval, config.blocks) == (2.5, 10)
 
 
+def test_headers_only_node_runs_no_block_sync(tmp_path: Path) -> None:
+    from node_core.node import Node
+
+    base = ["node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)]
+    assert node_config_from_args(build_parser().parse_args(base)).sync_blocks
+    config = node_config_from_args(build_parser().parse_args([*base, "--headers-only"]))
+    assert not config.sync_blocks
+    node = Node(config)
+    assert [svc.name for svc in node.registry.services] == ["discovery", "header_sync"]
+
+
 @pytest.mark.parametrize("command", ["console", "demo"])
 def test_embedded_testnet_mines_by_default_and_zero_turns_it_off(command: str) -> None:
     parser = build_parser()

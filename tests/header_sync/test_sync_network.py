@@ -55,10 +55,16 @@ async def forked_data_dir(path: Path, common: int, branch: int, seed: int) -> tu
 async def test_six_nodes_sync_reorg_and_resume(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     try:
-        miner = await cluster.start("n0", blocks=CHAIN, target_peers=5)
+        # Headers only: this is header-sync's acceptance; six full copies of 165 MB of bodies
+        # would only cost CI disk and time (block-sync has its own tests).
+        miner = await cluster.start("n0", blocks=CHAIN, target_peers=5, sync_blocks=False)
         nodes = [miner]
         for i in range(1, 6):
-            nodes.append(await cluster.start(f"n{i}", bootstrap=bootstrap(*nodes), target_peers=5))
+            nodes.append(
+                await cluster.start(
+                    f"n{i}", bootstrap=bootstrap(*nodes), target_peers=5, sync_blocks=False
+                )
+            )
         await wait_until(
             lambda: tips(nodes) == {miner.chain.header_tip}, 120, "six nodes on one tip"
         )
@@ -73,7 +79,9 @@ async def test_six_nodes_sync_reorg_and_resume(tmp_path: Path) -> None:
         # A node on a competing branch that forks 100 below the tip and has 100 more blocks.
         fork_tip = await forked_data_dir(tmp_path / "fork", CHAIN - 100, 200, seed=77)
         assert fork_tip[0] == CHAIN + 100
-        fork = await cluster.start("fork", bootstrap=bootstrap(*nodes), target_peers=6)
+        fork = await cluster.start(
+            "fork", bootstrap=bootstrap(*nodes), target_peers=6, sync_blocks=False
+        )
         await wait_until(
             lambda: tips([*nodes, fork]) == {fork_tip}, 120, "every node reorged to the branch"
         )
@@ -91,7 +99,7 @@ async def test_six_nodes_sync_reorg_and_resume(tmp_path: Path) -> None:
         data_dir = victim.config.data_dir
         await victim.stop()
         cluster.nodes.remove(victim)
-        again = await cluster.start(data_dir.name)
+        again = await cluster.start(data_dir.name, sync_blocks=False)
         assert again.chain.header_tip == fork_tip
         assert again.header_sync.index.tip_height == fork_tip[0]
         assert again.header_sync.index.tip_hash == fork_tip[1]

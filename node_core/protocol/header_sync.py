@@ -24,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from node_core.protocol.codec import Reader, Writer
@@ -36,6 +37,8 @@ from node_core.protocol.errors import (
     UnknownMessage,
 )
 from node_core.protocol.limits import FRAME_HEADER_BYTES, MIB
+
+_BODY_SIZE = struct.Struct("<I")
 
 HEADER_SYNC_STREAM_KIND = 5
 #: Our own version: the reference's v5 layout minus tree-aux roots (see module docstring).
@@ -327,8 +330,18 @@ def encode_header_sync(msg: HeaderSyncMessage, header_bytes: int = HEADER_WIRE_B
         if n > MAX_HEADERS_PER_RESPONSE:
             raise HeaderCountLimit(f"headers: {n} > cap {MAX_HEADERS_PER_RESPONSE}")
         w.u8(TAG_HEADERS).u32(n)
+        # One join instead of two writer calls per header: a 4,000-header answer is the
+        # hottest thing a server encodes. Same checks as ``fixed`` and ``u32``.
+        parts: list[bytes] = []
+        pack = _BODY_SIZE.pack
         for header, body_size in zip(msg.headers, msg.body_sizes, strict=True):
-            w.fixed(header, header_bytes, "header").u32(body_size)
+            if len(header) != header_bytes:
+                raise InvalidValue(f"header: expected {header_bytes} bytes, got {len(header)}")
+            if not 0 <= body_size <= 0xFFFF_FFFF:
+                raise InvalidValue(f"u32 out of range: {body_size}")
+            parts.append(header)
+            parts.append(pack(body_size))
+        w.raw(b"".join(parts))
     elif isinstance(msg, NewBlock):
         if len(msg.body) > MAX_BLOCK_BODY_BYTES:
             raise OverCap(f"block body: {len(msg.body)} bytes > cap {MAX_BLOCK_BODY_BYTES}")

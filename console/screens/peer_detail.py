@@ -204,6 +204,13 @@ class PeerDetailScreen(ConsoleScreen):
                 f" · out {size(int(p.get('bytes_out') or 0))}"
                 f" · misbehavior {clean(p.get('misbehavior_count', 0), 12)}"
             )
+        throttle = p.get("throttle_bytes_per_s")
+        if throttle:
+            # An operator throttle (w) is a fault in force: say so where the bytes are.
+            text.append(
+                f" · reads throttled to {size(int(float(throttle)))}/s (w with 0 lifts it)",
+                style="bold yellow",
+            )
         if not live and self._close_record is not None:
             c = self._close_record
             by = "" if c.get("by") in (None, "local") else " by the peer"

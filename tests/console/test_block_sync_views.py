@@ -310,3 +310,24 @@ async def test_block_sync_without_header_sync_and_no_snapshot_sections() -> None
         await pilot.pause()
         assert screen.query_one("#sync-placeholder").display
         assert not screen.query_one("#ov-block-sync").display
+
+
+async def test_peer_detail_says_when_the_peers_reads_are_throttled() -> None:
+    snap = fixture_snapshot(8)
+    victim = snap["peers"][3]
+    victim["throttle_bytes_per_s"] = 64 * 1024
+    client = ScriptedClient(snap=snap)
+    app = ZakuraConsole(client, refresh_interval=NO_TIMER)
+    async with app.run_test(size=SIZE) as pilot:
+        await peers_cursor_on(app, pilot, victim["label"])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PeerDetailScreen), "the detail")
+        await pilot.pause()
+        header = rendered(app.screen.query_one("#detail-header", Static).content)
+        assert "reads throttled to 64.0 KiB/s" in header, header
+        # Lifted: the line goes away on the next frame.
+        client.snap["peers"][3]["throttle_bytes_per_s"] = None
+        await app.poll()
+        await pilot.pause()
+        header = rendered(app.screen.query_one("#detail-header", Static).content)
+        assert "throttled" not in header

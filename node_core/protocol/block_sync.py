@@ -34,6 +34,7 @@ Invariants:
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from node_core.protocol.codec import Reader, Writer
@@ -139,6 +140,8 @@ TAG_GET_BLOCKS = 2
 TAG_BLOCK = 3
 TAG_BLOCKS_DONE = 4
 TAG_RANGE_UNAVAILABLE = 5
+_BLOCK_TAG = bytes((TAG_BLOCK,))
+_U32 = struct.Struct("<I")
 KNOWN_TAGS = frozenset(
     {TAG_STATUS, TAG_GET_BLOCKS, TAG_BLOCK, TAG_BLOCKS_DONE, TAG_RANGE_UNAVAILABLE}
 )
@@ -359,6 +362,17 @@ def encode_block_sync(msg: BlockSyncMessage) -> bytes:
         CodecError: If the message breaks any rule the decoder enforces, including the whole
             :data:`MAX_BS_MESSAGE_BYTES` cap.
     """
+    if isinstance(msg, Block):
+        # The bulk message: one join, so the body is copied once (the writer would copy it
+        # twice); the same checks as the writer path.
+        _check_body_len(len(msg.body))
+        if len(msg.header) != BLOCK_HEADER_BYTES:
+            raise InvalidValue(
+                f"block header: expected {BLOCK_HEADER_BYTES} bytes, got {len(msg.header)}"
+            )
+        payload = b"".join((_BLOCK_TAG, msg.header, _U32.pack(len(msg.body)), msg.body))
+        _check_message_size(payload)
+        return payload
     w = Writer()
     if isinstance(msg, Status):
         w.u8(TAG_STATUS).u32(msg.servable_low).u32(msg.servable_high)
@@ -369,10 +383,6 @@ def encode_block_sync(msg: BlockSyncMessage) -> bytes:
     elif isinstance(msg, GetBlocks):
         _check_request_count(msg.count, "GetBlocks")
         w.u8(TAG_GET_BLOCKS).u32(msg.start_height).u32(msg.count)
-    elif isinstance(msg, Block):
-        _check_body_len(len(msg.body))
-        w.u8(TAG_BLOCK).fixed(msg.header, BLOCK_HEADER_BYTES, "block header")
-        w.u32(len(msg.body)).raw(msg.body)
     elif isinstance(msg, BlocksDone):
         _check_returned(msg.returned)
         w.u8(TAG_BLOCKS_DONE).u32(msg.start_height).u32(msg.returned)

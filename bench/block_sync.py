@@ -70,7 +70,7 @@ from node_core.block_sync.core import BlockSyncConfig
 from node_core.chain.chainstate import CHAIN_FILE
 from node_core.chain.genesis import genesis_block
 from node_core.chain.miner import pregenerate
-from node_core.chain.model import Block, body_root
+from node_core.chain.model import Block, body_root, header_rows
 from node_core.chain.store import ChainStore
 from node_core.header_sync.reactor import HeaderSyncConfig
 from node_core.node import Node, NodeConfig
@@ -193,10 +193,6 @@ class BlockSyncRun:
         return out
 
 
-def _rows(blocks: list[Block]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(b.hash, b.header.prev_hash, b.header.encode()) for b in blocks]
-
-
 def _mib(kib: int) -> float:
     return round(kib / 1024, 1)
 
@@ -230,22 +226,22 @@ def build_template(data_dir: Path, n_blocks: int, *, seed: int = CHAIN_SEED) -> 
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / CHAIN_FILE
-    header_rows: list[tuple[bytes, bytes, bytes]] = []
+    stored_rows: list[tuple[bytes, bytes, bytes]] = []
     roots: list[bytes] = []
     sizes: list[int] = []
     digest = hashlib.blake2b(digest_size=32)
     store = ChainStore(path)
     try:
         genesis = genesis_block(NETWORK)
-        store.put_headers(0, _rows([genesis]))
+        store.put_headers(0, header_rows([genesis.header]))
         store.put_bodies([(0, genesis.body)])
         batch: list[Block] = []
 
         def flush() -> None:
-            rows = _rows(batch)
+            rows = header_rows(b.header for b in batch)
             store.put_headers(batch[0].height, rows)
             store.put_bodies([(b.height, b.body) for b in batch])
-            header_rows.extend(rows)
+            stored_rows.extend(rows)
             for b in batch:
                 roots.append(b.header.body_root)
                 sizes.append(len(b.body))
@@ -268,7 +264,7 @@ def build_template(data_dir: Path, n_blocks: int, *, seed: int = CHAIN_SEED) -> 
         if path.with_name(path.name + suffix).exists():
             raise CorrectnessError(f"template store left {path.name}{suffix} behind")
     return ChainTemplate(
-        path, n_blocks, tip[1], header_rows, roots, sizes, digest.digest(), path.stat().st_size
+        path, n_blocks, tip[1], stored_rows, roots, sizes, digest.digest(), path.stat().st_size
     )
 
 
@@ -391,7 +387,7 @@ def _pipeline_store(template: ChainTemplate, path: Path) -> ChainStore:
     """A fresh store holding genesis and every header, no bodies but genesis' (untimed)."""
     store = ChainStore(path)
     genesis = genesis_block(NETWORK)
-    store.put_headers(0, _rows([genesis]))
+    store.put_headers(0, header_rows([genesis.header]))
     store.put_bodies([(0, genesis.body)])
     store.put_headers(1, template.header_rows)
     return store

@@ -19,9 +19,9 @@ data dirs and one syncing node with a fresh data dir bootstrapped to all three, 
 event loop over real TCP on 127.0.0.1. Servers and client run header-sync with
 ``max_headers_per_response = 4000`` (the protocol maximum; the default is 1000). The clock
 starts just before the syncing node's ``start()`` (so dialling, handshakes and Status exchange
-count) and stops when its reactor reports a *durable* header tip of ``n_headers``
-(``HeaderSyncReactor.on_tip``, called after the store commit returned). Servers are started
-afresh for each repetition, before the clock starts.
+count) and stops when its reactor reports a *durable* header tip of ``n_headers`` (a
+``HeaderSyncReactor.tip_listeners`` entry, called after the store commit returned). Servers
+are started afresh for each repetition, before the clock starts.
 
 Baseline (``decode + validate``): :meth:`BlockHeader.decode` of the same stored header bytes,
 then :func:`node_core.header_sync.chain_index.validate_run` in chunks of 4,000 with
@@ -52,7 +52,7 @@ from bench import BenchOptions, CorrectnessError, ScenarioResult, register
 from node_core.chain.chainstate import CHAIN_FILE
 from node_core.chain.genesis import genesis_block
 from node_core.chain.miner import pregenerate
-from node_core.chain.model import Block, BlockHeader
+from node_core.chain.model import Block, BlockHeader, header_rows
 from node_core.chain.pow import DEMO_BITS
 from node_core.chain.store import ChainStore
 from node_core.header_sync.chain_index import HeaderIndex, PlanKind, validate_run
@@ -168,10 +168,6 @@ def _digest(raw_headers: list[bytes]) -> bytes:
     return hasher.digest()
 
 
-def _rows(blocks: list[Block]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(b.hash, b.header.prev_hash, b.header.encode()) for b in blocks]
-
-
 # ---------------------------------------------------------------------------- set-up
 def build_template(data_dir: Path, n_headers: int, *, seed: int = CHAIN_SEED) -> ChainTemplate:
     """Write the seeded chain into ``data_dir / CHAIN_FILE`` and read its headers back.
@@ -184,17 +180,17 @@ def build_template(data_dir: Path, n_headers: int, *, seed: int = CHAIN_SEED) ->
     store = ChainStore(path)
     try:
         genesis = genesis_block(NETWORK)
-        store.put_headers(0, _rows([genesis]))
+        store.put_headers(0, header_rows([genesis.header]))
         store.put_bodies([(0, genesis.body)])
         batch: list[Block] = []
         for block in pregenerate(NETWORK, n_headers, seed, avg_body=BODY_BYTES):
             batch.append(block)
             if len(batch) == WRITE_BATCH:
-                store.put_headers(batch[0].height, _rows(batch))
+                store.put_headers(batch[0].height, header_rows(b.header for b in batch))
                 store.put_bodies([(b.height, b.body) for b in batch])
                 batch = []
         if batch:
-            store.put_headers(batch[0].height, _rows(batch))
+            store.put_headers(batch[0].height, header_rows(b.header for b in batch))
             store.put_bodies([(b.height, b.body) for b in batch])
         tip = store.header_tip()
         raw = store.headers_range(1, n_headers)
@@ -286,15 +282,12 @@ async def network_sync(
             )
         )
         reached: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        previous = client.header_sync.on_tip
 
         def on_tip(height: int, hash_: bytes) -> None:
-            if previous is not None:
-                previous(height, hash_)
             if height >= n and not reached.done():
                 reached.set_result(time.perf_counter())
 
-        client.header_sync.on_tip = on_tip
+        client.header_sync.tip_listeners.append(on_tip)
         started = time.perf_counter()
         await client.start()
         try:

@@ -32,6 +32,7 @@ from node_core.block_sync.registry import PeerRegistry
 from node_core.block_sync.sequencer import BufferedBody, Sequencer
 from node_core.block_sync.work import ByteBudget, WorkQueue
 from node_core.chain.store import StoreError
+from node_core.observe.trace import TableTrace
 from node_core.protocol.block_sync import (
     DEFAULT_BLOCKS_PER_RESPONSE,
     DEFAULT_INFLIGHT_REQUESTS,
@@ -132,6 +133,7 @@ class BlockSyncCore:
         self.misbehavior = misbehavior
         self.metrics = metrics
         self.trace = trace
+        self._rows = TableTrace(trace, TRACE_TABLE)
         self.config = config or BlockSyncConfig()
         self.budget = ByteBudget(self.config.max_inflight_bytes)
         self.work = WorkQueue(self.budget, 0, on_work=self.ring)
@@ -145,7 +147,6 @@ class BlockSyncCore:
         self._produced_to = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._rate: deque[tuple[float, int, int]] = deque()
-        self.peak_budget_used = 0
         self.peak_outstanding = 0
         self.reset_epoch = 0
         self.routines: dict[tuple[int, int], Any] = {}
@@ -233,16 +234,19 @@ class BlockSyncCore:
         """A routine's verified body: buffer it for the committer (False: redundant)."""
         if not self.sequencer.accept(body):
             return False
-        self.peak_budget_used = max(self.peak_budget_used, self.budget.used)
         if self.sequencer.ready():
             self._commit_bell.set()
         return True
+
+    @property
+    def peak_budget_used(self) -> int:
+        """The most bytes the budget ever held (derived from the budget, not sampled)."""
+        return self.budget.peak
 
     def note_outstanding(self) -> None:
         """Record the peak of requests in flight across all peers (scenario invariants)."""
         total = sum(len(r.outstanding) for r in self.routines.values())
         self.peak_outstanding = max(self.peak_outstanding, total)
-        self.peak_budget_used = max(self.peak_budget_used, self.budget.used)
 
     def fund_floor(self, needed: int) -> bool:
         """Free bytes for the floor lane by shedding the highest look-ahead body."""
@@ -259,8 +263,7 @@ class BlockSyncCore:
         )
 
     def row(self, event: str, **fields: object) -> None:
-        if self.trace is not None:
-            self.trace.write_row(TRACE_TABLE, {"event": event, **fields})
+        self._rows.row(event, **fields)
 
     # ------------------------------------------------------------------ committer
     async def _commit_loop(self) -> None:
@@ -391,7 +394,7 @@ class BlockSyncCore:
             "verified_tip": self.chain.verified_tip[0],
             "budget_reserved": self.budget.used,
             "budget_max": self.budget.max_bytes,
-            "budget_peak": self.peak_budget_used,
+            "budget_peak": self.budget.peak,
             "peak_outstanding_requests": self.peak_outstanding,
             "reserved_bytes": by_state["reserved"],
             "held_bytes": by_state["held"],

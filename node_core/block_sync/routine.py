@@ -410,10 +410,9 @@ class BlockSyncRoutine:
             core.record(self.label, "size_mismatch")
             self._retry(o, [height], now)
             return
-        if work.receive(self.owner, height, len(msg.body)) is None:
-            o.received.add(height)  # the work moved on (reset, floor): nothing to keep
-        else:
-            o.received.add(height)
+        o.received.add(height)
+        # None: the work moved on (a reset, the floor) and there is nothing to keep.
+        if work.receive(self.owner, height, len(msg.body)) is not None:
             body = BufferedBody(height, item.hash, msg.header, msg.body, self.label)
             if not core.accept_body(body):
                 work.unreceive(height)

@@ -79,13 +79,21 @@ class _Entry:
 class ByteBudget:
     """The memory bound of block-sync: bytes reserved for requests plus bytes of held bodies."""
 
-    __slots__ = ("max_bytes", "used")
+    __slots__ = ("max_bytes", "peak", "used")
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < MAX_ESTIMATE:
             raise ValueError(f"budget {max_bytes} cannot hold one maximal block")
         self.max_bytes = max_bytes
         self.used = 0
+        #: The highest ``used`` ever reached: kept where ``used`` changes, so it is exact.
+        self.peak = 0
+
+    def charge(self, delta: int) -> None:
+        """Move ``used`` by ``delta`` bytes (negative: a release)."""
+        self.used += delta
+        if self.used > self.peak:
+            self.peak = self.used
 
     @property
     def available(self) -> int:
@@ -228,7 +236,7 @@ class WorkQueue:
             entry.state = WorkState.IN_FLIGHT
             entry.owner = owner
             entry.charged = entry.estimate
-            self.budget.used += entry.estimate
+            self.budget.charge(entry.estimate)
             self.charged_total += entry.estimate
         return taken
 
@@ -243,7 +251,7 @@ class WorkQueue:
         if entry is None or entry.state is not WorkState.IN_FLIGHT or entry.owner != owner:
             return None
         delta = actual - entry.charged
-        self.budget.used += delta
+        self.budget.charge(delta)
         if delta > 0:
             self.charged_total += delta
         else:
@@ -319,7 +327,7 @@ class WorkQueue:
 
     def _release(self, entry: _Entry) -> int:
         freed, entry.charged = entry.charged, 0
-        self.budget.used -= freed
+        self.budget.charge(-freed)
         self.released_total += freed
         return freed
 

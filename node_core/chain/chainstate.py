@@ -22,7 +22,7 @@ from pathlib import Path
 
 from node_core.chain.genesis import genesis_block
 from node_core.chain.miner import pregenerate
-from node_core.chain.model import Block
+from node_core.chain.model import Block, header_rows
 from node_core.chain.store import AsyncChainStore
 from node_core.observe.journal import Journal
 from node_core.protocol.limits import NETWORK_LABELS, NetworkId
@@ -38,10 +38,6 @@ PREGEN_BATCH = 500
 
 class ChainStateError(Exception):
     """The data dir's chain cannot be used as asked (another network's, another seed's)."""
-
-
-def _rows(blocks: list[Block]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(b.hash, b.header.prev_hash, b.header.encode()) for b in blocks]
 
 
 class ChainState:
@@ -104,7 +100,7 @@ class ChainState:
                     f"{self.network} genesis {self.genesis.hash.hex()[:16]}: use another data dir"
                 )
             if stored is None:
-                await store.put_headers(0, _rows([self.genesis]))
+                await store.put_headers(0, header_rows([self.genesis.header]))
             if await store.body_at(0) is None:
                 await store.put_bodies([(0, self.genesis.body)])
         except BaseException:
@@ -184,7 +180,7 @@ class ChainState:
             if not chunk:
                 break
             start = chunk[0].height
-            await store.put_headers(start, _rows(chunk))
+            await store.put_headers(start, header_rows(b.header for b in chunk))
             await store.put_bodies([(b.height, b.body) for b in chunk])
             await self.refresh()
             written += len(chunk)

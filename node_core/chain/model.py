@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from node_core.protocol.codec import Reader, Writer
@@ -198,6 +199,11 @@ class BlockHeader:
     def label(self) -> str:
         """Short display form ``#height:hash8``; contains no peer-supplied text."""
         return f"#{self.height}:{short_hex(self.hash)}"
+
+
+def header_rows(headers: Iterable[BlockHeader]) -> list[tuple[bytes, bytes, bytes]]:
+    """``(hash, prev_hash, encoding)`` per header: the rows ``ChainStore.put_headers`` takes."""
+    return [(h.hash, h.prev_hash, h.raw) for h in headers]
 
 
 _HEADER_STRUCT = struct.Struct("<II32s32sQBQ")

@@ -381,11 +381,6 @@ class ChainStore:
         row = self._db.execute("SELECT body FROM bodies WHERE height=?", (height,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    def has_body(self, height: int) -> bool:
-        """Whether a body is stored at ``height``, without reading it."""
-        row = self._db.execute("SELECT 1 FROM bodies WHERE height=?", (height,)).fetchone()
-        return row is not None
-
     # -- reorg -----------------------------------------------------------------------------
 
     def truncate_above(self, height: int) -> None:

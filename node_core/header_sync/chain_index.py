@@ -143,7 +143,8 @@ class HeaderIndex:
         self.times.append(header.time)
         self.cum_work.append(self.cum_work[-1] + work(header.bits))
 
-    def _truncate(self, height: int) -> None:
+    def truncate_to(self, height: int) -> None:
+        """Forget the main chain above ``height`` (a planned write the store refused)."""
         del self.hashes[height + 1 :]
         del self.times[height + 1 :]
         del self.cum_work[height + 1 :]
@@ -200,7 +201,7 @@ class HeaderIndex:
                 self._append(header)
         elif plan.kind is PlanKind.REORG:
             assert plan.fork_height is not None
-            self._truncate(plan.fork_height)
+            self.truncate_to(plan.fork_height)
             for header in plan.headers:
                 self._append(header)
             self.branch = None

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from node_core.chain.model import Block, BlockHeader
+from node_core.chain.model import Block, BlockHeader, header_rows
 from node_core.chain.store import StoreError
 
 __all__ = [
@@ -99,10 +99,6 @@ class ServeReady:
 Result: TypeAlias = Committed | CommitFailed | ServeReady
 
 
-def _rows(headers: tuple[BlockHeader, ...]) -> list[tuple[bytes, bytes, bytes]]:
-    return [(h.hash, h.prev_hash, h.encode()) for h in headers]
-
-
 class HeaderCommitter:
     """Runs :data:`Action` s against the store in order; ``on_result`` gets each outcome."""
 
@@ -166,11 +162,11 @@ class HeaderCommitter:
                 self._actions.popleft()
                 headers.extend(nxt.headers)
             merged = tuple(headers)
-            await store.put_headers(action.start, _rows(merged))
+            await store.put_headers(action.start, header_rows(merged))
             last = merged[-1]
             return Committed(action.start, len(merged), last.height, last.hash, "extend")
         if isinstance(action, ReorgHeaders):
-            await store.replace_above(action.fork_height, _rows(action.headers))
+            await store.replace_above(action.fork_height, header_rows(action.headers))
             last = action.headers[-1]
             verified = await store.verified_tip()
             return Committed(
@@ -182,6 +178,6 @@ class HeaderCommitter:
                 verified,
             )
         block = action.block
-        await store.put_headers(block.height, _rows((block.header,)))
+        await store.put_headers(block.height, header_rows((block.header,)))
         verified = await store.put_bodies([(block.height, block.body)])
         return Committed(block.height, 1, block.height, block.hash, "block", verified)

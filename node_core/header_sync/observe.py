@@ -12,7 +12,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 from node_core.observe.metrics import NodeMetrics
-from node_core.observe.trace import TraceWriter
+from node_core.observe.trace import TableTrace, TraceWriter
 
 TRACE_TABLE = "header_sync"
 
@@ -76,24 +76,10 @@ class HeaderSyncMetrics:
         self.best_tip = g("best_tip_height", "Best header tip height (durable)")
 
 
-class HeaderSyncTrace:
-    """Writes ``header_sync.jsonl`` rows when the node traces; a no-op otherwise."""
+class HeaderSyncTrace(TableTrace):
+    """The ``header_sync.jsonl`` table with the reference's field keys on every row."""
 
-    __slots__ = ("_writer",)
+    __slots__ = ()
 
     def __init__(self, writer: TraceWriter | None) -> None:
-        self._writer = writer
-
-    @property
-    def enabled(self) -> bool:
-        return self._writer is not None
-
-    def row(self, event: str, **fields: str | int | float | None) -> None:
-        writer = self._writer
-        if writer is None:
-            return
-        row: dict[str, object] = {"event": event}
-        for key in TRACE_KEYS:
-            row[key] = fields.pop(key, None)
-        row.update(fields)
-        writer.write_row(TRACE_TABLE, row)
+        super().__init__(writer, TRACE_TABLE, TRACE_KEYS)

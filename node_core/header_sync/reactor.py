@@ -224,7 +224,6 @@ class HeaderSyncReactor:
         self.committed_total = 0
         self._rate: deque[tuple[float, int]] = deque()
         self._tasks: list[asyncio.Task[None]] = []
-        self.on_tip: Callable[[int, bytes], None] | None = None
         #: Components that follow the durable header tip (block-sync produces work from it).
         self.tip_listeners: list[Callable[[int, bytes], None]] = []
         #: Called with the fork height when the index switches to another branch (block-sync
@@ -839,8 +838,6 @@ class HeaderSyncReactor:
         )
         for entry in self.peers.values():
             self._send_status(entry, self.our_status(entry))
-        if self.on_tip is not None:
-            self.on_tip(res.tip_height, res.tip_hash)
         for listener in self.tip_listeners:
             listener(res.tip_height, res.tip_hash)
 
@@ -851,7 +848,7 @@ class HeaderSyncReactor:
             "header_sync", "commit_failed", service=SERVICE, start=res.start, error=res.error
         )
         if self.index.tip_height > durable:
-            self.index._truncate(durable)
+            self.index.truncate_to(durable)
             self.queue.reset_above(durable)
             self.queue.uncover_above(durable)
         self._schedule()

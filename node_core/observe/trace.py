@@ -30,7 +30,7 @@ import orjson
 
 from node_core.observe.journal import Journal, JournalEvent
 
-__all__ = ["TRANSPORT_KEYS", "TRANSPORT_TABLES", "TraceWriter", "load_trace"]
+__all__ = ["TRANSPORT_KEYS", "TRANSPORT_TABLES", "TableTrace", "TraceWriter", "load_trace"]
 
 _log = logging.getLogger(__name__)
 
@@ -310,6 +310,32 @@ class TraceWriter:
             except OSError:
                 _log.exception("trace writer failed to close a table file")
         self._files.clear()
+
+
+class TableTrace:
+    """Rows of one service table, written straight to the writer; a no-op without one.
+
+    Services trace per-request events at network rate, so they skip the journal (which is
+    the operator's) and enqueue rows directly. ``keys`` are written on every row, null when
+    unset, so a table's rows are uniform (the reference's field keys).
+    """
+
+    __slots__ = ("_writer", "keys", "table")
+
+    def __init__(self, writer: TraceWriter | None, table: str, keys: tuple[str, ...] = ()) -> None:
+        self._writer = writer
+        self.table = table
+        self.keys = keys
+
+    def row(self, event: str, **fields: object) -> None:
+        writer = self._writer
+        if writer is None:
+            return
+        row: dict[str, object] = {"event": event}
+        for key in self.keys:
+            row[key] = fields.pop(key, None)
+        row.update(fields)
+        writer.write_row(self.table, row)
 
 
 def load_trace(directory: Path) -> dict[str, list[dict[str, object]]]:

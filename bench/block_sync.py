@@ -66,15 +66,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import BenchOptions, CorrectnessError, ScenarioResult, register
+from bench._chainkit import copy_store, header_sync_config
 from node_core.block_sync.core import BlockSyncConfig
 from node_core.chain.chainstate import CHAIN_FILE
 from node_core.chain.genesis import genesis_block
 from node_core.chain.miner import pregenerate
 from node_core.chain.model import Block, body_root, header_rows
 from node_core.chain.store import ChainStore
-from node_core.header_sync.reactor import HeaderSyncConfig
 from node_core.node import Node, NodeConfig
-from node_core.protocol.header_sync import MAX_HEADERS_PER_RESPONSE
 from node_core.protocol.limits import MIB, NetworkId
 
 NAME = "block_sync"
@@ -101,8 +100,6 @@ AVG_BODY = 8192
 CHAIN_SEED = 5
 #: The client's block-sync byte budget (reserved request estimates plus held bodies).
 BUDGET_BYTES = 64 * MIB
-#: Headers per header-sync response on servers and client: the protocol maximum.
-HEADERS_PER_RESPONSE = MAX_HEADERS_PER_RESPONSE
 #: Blocks per store transaction while writing the template (each commit is fsynced).
 WRITE_BATCH = 2000
 #: Bodies per ``put_bodies`` in the pipeline baseline.
@@ -268,12 +265,6 @@ def build_template(data_dir: Path, n_blocks: int, *, seed: int = CHAIN_SEED) -> 
     )
 
 
-def copy_template(template: ChainTemplate, data_dir: Path) -> None:
-    """Give another server the same chain: a byte copy of the closed SQLite file."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template.path, data_dir / CHAIN_FILE)
-
-
 def body_digest(path: Path, n_blocks: int) -> tuple[bytes, int]:
     """BLAKE2b of the stored bodies 1..n_blocks in order, and how many there were.
 
@@ -424,10 +415,6 @@ async def pipeline_limit(template: ChainTemplate, bodies: Bodies, workdir: Path)
 
 
 # ---------------------------------------------------------------------------- measured
-def _header_sync_config() -> HeaderSyncConfig:
-    return HeaderSyncConfig(max_headers_per_response=HEADERS_PER_RESPONSE)
-
-
 def _block_sync_config() -> BlockSyncConfig:
     return BlockSyncConfig(max_inflight_bytes=BUDGET_BYTES)
 
@@ -474,7 +461,7 @@ async def network_sync(
                 data_dir=d,
                 listen_host=HOST,
                 target_peers=1,
-                header_sync=_header_sync_config(),
+                header_sync=header_sync_config(),
                 block_sync=_block_sync_config(),
             )
         )
@@ -495,7 +482,7 @@ async def network_sync(
                 listen_host=HOST,
                 bootstrap=bootstrap,
                 target_peers=len(servers),
-                header_sync=_header_sync_config(),
+                header_sync=header_sync_config(),
                 block_sync=_block_sync_config(),
             )
         )
@@ -592,7 +579,7 @@ async def run_interleaved(
         setup_started = time.perf_counter()
         template = await asyncio.to_thread(build_template, server_dirs[0], n_blocks)
         for d in server_dirs[1:]:
-            await asyncio.to_thread(copy_template, template, d)
+            await asyncio.to_thread(copy_store, template.path, d)
         setup_s = time.perf_counter() - setup_started
         for i in range(repetitions):
             bodies: Bodies | None = await asyncio.to_thread(load_bodies, template)

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import BenchOptions, CorrectnessError, ScenarioResult, register
+from bench._chainkit import HEADERS_PER_RESPONSE, copy_store, header_sync_config
 from node_core.chain.chainstate import CHAIN_FILE
 from node_core.chain.genesis import genesis_block
 from node_core.chain.miner import pregenerate
@@ -56,10 +57,8 @@ from node_core.chain.model import Block, BlockHeader, header_rows
 from node_core.chain.pow import DEMO_BITS
 from node_core.chain.store import ChainStore
 from node_core.header_sync.chain_index import HeaderIndex, PlanKind, validate_run
-from node_core.header_sync.reactor import HeaderSyncConfig
 from node_core.node import Node, NodeConfig
 from node_core.observe.metrics import NodeMetrics
-from node_core.protocol.header_sync import MAX_HEADERS_PER_RESPONSE
 from node_core.protocol.limits import NetworkId
 
 NAME = "header_sync"
@@ -81,8 +80,6 @@ DEFAULT_HEADERS = 100_000
 QUICK_HEADERS = 20_000
 DEFAULT_REPETITIONS = 3
 SERVERS = 3
-#: Headers per response on servers and client: the protocol maximum.
-HEADERS_PER_RESPONSE = MAX_HEADERS_PER_RESPONSE
 #: Mean (here: exact) body size of the generated chain; the generator's minimum.
 BODY_BYTES = 1024
 CHAIN_SEED = 4
@@ -205,12 +202,6 @@ def build_template(data_dir: Path, n_headers: int, *, seed: int = CHAIN_SEED) ->
     return ChainTemplate(path, n_headers, tip[1], raw, hashes, _digest(raw), path.stat().st_size)
 
 
-def copy_template(template: ChainTemplate, data_dir: Path) -> None:
-    """Give another server the same chain: a byte copy of the closed SQLite file."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template.path, data_dir / CHAIN_FILE)
-
-
 # ---------------------------------------------------------------------------- baseline
 def decode_and_validate(template: ChainTemplate) -> SyncSample:
     """The reactor's per-response work on every header, in process: decode, validate, index."""
@@ -246,10 +237,6 @@ def _sample_sum(metrics: NodeMetrics, sample: str) -> float:
     )
 
 
-def _header_sync_config() -> HeaderSyncConfig:
-    return HeaderSyncConfig(max_headers_per_response=HEADERS_PER_RESPONSE)
-
-
 async def network_sync(
     template: ChainTemplate, server_dirs: list[Path], client_dir: Path, *, timeout: float
 ) -> SyncSample:
@@ -260,7 +247,7 @@ async def network_sync(
         # dial each other (same chain, nothing to sync) and add no traffic of their own.
         Node(
             NodeConfig(
-                data_dir=d, listen_host=HOST, target_peers=1, header_sync=_header_sync_config()
+                data_dir=d, listen_host=HOST, target_peers=1, header_sync=header_sync_config()
             )
         )
         for d in server_dirs
@@ -278,7 +265,7 @@ async def network_sync(
                 listen_host=HOST,
                 bootstrap=bootstrap,
                 target_peers=len(servers),
-                header_sync=_header_sync_config(),
+                header_sync=header_sync_config(),
             )
         )
         reached: asyncio.Future[float] = asyncio.get_running_loop().create_future()
@@ -350,7 +337,7 @@ async def run_interleaved(
         setup_started = time.perf_counter()
         template = await asyncio.to_thread(build_template, server_dirs[0], n_headers)
         for d in server_dirs[1:]:
-            await asyncio.to_thread(copy_template, template, d)
+            await asyncio.to_thread(copy_store, template.path, d)
         setup_s = time.perf_counter() - setup_started
         for i in range(repetitions):
             baseline.append(decode_and_validate(template))

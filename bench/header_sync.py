@@ -210,7 +210,13 @@ def decode_and_validate(template: ChainTemplate) -> SyncSample:
     started = time.perf_counter()
     for start in range(0, len(raw), HEADERS_PER_RESPONSE):
         headers = tuple(BlockHeader.decode(b) for b in raw[start : start + HEADERS_PER_RESPONSE])
-        validate_run(index.tip_height + 1, index.tip_hash, headers, min_bits=DEMO_BITS)
+        validate_run(
+            index.tip_height + 1,
+            index.tip_hash,
+            headers,
+            anchor_time=index.times[-1],
+            min_bits=DEMO_BITS,
+        )
         plan = index.plan("baseline", headers)
         if plan.kind is not PlanKind.EXTEND:
             raise CorrectnessError(f"baseline chunk at {start + 1} planned as {plan.kind}")

@@ -35,9 +35,29 @@ class LinkError(Exception):
 
 
 def validate_run(
-    start: int, anchor_hash: bytes, headers: Sequence[BlockHeader], *, min_bits: int
+    start: int,
+    anchor_hash: bytes,
+    headers: Sequence[BlockHeader],
+    *,
+    anchor_time: int | None,
+    min_bits: int,
 ) -> None:
     """Stateless checks of one response: heights from ``start``, chained to ``anchor_hash``.
+
+    The first header is held to every rule :func:`validate_link` holds the others to, against
+    the anchor (its parent): the anchor is known here only by hash and time, not as a header,
+    so its link and time rule are checked one by one. Without the time check a peer could
+    make time go backwards at every response boundary (docs/PROTOCOL.md §8.2, §8.5 step 4).
+
+    Args:
+        start: The requested first height (the anchor's height + 1).
+        anchor_hash: Hash of the header the range was requested after.
+        headers: The decoded response, in order.
+        anchor_time: ``time`` of the anchor header (:meth:`HeaderIndex.time_at`). ``None``
+            only when the index no longer holds the anchor (the main chain moved or the branch
+            was dropped since the request): :meth:`HeaderIndex.plan` then finds the run
+            ``STALE`` and nothing of it is stored, so only its other rules can be checked.
+        min_bits: The network's minimum difficulty.
 
     Raises:
         LinkError: The first header does not name ``anchor_hash`` as its parent (the peer's
@@ -51,6 +71,11 @@ def validate_run(
         raise ChainError(ChainReject.BAD_HEIGHT, f"first header at {first.height}, asked {start}")
     if first.prev_hash != anchor_hash:
         raise LinkError(f"header {first.label()} does not link to anchor {anchor_hash.hex()[:16]}")
+    if anchor_time is not None and first.time < anchor_time:
+        raise ChainError(
+            ChainReject.TIME_BEFORE_PARENT,
+            f"time {first.time} of {first.label()} < anchor time {anchor_time}",
+        )
     validate_header(first, min_bits=min_bits)
     prev = first
     for header in headers[1:]:
@@ -128,6 +153,22 @@ class HeaderIndex:
 
     def hash_at(self, height: int) -> bytes | None:
         return self.hashes[height] if 0 <= height < len(self.hashes) else None
+
+    def time_at(self, height: int, hash_: bytes) -> int | None:
+        """``time`` of header ``hash_`` at ``height`` if the index holds it, else ``None``.
+
+        A range's anchor is a main-chain header (forward ranges, fork-search probes) or a
+        branch header (branch extensions); :func:`validate_run` needs its time to hold the
+        first header of the answer to the time rule.
+        """
+        if self.hash_at(height) == hash_:
+            return self.times[height]
+        branch = self.branch
+        if branch is not None and branch.fork_height < height <= branch.tip_height:
+            header = branch.headers[height - branch.fork_height - 1]
+            if header.hash == hash_:
+                return header.time
+        return None
 
     def work_above(self, height: int) -> int:
         """Main-chain work of heights ``height+1 .. tip``."""

@@ -32,6 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from node_core.protocol import ed25519_rules
+
 KEY_FILE_NAME = "node_key"
 NODE_ID_BYTES = 32
 SEED_BYTES = 32
@@ -212,14 +214,20 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def verify(node_id: bytes, msg: bytes, sig: bytes) -> bool:
-    """Check an Ed25519 signature by ``node_id`` over ``msg``.
+    """Check an Ed25519 signature by ``node_id`` over ``msg``, under the strict rules.
+
+    The one place every peer signature is checked (handshake transcripts, node records).
+    Before the backend verifies, the key must pass :func:`is_valid_node_id` and the signature
+    must have a canonical ``S < L`` and an ``R`` that is a canonical point of large order
+    (:mod:`node_core.protocol.ed25519_rules`): otherwise a small-order node id such as the
+    identity point ``01 00..00`` "signs" anything with ``R = identity, S = 0``.
 
     Inputs come from peers, so this never raises: a malformed key, a signature of the wrong
-    length or a forged signature are all simply ``False``.
+    length, one breaking the encoding rules or a forged one are all simply ``False``.
     """
     if len(node_id) != NODE_ID_BYTES or len(sig) != SIGNATURE_BYTES:
         return False
-    if not is_valid_node_id(node_id):
+    if not is_valid_node_id(node_id) or not ed25519_rules.acceptable_signature(bytes(sig)):
         return False
     try:
         Ed25519PublicKey.from_public_bytes(bytes(node_id)).verify(bytes(sig), bytes(msg))
@@ -228,37 +236,17 @@ def verify(node_id: bytes, msg: bytes, sig: bytes) -> bool:
     return True
 
 
-# Curve25519 field prime and the Edwards curve constant d = -121665/121666 (RFC 8032 §5.1).
-_P = 2**255 - 19
-_D = (-121665 * pow(121666, _P - 2, _P)) % _P
-_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
-
-
 def is_valid_node_id(node_id: bytes) -> bool:
-    """True if ``node_id`` is 32 bytes that decode to a point on the Ed25519 curve.
+    """True if ``node_id`` is the canonical encoding of an Ed25519 point of large order.
 
-    The crypto backend accepts any 32 bytes as a public key and only fails at verification
-    time, which would blur "this is not a key at all" into "bad signature". Decoding the
-    point ourselves (RFC 8032 §5.1.3) keeps those two failures distinct in the logs.
+    Refused: anything but 32 bytes, a non-canonical encoding (``y >= p``, or the x-sign bit
+    set with ``x = 0``), bytes that do not decode to a curve point (RFC 8032 §5.1.3), and the
+    eight small-order points (``8·P = identity``), for which signatures can be forged without
+    a key. Checking this ourselves, rather than leaving it to the backend (which accepts any
+    32 bytes as a key and only fails at verification time, and then not for small-order
+    keys), also keeps "this is not a key at all" distinct from "bad signature" in the logs.
     """
-    if len(node_id) != NODE_ID_BYTES:
-        return False
-    y = int.from_bytes(node_id, "little")
-    x_sign = y >> 255
-    y &= (1 << 255) - 1
-    if y >= _P:
-        return False
-    u = (y * y - 1) % _P
-    v = (_D * y * y + 1) % _P
-    x = (u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P)) % _P
-    vx2 = (v * x * x) % _P
-    if vx2 == u:
-        pass
-    elif vx2 == (-u) % _P:
-        x = (x * _SQRT_M1) % _P
-    else:
-        return False
-    return not (x == 0 and x_sign == 1)
+    return ed25519_rules.acceptable_public_key(node_id)
 
 
 def peer_label(node_id: bytes) -> str:

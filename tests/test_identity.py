@@ -30,6 +30,19 @@ RFC_SIG = bytes.fromhex(
 )
 
 
+# docs/PROTOCOL.md §2, the canonical encodings of the eight small-order points.
+SMALL_ORDER_HEX = """
+0100000000000000000000000000000000000000000000000000000000000000
+26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85
+0000000000000000000000000000000000000000000000000000000000000080
+c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa
+ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f
+c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a
+0000000000000000000000000000000000000000000000000000000000000000
+26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05
+"""
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -199,6 +212,30 @@ def test_invalid_node_ids() -> None:
         if not is_valid_node_id(y.to_bytes(32, "little"))
     )
     assert not verify(off_curve, b"m", b"\x00" * 64)
+
+
+def test_small_order_and_non_canonical_node_ids_are_invalid() -> None:
+    """docs/PROTOCOL.md §2: the eight small-order points (listed there) and non-canonical
+    encodings are not node ids, so nobody can claim one and forge its signatures."""
+    listed = {bytes.fromhex(line) for line in SMALL_ORDER_HEX.split()}
+    assert len(listed) == 8
+    for node_id in listed:
+        assert not is_valid_node_id(node_id)
+    p = 2**255 - 19
+    assert not is_valid_node_id((p + 1).to_bytes(32, "little"))  # the identity, unreduced
+    assert not is_valid_node_id(b"\x01" + bytes(30) + b"\x80")  # the identity, x-sign set
+
+
+def test_verify_refuses_forgeries_and_malleated_signatures() -> None:
+    identity_point = b"\x01" + bytes(31)
+    # Issue 16 defect 3: this "signature" verifies for every message under plain RFC 8032.
+    assert not verify(identity_point, b"any", identity_point + bytes(32))
+    honest = Identity.generate()
+    sig = honest.sign(b"m")
+    group_order = 2**252 + 27742317777372353535851937790883648493
+    s_plus_l = int.from_bytes(sig[32:], "little") + group_order
+    assert not verify(honest.node_id, b"m", sig[:32] + s_plus_l.to_bytes(32, "little"))
+    assert verify(honest.node_id, b"m", sig)
 
 
 def test_roughly_half_of_random_ids_are_on_the_curve() -> None:

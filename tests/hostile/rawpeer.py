@@ -11,6 +11,8 @@ A :class:`RawPeer` can:
   capabilities and limits, or break it on purpose (garbage, wrong fields, a bad Confirm
   signature, stopping half-way); or listen, let a victim dial it and answer as responder with
   any Ack it likes;
+- claim a node id it has no key for and forge signatures for it where plain RFC 8032
+  verification allows (small-order and non-canonical keys, §2), or malleate a real signature;
 - run the multiplexer: open streams with any prelude, send DATA/CREDIT/FIN/RESET/CLOSE/PING
   records and raw frame bytes, and read what the victim sends back with a background reader
   that also checks the victim against the document (``violations``);
@@ -43,6 +45,26 @@ PEER_LABEL_PERSON = b"zakura-peer-lbl"
 RESPONDER_DOMAIN = b"zakura-ctrl-responder-v1"
 INITIATOR_DOMAIN = b"zakura-ctrl-initiator-v1"
 RECORD_DOMAIN = b"zakura-node-record-v1"
+#: §2: the field prime and the group order L; a signature's S must be below L.
+FIELD_P = 2**255 - 19
+GROUP_ORDER_L = 2**252 + 27742317777372353535851937790883648493
+#: §2: the canonical encodings of the eight small-order points, as the document lists them.
+SMALL_ORDER_IDS = tuple(
+    bytes.fromhex(h)
+    for h in (
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    )
+)
+#: §2: the identity point, the small-order id a forger likes best (R = it, S = 0 "signs"
+#: every message under a verifier without the §2 rules).
+IDENTITY_POINT = SMALL_ORDER_IDS[0]
 
 # --- §4 control handshake -------------------------------------------------------------------
 CONTROL_MAX = 16384
@@ -149,6 +171,29 @@ def verify(node_id: bytes, msg: bytes, sig: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def forge_small_order_signature(node_id: bytes, msg: bytes) -> bytes | None:
+    """A signature ``R ‖ S`` with ``R`` a small-order point and ``S = 0`` that plain RFC 8032
+    verification (the ``cryptography`` backend, without the §2 rules) accepts for ``node_id``
+    over ``msg``, or None if no such ``R`` works for this message.
+
+    With a small-order key ``A`` the check ``S·B = R + h·A`` becomes ``R = -h·A``, a
+    small-order point, so one of the eight works for many messages (for the identity, always);
+    a caller that can vary the message (a fresh nonce) simply tries again. This is the
+    forgery the §2 rules exist to stop: a node must refuse it even though it "verifies".
+    """
+    for r in SMALL_ORDER_IDS:
+        sig = r + bytes(32)
+        if verify(node_id, msg, sig):
+            return sig
+    return None
+
+
+def malleate(sig: bytes) -> bytes:
+    """The same signature with ``S + L`` in place of ``S`` (a non-canonical S, §2)."""
+    s = int.from_bytes(sig[32:], "little") + GROUP_ORDER_L
+    return sig[:32] + s.to_bytes(32, "little")
 
 
 class Key:
@@ -392,26 +437,41 @@ class AckParams:
     accepted_capabilities: int | None = None
     accepted_limits: Limits | None = None
     listen_port: int = 0
+    #: Claim another node id than our key's.
+    node_id: bytes | None = None
+    #: Make the signature ourselves: called with the message to sign (§2: responder domain ‖
+    #: transcript hash), returns the 64 signature bytes, or None to ask for another Ack nonce
+    #: (and so another transcript) to try. Default: our key signs.
+    signer: Callable[[bytes], bytes | None] | None = None
+
+
+#: How many Ack nonces :func:`encode_ack` tries before giving up on a custom signer.
+ACK_SIGNER_ATTEMPTS = 256
 
 
 def encode_ack(key: Key, hello: DecodedHello, p: AckParams) -> bytes:
-    """The 235-byte Ack payload, signed by ``key`` over the §4.5 transcript."""
+    """The 235-byte Ack payload, signed by ``key`` (or ``p.signer``) over the §4.5 transcript."""
     caps = hello.capabilities if p.accepted_capabilities is None else p.accepted_capabilities
     limits = hello.limits if p.accepted_limits is None else p.accepted_limits
-    signed = (
-        bytes([TAG_ACK])
-        + ACK_MAGIC
-        + struct.pack("<HHI", p.control_version, p.selected_protocol, p.network_id)
-        + p.chain_id
-        + key.node_id
-        + os.urandom(32)
-        + hello.nonce
-        + u64(caps)
-        + limits.encode()
-        + u16(p.listen_port)
-    )
-    assert len(signed) == ACK_SIGNED_LEN, len(signed)
-    return signed + key.sign(RESPONDER_DOMAIN + transcript_hash(hello.payload, signed))
+    signer = p.signer or key.sign
+    for _ in range(ACK_SIGNER_ATTEMPTS):
+        signed = (
+            bytes([TAG_ACK])
+            + ACK_MAGIC
+            + struct.pack("<HHI", p.control_version, p.selected_protocol, p.network_id)
+            + p.chain_id
+            + (key.node_id if p.node_id is None else p.node_id)
+            + os.urandom(32)
+            + hello.nonce
+            + u64(caps)
+            + limits.encode()
+            + u16(p.listen_port)
+        )
+        assert len(signed) == ACK_SIGNED_LEN, len(signed)
+        sig = signer(RESPONDER_DOMAIN + transcript_hash(hello.payload, signed))
+        if sig is not None:
+            return signed + sig
+    raise RawPeerError(f"the Ack signer found no signature in {ACK_SIGNER_ATTEMPTS} transcripts")
 
 
 # =============================================================================================
@@ -531,10 +591,22 @@ def encode_record_body(
     return out + u64(sequence) + u64(expires)
 
 
+def record_signing_message(body: bytes, format_version: int = RECORD_FORMAT_VERSION) -> bytes:
+    """What a node record's signature covers (§2, §7.3)."""
+    return RECORD_DOMAIN + u16(format_version) + body
+
+
+def assemble_record(
+    body: bytes, signature: bytes, format_version: int = RECORD_FORMAT_VERSION
+) -> bytes:
+    """The signed record bytes (§7.3) with whatever 64 signature bytes the caller made."""
+    return u16(format_version) + u16(len(body)) + body + signature
+
+
 def sign_record(key: Key, body: bytes, format_version: int = RECORD_FORMAT_VERSION) -> bytes:
     """The signed record bytes (§7.3), signed by ``key`` whatever the body claims."""
-    sig = key.sign(RECORD_DOMAIN + u16(format_version) + body)
-    return u16(format_version) + u16(len(body)) + body + sig
+    sig = key.sign(record_signing_message(body, format_version))
+    return assemble_record(body, sig, format_version)
 
 
 class _Cursor:
@@ -1072,15 +1144,25 @@ class RawPeer:
         await self.drain()
         return self.hello_payload
 
+    def confirm_message(self, ack: Ack) -> bytes:
+        """What our Confirm signs (§4.4): the initiator domain ‖ the §4.5 transcript hash."""
+        return INITIATOR_DOMAIN + transcript_hash(self.hello_payload, ack.signed_part)
+
     def confirm_signature(self, ack: Ack) -> bytes:
-        th = transcript_hash(self.hello_payload, ack.signed_part)
-        return self.key.sign(INITIATOR_DOMAIN + th)
+        return self.key.sign(self.confirm_message(ack))
+
+    async def send_confirm(self, signature: bytes, *, start_mux: bool = True) -> None:
+        """Finish a handshake left at ``confirm="none"`` with any 64 signature bytes."""
+        self.send_control(encode_confirm(signature))
+        await self.drain()
+        if start_mux:
+            self.start_mux()
 
     async def handshake(
         self,
         params: HelloParams,
         *,
-        confirm: str = "good",
+        confirm: str | Callable[[bytes], bytes] = "good",
         start_mux: bool = True,
         timeout: float = 5.0,
     ) -> Ack:
@@ -1088,8 +1170,9 @@ class RawPeer:
 
         Args:
             params: What to put in the Hello.
-            confirm: ``"good"``, ``"bad_signature"`` (a signature over the wrong transcript)
-                or ``"none"`` (stop after reading the Ack).
+            confirm: ``"good"``, ``"bad_signature"`` (a signature over the wrong transcript),
+                ``"none"`` (stop after reading the Ack), or a function given the message the
+                Confirm signs (:meth:`confirm_message`) that returns the signature bytes.
             start_mux: Start the background record reader once Confirm is written.
             timeout: Seconds to wait for the Ack.
 
@@ -1113,7 +1196,9 @@ class RawPeer:
             )
         self.ack = reply
         self.limits = reply.accepted_limits
-        if confirm == "good":
+        if callable(confirm):
+            self.send_control(encode_confirm(confirm(self.confirm_message(reply))))
+        elif confirm == "good":
             self.send_control(encode_confirm(self.confirm_signature(reply)))
         elif confirm == "bad_signature":
             self.send_control(encode_confirm(self.key.sign(INITIATOR_DOMAIN + bytes(32))))

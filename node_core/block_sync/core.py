@@ -16,6 +16,12 @@ Invariants:
   above the floor, so the queue's size is bounded whatever the header tip is.
 - Every change that can let a routine do more (new work, returned work, freed bytes, a reset)
   rings every routine's doorbell; routines re-poll, so a coalesced ring loses nothing.
+- **Bodies nobody serves are given up, not waited for.** Headers arrive before bodies, so a
+  peer can hand us a valid header whose body nobody has. When the height the committer waits
+  for has been pending (nobody fetching it) for ``body_unavailable_timeout`` seconds while
+  peers with a Status are connected and none of their servable ranges grew meanwhile, the
+  header chain above the verified tip is abandoned (``HeaderSyncReactor.abandon_above``),
+  exactly like a reorg down to it, so the node follows a chain someone can serve.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from node_core.block_sync.registry import PeerRegistry
 from node_core.block_sync.sequencer import BufferedBody, Sequencer
-from node_core.block_sync.work import ByteBudget, WorkQueue
+from node_core.block_sync.work import ByteBudget, WorkQueue, WorkState
 from node_core.chain.store import StoreError
 from node_core.observe.trace import TableTrace
 from node_core.protocol.block_sync import (
@@ -84,6 +90,9 @@ class BlockSyncConfig:
     #: Concurrent GetBlocks answers per peer; beyond it the answer is RangeUnavailable.
     serving_slots: int = 4
     tick_interval: float = 1.0
+    #: The next height to commit pending this long with nobody serving it: give up the
+    #: headers above the verified tip (see the module docstring).
+    body_unavailable_timeout: float = 15.0
 
 
 class BlockSyncMetrics:
@@ -111,6 +120,15 @@ class BlockSyncMetrics:
         self.served = metrics.counter("sync_block_served", "Blocks served to peers")
         self.download_floor = metrics.gauge("sync_block_download_floor", "Download floor")
         self.budget_used = metrics.gauge("sync_block_budget_used_bytes", "Bytes reserved+held")
+        self.other_chain = metrics.counter(
+            "sync_block_other_chain", "Blocks of another chain than ours at the height asked"
+        )
+        self.estimate_raised = metrics.counter(
+            "sync_block_estimate_raised", "Bodies refetched with a larger reservation"
+        )
+        self.body_unavailable = metrics.counter(
+            "sync_block_body_unavailable", "Header chains given up: no peer served the body"
+        )
 
 
 class BlockSyncCore:
@@ -150,6 +168,11 @@ class BlockSyncCore:
         self.peak_outstanding = 0
         self.reset_epoch = 0
         self.routines: dict[tuple[int, int], Any] = {}
+        #: Since when the height the committer waits for has been pending with nobody on it.
+        self._starved_since: float | None = None
+        self._starved_height = 0
+        #: When a peer's servable range last grew (peers catching up: not a stall).
+        self._last_growth = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -229,6 +252,13 @@ class BlockSyncCore:
             self.config.max_inflight_requests,
             self.config.max_response_bytes,
         )
+
+    def on_peer_status(self, previous: Status | None, status: Status) -> None:
+        """A routine applied a peer's Status: note growth; its tip block is available."""
+        if previous is None or status.servable_high > previous.servable_high:
+            self._last_growth = time.monotonic()
+        if status.servable_high >= 1:
+            self.header_sync.block_available(status.tip_hash)
 
     def accept_body(self, body: BufferedBody) -> bool:
         """A routine's verified body: buffer it for the committer (False: redundant)."""
@@ -358,9 +388,52 @@ class BlockSyncCore:
         while True:
             await asyncio.sleep(self.config.tick_interval)
             self.produce()
+            self.check_starved(time.monotonic())
             self.metrics.budget_used.set(self.budget.used)
             self.row("block_sync_state", **self.state_row())
             self.ring()
+
+    def check_starved(self, now: float) -> bool:
+        """The watchdog of the module docstring; True when it gave headers up just now."""
+        h = self.sequencer.next_height
+        waiting = (
+            h <= self.header_sync.index.tip_height
+            and self.work.state(h) is WorkState.PENDING
+            and any(r.status is not None for r in self.routines.values())
+        )
+        if not waiting:
+            self._starved_since = None
+            return False
+        if (
+            self._starved_since is None
+            or self._starved_height != h
+            or self._last_growth > self._starved_since
+        ):
+            self._starved_since, self._starved_height = now, h
+            return False
+        if now - self._starved_since < self.config.body_unavailable_timeout:
+            return False
+        waited = now - self._starved_since
+        self._starved_since = None
+        self.metrics.body_unavailable.inc()
+        self.row("block_body_unavailable", height=h, waited_s=round(waited, 1))
+        return self.header_sync.abandon_above(h - 1, "no_peer_serves_body")
+
+    def stall_view(self, now: float) -> dict[str, Any] | None:
+        """Why nothing is downloading, when the committer's next height has nobody on it."""
+        since = self._starved_since
+        if since is None:
+            return None
+        stops: dict[str, int] = {}
+        for routine in self.routines.values():
+            stops[routine.last_fill_stop] = stops.get(routine.last_fill_stop, 0) + 1
+        waited = now - since
+        return {
+            "height": self._starved_height,
+            "waiting_s": round(waited, 1),
+            "give_up_in_s": round(max(0.0, self.config.body_unavailable_timeout - waited), 1),
+            "peer_stops": stops,
+        }
 
     def state_row(self) -> dict[str, Any]:
         counts = self.work.counts()
@@ -408,5 +481,6 @@ class BlockSyncCore:
             "bytes_per_s": bytes_per_s,
             "committed_total": self.sequencer.committed_total,
             "reset_epoch": self.reset_epoch,
+            "stall": self.stall_view(time.monotonic()),
             "peers": self.registry.slot_summary(),
         }

@@ -36,6 +36,7 @@ from node_core.block_sync.registry import Slots
 from node_core.block_sync.sequencer import BufferedBody
 from node_core.block_sync.window import DownloadWindow
 from node_core.block_sync.work import Owner, WorkItem
+from node_core.chain.miner import ChainError, validate_header
 from node_core.chain.model import BlockHeader, body_root
 from node_core.protocol.block_sync import (
     MAX_BLOCK_BODY_BYTES,
@@ -71,6 +72,11 @@ YIELD_EVERY = 64
 ASKED_MEMORY = 4096
 #: Floor-lane bypass slots beyond a full window (reference: 2).
 FLOOR_BYPASS_SLOTS = 2
+#: Longest a height that failed with this peer waits before it is asked of it again; each
+#: failure of the same height doubles the wait from ``retry_avoid`` up to this.
+MAX_RETRY_AVOID = 8.0
+#: Heights whose failures are remembered per session (oldest forgotten first).
+FAILURE_MEMORY = 1024
 
 
 @dataclass(slots=True)
@@ -120,6 +126,11 @@ class BlockSyncRoutine:
         #: Starts of the requests this session sent (newest last), to tell a late BlocksDone
         #: from an unsolicited one.
         self.asked: dict[int, None] = {}
+        #: Failed deliveries per height (for the growing retry wait), oldest first.
+        self.failures: dict[int, int] = {}
+        #: The lowest height where this peer served a block of another chain than ours: it
+        #: is not asked for that height or above until its Status changes.
+        self.other_chain_from: int | None = None
         self._torn_down = False
 
     # ------------------------------------------------------------------ loop
@@ -196,6 +207,8 @@ class BlockSyncRoutine:
         ]
         if self.liveness_deadline is not None:
             times.append(self.liveness_deadline)
+        if self.window.retry_at is not None:
+            times.append(self.window.retry_at)
         times += [t for t in self.avoid.values()]
         return max(0.0, min(times) - now) if times else 3600.0
 
@@ -235,9 +248,15 @@ class BlockSyncRoutine:
             if first in self.avoid:
                 self._stop("retry_avoid")
                 return
+            if self.other_chain_from is not None and first >= self.other_chain_from:
+                self._stop("other_chain")
+                return
             is_floor = first <= floor_next
             slots = self.window.available_slots(len(self.outstanding), now)
             bypass = False
+            if slots <= 0 and self.window.retry_at is not None:
+                self._stop("retry_backoff")  # held back for lack of progress (see window)
+                return
             if slots <= 0:
                 # The floor may borrow bypass slots, but only if no other server of that
                 # height has room in its normal window (it should take the floor instead).
@@ -256,6 +275,8 @@ class BlockSyncRoutine:
                 self._stop("lookahead_cap")
                 return
             high = min(status.servable_high, first + count_cap - 1)
+            if self.other_chain_from is not None:
+                high = min(high, self.other_chain_from - 1)
             if is_floor:
                 # The height the committer waits for must never starve: shed look-ahead
                 # bodies to pay for it. Bytes reserved by requests in flight come back by
@@ -354,9 +375,12 @@ class BlockSyncRoutine:
         if not status.has_valid_range:
             self.core.record(self.label, "invalid_status")
             return
-        self.status = status
+        previous, self.status = self.status, status
+        if previous is None or previous.tip_hash != status.tip_hash:
+            self.other_chain_from = None  # its chain moved: worth asking again
         self.window.set_hard_cap(status.max_inflight_requests)
         self.core.registry.upsert_status(self.label, self.owner[1], status)
+        self.core.on_peer_status(previous, status)
         self.core.row(
             "block_status_received",
             peer=self.label,
@@ -398,18 +422,27 @@ class BlockSyncRoutine:
         if height in o.received:
             return  # duplicate body
         item = o.items[height]
-        if (
-            header.hash != item.hash
-            or len(msg.body) > MAX_BLOCK_BODY_BYTES
-            or body_root(msg.body) != header.body_root
-        ):
+        if len(msg.body) > MAX_BLOCK_BODY_BYTES or body_root(msg.body) != header.body_root:
             core.record(self.label, "invalid_block")
             self._retry(o, [height], now)
             return
-        if len(msg.body) > SIZE_TOLERANCE * item.estimate:
-            core.record(self.label, "size_mismatch")
-            self._retry(o, [height], now)
+        if header.hash != item.hash:
+            self._on_other_block(o, header, now)
             return
+        nbytes = len(msg.body)
+        if (
+            nbytes > SIZE_TOLERANCE * item.estimate
+            and nbytes - item.estimate > core.budget.available
+        ):
+            # Our estimate (a guess: headers carry no trusted size) was far too low and the
+            # budget cannot absorb the difference: reserve the real size and ask again.
+            # Not the peer's fault, so nothing is recorded.
+            self._retry(o, [height], now)
+            work.raise_estimate(height, nbytes)
+            core.metrics.estimate_raised.inc()
+            core.row("block_estimate_raised", peer=self.label, height=height, bytes=nbytes)
+            return
+        self.failures.pop(height, None)
         o.received.add(height)
         # None: the work moved on (a reset, the floor) and there is nothing to keep.
         if work.receive(self.owner, height, len(msg.body)) is not None:
@@ -434,6 +467,29 @@ class BlockSyncRoutine:
         # A fully received request stays outstanding until its BlocksDone, which must find
         # it (a server always ends an answer with BlocksDone); it no longer has a deadline.
 
+    def _on_other_block(self, o: Outstanding, header: BlockHeader, now: float) -> None:
+        """A block that is not the one our header chain has at its height.
+
+        A block that is valid on its own (proof of work, bits, version) and matches its body
+        comes from a peer whose chain differs from ours at that height: an honest peer on
+        another branch, not a liar. It is not asked for that height or above until its
+        Status changes; if no one else serves the height, block sync's watchdog gives up
+        the header (see ``BlockSyncCore``). A header that is not even valid is
+        ``invalid_block``.
+        """
+        core, height = self.core, header.height
+        try:
+            validate_header(header, min_bits=core.header_sync.config.min_bits)
+        except ChainError:
+            core.record(self.label, "invalid_block")
+            self._retry(o, [height], now)
+            return
+        if self.other_chain_from is None or height < self.other_chain_from:
+            self.other_chain_from = height
+        core.metrics.other_chain.inc()
+        core.row("block_other_chain", peer=self.label, height=height, hash=header.hash.hex())
+        self._retry(o, [h for h in o.unreceived() if h >= height], now)
+
     def _on_done(self, start: int, returned: int, now: float, *, unavailable: bool) -> None:
         o = self.outstanding.get(start)
         if o is None:
@@ -449,11 +505,17 @@ class BlockSyncRoutine:
         self._finish(o)
 
     def _retry(self, o: Outstanding, heights: Iterable[int], now: float) -> None:
+        """Give ``heights`` back to everyone; this peer waits longer after each failure."""
         heights = list(heights)
+        base = self.core.config.retry_avoid
         for h in heights:
             o.items.pop(h, None)
             o.received.discard(h)
-            self.avoid[h] = now + self.core.config.retry_avoid
+            n = self.failures.pop(h, 0)
+            self.failures[h] = n + 1
+            self.avoid[h] = now + min(base * (2**n), MAX_RETRY_AVOID)
+        while len(self.failures) > FAILURE_MEMORY:
+            del self.failures[next(iter(self.failures))]
         self.core.work.return_heights(self.owner, heights)
         if not o.items:
             self._finish(o)

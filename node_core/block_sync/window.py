@@ -63,6 +63,10 @@ Invariants (tested in ``tests/block_sync/test_window.py``)
   ``initial_probe_requests`` outstanding requests; a proven peer that sent
   ``max_requests_without_progress`` requests without an accepted block gets 0 slots until a
   block arrives. Neither limit is lifted by the floor-bypass ``bonus``.
+- Held, never forgotten: a peer held back by one of those rules (or sealed) with nothing
+  outstanding gets exactly one request after ``retry_backoff`` seconds, doubling per
+  fruitless retry up to ``max_retry_backoff`` and reset by an accepted block, so one bad
+  answer never silences a peer for the rest of its session.
 - Outstanding requests plus offered slots never exceed the hard cap.
 - The windowed min/max filters forget samples older than ``horizon`` seconds.
 - Each timeout multiplies cwnd by ``timeout_dip`` (geometric shrink), never below the floor.
@@ -144,6 +148,11 @@ class WindowConfig:
     """A proven peer gets no slots after this many requests without an accepted block."""
     initial_probe_requests: int = 1
     """Outstanding requests an unproven peer may have before its first accepted block."""
+    retry_backoff: float = 1.0
+    """Seconds before a peer held back for lack of progress gets one more request; doubled
+    after every such request that brings no accepted block, reset by an accepted block."""
+    max_retry_backoff: float = 30.0
+    """Ceiling of ``retry_backoff``."""
 
     def __post_init__(self) -> None:
         if self.min_cwnd < 1:
@@ -166,6 +175,8 @@ class WindowConfig:
             raise ValueError("max_requests_without_progress must be at least 1")
         if self.initial_probe_requests < 1:
             raise ValueError("initial_probe_requests must be at least 1")
+        if not 0.0 < self.retry_backoff <= self.max_retry_backoff:
+            raise ValueError("need 0 < retry_backoff <= max_retry_backoff")
 
 
 DEFAULT_WINDOW_CONFIG = WindowConfig()
@@ -215,6 +226,7 @@ class DownloadWindow:
     """
 
     __slots__ = (
+        "_backoff",
         "_best_rate",
         "_config",
         "_cwnd",
@@ -230,6 +242,7 @@ class DownloadWindow:
         "_rate_bytes",
         "_reliability",
         "_request_blocks",
+        "_retry_at",
         "_round_blocks",
         "_round_bytes",
         "_round_start",
@@ -261,6 +274,8 @@ class DownloadWindow:
         self._next_probe_at = math.inf
         self._probing = False
         self._probe_until: float | None = None
+        self._backoff = config.retry_backoff
+        self._retry_at: float | None = None
 
     # ----------------------------------------------------------------- read-only state
 
@@ -319,6 +334,11 @@ class DownloadWindow:
         return self._reliability < SEAL_RELIABILITY
 
     @property
+    def retry_at(self) -> float | None:
+        """When a peer held back for lack of progress may be asked once more (None: not held)."""
+        return self._retry_at
+
+    @property
     def phase(self) -> Phase:
         if self._probing:
             return Phase.PROBE_RTT
@@ -350,8 +370,20 @@ class DownloadWindow:
             # Drained: hold the floor window for probe_rtt_for so RTprop sees an empty queue.
             self._probe_until = now + cfg.probe_rtt_for
         hard_room = self._hard_cap - outstanding
-        if self.sealed:
-            return 0
+        held = self.sealed or self._rwp >= (
+            cfg.max_requests_without_progress if self._proven else cfg.initial_probe_requests
+        )
+        if held:
+            # No progress (a failed probe, too many requests without a block, or sealed):
+            # once nothing is outstanding, one more request after a growing backoff, so a
+            # peer that sent one bad answer is asked again instead of never (issue 16).
+            if outstanding > 0:
+                return 0
+            if self._retry_at is None:
+                self._retry_at = now + self._backoff
+                self._backoff = min(self._backoff * 2.0, cfg.max_retry_backoff)
+                return 0
+            return 0 if now < self._retry_at else max(0, min(1, hard_room))
         window_requests = max(1, int(self.cwnd / self._request_blocks))
         if not self._proven:
             # Probe first (reference §4.7): an unproven peer gets ``initial_probe_requests``
@@ -369,6 +401,7 @@ class DownloadWindow:
             raise ValueError("a request carries at least one block")
         now = self._advance(now)
         self._rwp += 1
+        self._retry_at = None
         self._request_blocks = _ewma(self._request_blocks, float(blocks), REQUEST_BLOCKS_ALPHA)
         # A round that delivered nothing and has outlived one RTprop spans an idle gap;
         # restart it so the gap is not averaged into the next delivery-rate sample.
@@ -392,6 +425,8 @@ class DownloadWindow:
             raise ValueError("rtt must be a finite non-negative number of seconds")
         now = self._advance(now)
         self._rwp = 0
+        self._backoff = self._config.retry_backoff
+        self._retry_at = None
         if self.sealed:
             self._reliability = _ewma(self._reliability, 1.0, RELIABILITY_ALPHA)
         prev_rtprop = self._rtprop.get(now)
@@ -450,6 +485,9 @@ class DownloadWindow:
             "proven": self._proven,
             "requests_without_progress": self._rwp,
             "hard_cap": self._hard_cap,
+            "retry_in_s": None
+            if self._retry_at is None
+            else round(max(0.0, self._retry_at - now), 1),
         }
 
     # --------------------------------------------------------------------- internals

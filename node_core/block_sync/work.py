@@ -293,6 +293,18 @@ class WorkQueue:
             self.on_work()
         return True
 
+    def raise_estimate(self, height: int, nbytes: int) -> bool:
+        """A body of ``nbytes`` showed ``height``'s estimate was too low: reserve more next time.
+
+        Only a pending entry changes (nothing is charged for it), so the ledger stays exact;
+        returns False for any other state.
+        """
+        entry = self._entries.get(height)
+        if entry is None or entry.state is not WorkState.PENDING:
+            return False
+        entry.estimate = max(entry.estimate, clamp_estimate(nbytes))
+        return True
+
     # ------------------------------------------------------------------ frontier
     def advance_floor(self, new_floor: int) -> int:
         """The durable tip moved to ``new_floor``: forget and release everything at or below.

@@ -1,4 +1,4 @@
-"""The interval miner: a block on our tip every ``interval`` seconds, announced with NewBlock.
+"""The interval miner: a block on our verified tip every ``interval`` s, announced with NewBlock.
 
 It exists so a demo or test network keeps moving after pre-generation: every node sees
 NewBlock relay, tips advancing and the console's progress bar filling. The block goes
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class Miner:
-    """Mines on the node's best header tip; start/stop with the node."""
+    """Mines on the node's best header tip once its body is verified; start/stop with the node."""
 
     def __init__(
         self, node: Node, interval: float, *, seed: int | None = None, avg_body: int = 8192
@@ -40,6 +40,8 @@ class Miner:
         self.rng = random.Random(seed)
         self.avg_body = avg_body
         self.mined = 0
+        #: The last round was skipped because our header tip has no verified body yet.
+        self.waiting_for_bodies = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -61,9 +63,19 @@ class Miner:
                 log.exception("mining round failed")
 
     async def mine_one(self) -> Block | None:
-        """Mine one block on the current tip; None if the tip moved while we worked."""
+        """Mine one block on the current tip; None if there is no block to build on.
+
+        Only a tip whose body we hold and verified is built on. A header tip without its
+        body may be one a peer made up and never serves; building on it would make our own
+        blocks unverifiable by anyone and stall the whole network's block sync behind that
+        one header (issue 16). Until block sync catches up the round is skipped.
+        """
         reactor = self.node.header_sync
         tip_height, tip_hash = reactor.index.tip_height, reactor.index.tip_hash
+        if self.node.chain.verified_tip != (tip_height, tip_hash):
+            self.waiting_for_bodies = True
+            return None
+        self.waiting_for_bodies = False
         raw = await self.node.chain.store.header_at(tip_height)
         if raw is None:
             return None  # the tip's commit is still in flight; next round

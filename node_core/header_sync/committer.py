@@ -37,6 +37,7 @@ __all__ = [
     "Result",
     "ServeHeaders",
     "ServeReady",
+    "TruncateHeaders",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,17 @@ class ReorgHeaders:
 
 
 @dataclass(frozen=True, slots=True)
+class TruncateHeaders:
+    """Drop every stored header above ``height`` (headers abandoned for want of bodies).
+
+    ``tip_hash`` is the hash at ``height``, known to the index when it planned this.
+    """
+
+    height: int
+    tip_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CommitBlock:
     block: Block
 
@@ -67,7 +79,7 @@ class ServeHeaders:
     count: int
 
 
-Action: TypeAlias = CommitHeaders | ReorgHeaders | CommitBlock | ServeHeaders
+Action: TypeAlias = CommitHeaders | ReorgHeaders | TruncateHeaders | CommitBlock | ServeHeaders
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +188,12 @@ class HeaderCommitter:
                 last.hash,
                 "reorg",
                 verified,
+            )
+        if isinstance(action, TruncateHeaders):
+            await store.truncate_above(action.height)
+            verified = await store.verified_tip()
+            return Committed(
+                action.height + 1, 0, action.height, action.tip_hash, "abandon", verified
             )
         block = action.block
         await store.put_headers(block.height, header_rows((block.header,)))

@@ -72,6 +72,9 @@ class HeaderSyncMetrics:
             "stale_anchor_link_failure", "Responses that did not link to their anchor"
         )
         self.reorged = c("reorg", "Switches to a competing branch with more work")
+        self.abandoned = c(
+            "abandoned", "Header chains given up because no peer served their bodies"
+        )
         self.headers_committed = c("headers_committed", "Headers written to the store")
         self.best_tip = g("best_tip_height", "Best header tip height (durable)")
 

@@ -137,6 +137,9 @@ class SharedHeaderRangeQueue:
         self._backward: deque[RangeRequest] = deque()
         self._assigned: dict[RangeKey, _Assignment] = {}
         self._covered: list[tuple[int, int]] = []
+        #: Heights above which a peer is not asked (its chain runs through a header the node
+        #: abandoned for want of a body); cleared by its next Status or its session's end.
+        self._caps: dict[PeerId, int] = {}
 
     # --- read-only views ---------------------------------------------------------------
 
@@ -203,6 +206,7 @@ class SharedHeaderRangeQueue:
         (a finalized one must end within it), that fewer than :data:`FANOUT` peers hold and
         that this peer does not hold already. ``take_for_peer`` narrows it to the tip.
         """
+        advertised_tip = min(advertised_tip, self._caps.get(peer, advertised_tip))
         for forward, dq in ((True, self._forward), (False, self._backward)):
             for index, rng in enumerate(dq):
                 if rng.peer not in (None, peer) or rng.start_height > advertised_tip:
@@ -235,6 +239,7 @@ class SharedHeaderRangeQueue:
             if pick is None:
                 return None
             forward, index, rng = pick
+            advertised_tip = min(advertised_tip, self._caps.get(peer, advertised_tip))
             # A peer behind the range's end still serves its head: a range produced up to
             # the best advertised tip must not wait for the one peer that claims it.
             within = min(rng.count, advertised_tip - rng.start_height + 1)
@@ -303,12 +308,27 @@ class SharedHeaderRangeQueue:
         if rng.peer is not None or not self.is_covered(rng):
             (self._forward if forward else self._backward).appendleft(rng)
 
+    def cap_peer(self, peer: PeerId, height: int) -> None:
+        """Ask ``peer`` for nothing above ``height`` until :meth:`uncap_peer` (no wake)."""
+        self._caps[peer] = min(height, self._caps.get(peer, height))
+
+    def uncap_peer(self, peer: PeerId) -> bool:
+        """Lift ``peer``'s cap (it sent a new Status); wake if there was one."""
+        if self._caps.pop(peer, None) is None:
+            return False
+        self._wake()
+        return True
+
+    def cap_of(self, peer: PeerId) -> int | None:
+        return self._caps.get(peer)
+
     def forget_peer(self, peer: PeerId) -> None:
         """Drop ``peer`` from every assignment (its session ended); wake.
 
         No re-queue here: the ending session's teardown returns its in-flight range, and the
         fan-out copies that stayed queued are simply takeable again.
         """
+        self._caps.pop(peer, None)
         for key in list(self._assigned):
             a = self._assigned[key]
             a.peers.pop(peer, None)

@@ -74,6 +74,7 @@ from node_core.header_sync.committer import (
     Result,
     ServeHeaders,
     ServeReady,
+    TruncateHeaders,
 )
 from node_core.header_sync.events import (
     InboundGetHeadersRequested,
@@ -89,6 +90,7 @@ from node_core.header_sync.events import (
 from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
 from node_core.header_sync.peer_state import HsPeerState, RateMeter
 from node_core.header_sync.range_queue import RangeRequest, ReturnReason, SharedHeaderRangeQueue
+from node_core.header_sync.unavailable import UnavailableHeaders
 from node_core.protocol.errors import CodecError
 from node_core.protocol.header_sync import (
     DEFAULT_HEADERS_PER_RESPONSE,
@@ -212,6 +214,9 @@ class HeaderSyncReactor:
         self.queue = SharedHeaderRangeQueue(self._wake_routines)
         finalized = self.config.checkpoints.finalized_height or 0
         self.index = HeaderIndex(genesis_header(chain.network_id), finalized_height=finalized)
+        #: Headers abandoned because no peer served their bodies (refused for a while).
+        self.unavailable = UnavailableHeaders()
+        self.abandoned = 0
         self.peers: dict[str, PeerEntry] = {}
         self.parked: dict[str, ParkRecord] = {}
         self._wakers: set[Callable[[], None]] = set()
@@ -289,7 +294,9 @@ class HeaderSyncReactor:
         return Status(
             tip_height=height,
             tip_hash=hash_,
-            anchor_height=self.index.finalized_height,
+            # A node still below its last checkpoint anchors at its tip: an anchor above the
+            # tip is an invalid Status (§8.5 step 2) that peers would refuse.
+            anchor_height=min(self.index.finalized_height, height),
             max_headers_per_response=self.serve_cap(entry),
             max_inflight_requests=self.config.max_inflight_requests,
         )
@@ -313,6 +320,61 @@ class HeaderSyncReactor:
         if entry is None:
             return 0
         return self._park(entry, reason)
+
+    def abandon_above(self, height: int, reason: str) -> bool:
+        """Give up the header chain above ``height``: nobody serves the bodies above it.
+
+        Called by block sync when the height after ``height`` has had no body and no request
+        in flight for too long (docs/ARCHITECTURE.md, "Bodies nobody serves"). The index and
+        the store drop the headers above ``height`` (they have no bodies, so nothing verified
+        is lost), the header at ``height + 1`` is refused for a while so the peers that still
+        advertise it cannot hand it straight back, and block sync resets above ``height``
+        exactly as for a reorg. Returns False when there is nothing above ``height`` or it is
+        below the finalized height.
+        """
+        index = self.index
+        if height >= index.tip_height or height < index.finalized_height:
+            return False
+        now = time.monotonic()
+        dropped = index.hash_at(height + 1)
+        assert dropped is not None
+        old_tip = index.tip_height
+        self.unavailable.add(dropped, height + 1, now)
+        index.truncate_to(height)
+        branch = index.branch
+        if branch is not None and branch.fork_height > height:
+            index.drop_branch()
+        self.queue.reset_above(height)
+        self.queue.uncover_above(height)
+        for entry in self.peers.values():
+            entry.fork = None
+            status = entry.status
+            if status is not None and self.unavailable.height_of(status.tip_hash, now) is not None:
+                self.queue.cap_peer(entry.label, height)
+        self.abandoned += 1
+        self.metrics.abandoned.inc()
+        self.journal.emit(
+            "header_sync",
+            "abandoned",
+            service=SERVICE,
+            height=height + 1,
+            hash=dropped.hex(),
+            dropped=old_tip - height,
+            reason=reason,
+        )
+        self.committer.put(TruncateHeaders(height, index.tip_hash))
+        if self.on_reorg is not None:
+            self.on_reorg(height)
+        self._schedule()
+        return True
+
+    def block_available(self, hash_: bytes) -> None:
+        """A peer showed it holds the block ``hash_``: stop refusing its header, if we did."""
+        if not self.unavailable.discard(hash_):
+            return
+        for label in self.peers:
+            self.queue.uncap_peer(label)
+        self._schedule()
 
     def submit_local_block(self, block: Block) -> bool:
         """A block our own miner made: accept it like a relayed one, announce it to all."""
@@ -372,6 +434,8 @@ class HeaderSyncReactor:
             "pending_commits": self.committer.pending_commits,
             "seen_cache": len(self.seen),
             "reorgs": self.index.reorgs,
+            "abandoned": self.abandoned,
+            "unavailable": self.unavailable.view(time.monotonic()),
             "headers_per_s": round(self.headers_per_s(), 1),
             "committed_total": self.committed_total,
         }
@@ -465,8 +529,14 @@ class HeaderSyncReactor:
         entry = self.peers.get(ev.peer)
         if entry is None:
             return
-        entry.status = ev.status
+        previous, entry.status = entry.status, ev.status
         self.metrics.status_received.inc()
+        if previous is None or previous.tip_hash != ev.status.tip_hash:
+            self.queue.uncap_peer(ev.peer)
+        refused = self.unavailable.height_of(ev.status.tip_hash, time.monotonic())
+        if refused is not None:
+            # Its tip is a header we abandoned: nothing above the parent is worth asking.
+            self.queue.cap_peer(ev.peer, refused - 1)
         self.trace.row(
             "header_status_received",
             peer=ev.peer,
@@ -544,7 +614,12 @@ class HeaderSyncReactor:
             return
         try:
             validate_run(
-                o.range.start_height, o.range.anchor_hash, headers, min_bits=self.config.min_bits
+                o.range.start_height,
+                o.range.anchor_hash,
+                headers,
+                # The anchor is ours (main chain or branch): its time bounds the first header.
+                anchor_time=self.index.time_at(o.range.start_height - 1, o.range.anchor_hash),
+                min_bits=self.config.min_bits,
             )
         except LinkError:
             self._on_link_failure(entry, o)
@@ -552,6 +627,24 @@ class HeaderSyncReactor:
         except ChainError:
             self._reject_range(entry, o, "stateless")
             return
+        cut = self.unavailable.first_refused(headers, time.monotonic())
+        if cut is not None:
+            # The peer's chain runs through a header we abandoned for want of its body:
+            # keep what comes before it, and ask this peer for nothing above it for now.
+            self.queue.cap_peer(entry.label, headers[cut].height - 1)
+            self.trace.row(
+                "header_range_rejected",
+                peer=entry.label,
+                range_start=o.range.start_height,
+                range_count=o.range.count,
+                reason="abandoned_header",
+                stage="unavailable",
+            )
+            headers = headers[:cut]
+            if not headers:
+                self._retry(o)
+                self._schedule()
+                return
         if o.range.finalized and (
             len(headers) != o.range.count
             or self.config.checkpoints.checkpoint_at(headers[-1].height) != headers[-1].hash
@@ -723,6 +816,8 @@ class HeaderSyncReactor:
             return
         header = block.header
         self._remember(hash_)
+        # A block with its body: if we had abandoned its header for want of one, it is back.
+        self.unavailable.discard(hash_)
         self.trace.row(
             "header_new_block_received", peer=ev.peer, height=header.height, hash=hash_.hex()
         )

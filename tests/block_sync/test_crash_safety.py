@@ -16,28 +16,25 @@ condition against a deadline; nothing sleeps to synchronise.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import itertools
-import os
 import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
 import aiohttp
 import pytest
 
 from node_core.chain.model import BlockHeader
 from node_core.chain.store import ChainStore
-from node_core.cli import parse_start_line
 
-ZAKURA = [sys.executable, "-m", "node_core"]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+from prockit import POLL_SECS, Procs, snapshot, verified_of
+
 BLOCKS = 20_000
 CHAIN_SEED = 1
 #: Seed of the kill moments; a failure names the thresholds, and this reproduces them.
@@ -46,101 +43,9 @@ KILLS = 5
 #: Thresholds are at least this far apart (and this far below the tip), so each restart
 #: resumes below the next one and is killed while it is really syncing, not on its first poll.
 MIN_GAP = 1_500
-POLL_SECS = 0.02
-START_SECS = 60.0
 SYNC_SECS = 60.0
-PR_SET_PDEATHSIG = 1
 
 pytestmark = pytest.mark.timeout(240)
-
-
-# ---------------------------------------------------------------------- processes
-def die_with_parent() -> Callable[[], None]:
-    """``preexec_fn``: the kernel SIGKILLs the child if the test process dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return lambda: None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    prctl.restype = ctypes.c_int
-    parent, sigkill = os.getpid(), int(signal.SIGKILL)
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), sigkill)
-
-    return preexec
-
-
-def open_log(data_dir: Path) -> IO[bytes]:
-    """The node's log file (stderr), appended to across restarts of the same data dir."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return (data_dir / "node.log").open("ab")
-
-
-@dataclass
-class NodeProc:
-    process: asyncio.subprocess.Process
-    data_dir: Path
-    listen: str
-    api: str
-
-    @property
-    def log(self) -> Path:
-        return self.data_dir / "node.log"
-
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return "(no log)"
-
-
-class Procs:
-    """Every process the test started, so ``finally`` can kill whatever is still running."""
-
-    def __init__(self) -> None:
-        self.all: list[asyncio.subprocess.Process] = []
-
-    async def start(self, data_dir: Path, *extra: str) -> NodeProc:
-        """``zakura node`` on ``data_dir``; returns once its start line names its addresses."""
-        with open_log(data_dir) as log:
-            proc = await asyncio.create_subprocess_exec(
-                *ZAKURA, "node", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
-                "--api", "127.0.0.1:0", "--log-level", "info", *extra,
-                stdout=asyncio.subprocess.PIPE, stderr=log, preexec_fn=die_with_parent(),
-            )  # fmt: skip
-        self.all.append(proc)
-        assert proc.stdout is not None
-        async with asyncio.timeout(START_SECS):
-            line = (await proc.stdout.readline()).decode()
-        start = parse_start_line(line)
-        if start is None or start.api is None:
-            tail = (data_dir / "node.log").read_text(errors="replace")[-3000:]
-            raise AssertionError(f"no start line from {data_dir.name} (got {line!r}):\n{tail}")
-        return NodeProc(proc, data_dir, start.listen, start.api)
-
-    async def stop_all(self) -> None:
-        for proc in self.all:
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
-
-
-async def snapshot(http: aiohttp.ClientSession, api: str) -> dict[str, Any] | None:
-    try:
-        async with http.get(f"http://{api}/api/v1/snapshot") as resp:
-            if resp.status != 200:
-                return None
-            doc: dict[str, Any] = await resp.json()
-            return doc
-    except aiohttp.ClientError:
-        return None
-
-
-def verified_of(snap: dict[str, Any]) -> tuple[int, str]:
-    tip = snap["chain"]["verified_tip"]
-    return int(tip["height"]), str(tip["hash"])
 
 
 # ---------------------------------------------------------------------- store checks

@@ -74,6 +74,7 @@ def test_fresh_window_view_is_json_ready() -> None:
         "proven",
         "requests_without_progress",
         "hard_cap",
+        "retry_in_s",
     }
     assert v["cwnd"] == 16
     assert v["rtprop_ms"] is None and v["srtt_ms"] is None
@@ -419,13 +420,19 @@ def test_random_event_sequences_never_violate_bounds(
         for bonus in (0, 2):
             slots = w.available_slots(outstanding, now, bonus=bonus)
             assert slots >= 0
+            held = w.sealed or w.requests_without_progress >= (
+                config.max_requests_without_progress if w.proven else config.initial_probe_requests
+            )
             if slots:
                 assert outstanding + slots <= w.hard_cap
-                assert not w.sealed
-            if not w.proven:
+            if held:
+                # Held back: at most one retry, only with nothing outstanding, only once
+                # its backoff has run out.
+                if slots:
+                    assert slots == 1 and outstanding == 0
+                    assert w.retry_at is not None and now >= w.retry_at
+            elif not w.proven:
                 assert outstanding + slots <= config.initial_probe_requests or slots == 0
-            if w.proven and w.requests_without_progress >= config.max_requests_without_progress:
-                assert slots == 0
             if bonus == 0 and slots:
                 assert outstanding + slots <= max(1, w.cwnd)
         if honest and not w.proven:

@@ -891,6 +891,51 @@ def mine_child(
     return RawBlock(header.solved(), body)
 
 
+def forge_child(
+    parent: RawHeader,
+    body: bytes,
+    *,
+    version: int = 1,
+    height: int | None = None,
+    prev_hash: bytes | None = None,
+    time_step: int = 1,
+    bits: int = DEMO_BITS,
+    pow_ok: bool = True,
+) -> RawBlock:
+    """A child of ``parent`` that breaks any §8.2 rule a test chooses, and only those.
+
+    Defaults give what :func:`mine_child` gives. ``height`` and ``prev_hash`` replace the
+    parent's height + 1 and hash, ``time_step`` may be 0 (equal time) or negative (time going
+    back), ``version`` and ``bits`` are written as given; the nonce is the first that meets
+    ``bits`` or, with ``pow_ok=False``, the first that misses it.
+    """
+    header = RawHeader(
+        version,
+        parent.height + 1 if height is None else height,
+        parent.hash if prev_hash is None else prev_hash,
+        blake2b_256(body),
+        parent.time + time_step,
+        bits,
+        0,
+    )
+    if pow_ok:
+        return RawBlock(header.solved(), body)
+    prefix = header.encode()[: HEADER_LEN - 8]
+    nonce = 0
+    while meets_pow(blake2b_256(prefix + u64(nonce)), bits):
+        nonce += 1
+    missed = RawHeader(
+        header.version,
+        header.height,
+        header.prev_hash,
+        header.body_root,
+        header.time,
+        header.bits,
+        nonce,
+    )
+    return RawBlock(missed, body)
+
+
 def mine_chain(parent: RawHeader, n: int, *, tag: bytes = b"raw") -> list[RawBlock]:
     """``n`` valid blocks after ``parent``, with small distinct bodies."""
     out: list[RawBlock] = []

@@ -316,13 +316,13 @@ def add_demo_chain(p: argparse.ArgumentParser, where: str) -> None:
 
 NODE_HOSTILE_HELP = hostile_modes_help(
     "hostile modes (--hostile-mode MODE; testnets only - the node attacks its peers' header\n"
-    "sync (the first six) or block sync (the last four) instead of syncing that way; give it a\n"
+    "sync (the first eight) or block sync (the last four) instead of syncing that way; give it a\n"
     "chain with --blocks so peers behind it ask it for work):"
 )
 
 TESTNET_HOSTILE_HELP = hostile_modes_help(
     "hostile modes (--hostile N --hostile-mode MODE: the last N nodes, never node 0, run a\n"
-    "hostile header sync (the first six) or block sync (the last four); each victim's records\n"
+    "hostile header sync (the first eight) or block sync (the last four); each victim's records\n"
     "show in its snapshot's misbehavior list):"
 )
 

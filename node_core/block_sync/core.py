@@ -19,9 +19,12 @@ Invariants:
 - **Bodies nobody serves are given up, not waited for.** Headers arrive before bodies, so a
   peer can hand us a valid header whose body nobody has. When the height the committer waits
   for has been pending (nobody fetching it) for ``body_unavailable_timeout`` seconds while
-  peers with a Status are connected and none of their servable ranges grew meanwhile, the
-  header chain above the verified tip is abandoned (``HeaderSyncReactor.abandon_above``),
-  exactly like a reorg down to it, so the node follows a chain someone can serve.
+  peers with a Status are connected and no peer still below that height raised its servable
+  range to a new high meanwhile (peers catching up restart the wait, but never beyond
+  ``STARVED_MAX_FACTOR`` times the timeout in all, so a peer inching its claim up cannot
+  hold the node forever), the header chain above the verified tip is abandoned
+  (``HeaderSyncReactor.abandon_above``), exactly like a reorg down to it, so the node
+  follows a chain someone can serve.
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ log = logging.getLogger(__name__)
 SERVICE = "block_sync"
 TRACE_TABLE = "block_sync"
 RATE_WINDOW_S = 5.0
+#: Peers catching up may restart the starvation wait, but it never lasts longer than this
+#: many ``body_unavailable_timeout`` s in all.
+STARVED_MAX_FACTOR = 4
 #: Bodies per commit transaction the committer waits for while more are in flight.
 COMMIT_BATCH_TARGET = 256
 #: How long it waits for them (one fsync costs about as much).
@@ -168,8 +174,10 @@ class BlockSyncCore:
         self.peak_outstanding = 0
         self.reset_epoch = 0
         self.routines: dict[tuple[int, int], Any] = {}
-        #: Since when the height the committer waits for has been pending with nobody on it.
+        #: Since when the height the committer waits for has been pending with nobody on it
+        #: (restarted by a peer catching up), and since when in all.
         self._starved_since: float | None = None
+        self._starved_first = 0.0
         self._starved_height = 0
         #: When a peer's servable range last grew (peers catching up: not a stall).
         self._last_growth = 0.0
@@ -253,12 +261,14 @@ class BlockSyncCore:
             self.config.max_response_bytes,
         )
 
-    def on_peer_status(self, previous: Status | None, status: Status) -> None:
-        """A routine applied a peer's Status: note growth; its tip block is available."""
-        if previous is None or status.servable_high > previous.servable_high:
+    def on_peer_growth(self, previous_best: int, servable_high: int) -> None:
+        """A peer's servable range reached a new high for its session.
+
+        Only a peer that was still below the height we wait for counts as catching up; a
+        claim is not trusted for more (a Status proves nothing about holding a block).
+        """
+        if servable_high > previous_best and previous_best < self.sequencer.next_height:
             self._last_growth = time.monotonic()
-        if status.servable_high >= 1:
-            self.header_sync.block_available(status.tip_hash)
 
     def accept_body(self, body: BufferedBody) -> bool:
         """A routine's verified body: buffer it for the committer (False: redundant)."""
@@ -404,16 +414,19 @@ class BlockSyncCore:
         if not waiting:
             self._starved_since = None
             return False
+        timeout = self.config.body_unavailable_timeout
+        if self._starved_since is None or self._starved_height != h:
+            self._starved_since = self._starved_first = now
+            self._starved_height = h
+            return False
+        if self._last_growth > self._starved_since:
+            self._starved_since = now  # a peer is catching up: give it time
         if (
-            self._starved_since is None
-            or self._starved_height != h
-            or self._last_growth > self._starved_since
+            now - self._starved_since < timeout
+            and now - self._starved_first < STARVED_MAX_FACTOR * timeout
         ):
-            self._starved_since, self._starved_height = now, h
             return False
-        if now - self._starved_since < self.config.body_unavailable_timeout:
-            return False
-        waited = now - self._starved_since
+        waited = now - self._starved_first
         self._starved_since = None
         self.metrics.body_unavailable.inc()
         self.row("block_body_unavailable", height=h, waited_s=round(waited, 1))

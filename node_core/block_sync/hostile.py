@@ -88,8 +88,10 @@ SERVING_SLOTS = 4
 class BlockHostileMode(StrEnum):
     """How a hostile block-sync misbehaves; the value is the command-line spelling.
 
-    Every spelling ends in ``-blocks`` or ``-body`` so none can clash with a
-    :class:`~node_core.header_sync.hostile.HostileMode` (a test checks the union is disjoint).
+    No spelling may equal a :class:`~node_core.header_sync.hostile.HostileMode`'s, since one
+    ``--hostile-mode`` names either (a test checks the union is disjoint); they end in
+    ``-blocks`` or ``-body``, which the header mode ``header-without-body`` shares, so the
+    suffix alone does not tell the service.
     """
 
     WRONG_BODY = "wrong-body"

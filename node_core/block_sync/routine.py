@@ -131,6 +131,8 @@ class BlockSyncRoutine:
         #: The lowest height where this peer served a block of another chain than ours: it
         #: is not asked for that height or above until its Status changes.
         self.other_chain_from: int | None = None
+        #: The highest servable height this session's peer claimed so far.
+        self.best_servable = 0
         self._torn_down = False
 
     # ------------------------------------------------------------------ loop
@@ -380,7 +382,9 @@ class BlockSyncRoutine:
             self.other_chain_from = None  # its chain moved: worth asking again
         self.window.set_hard_cap(status.max_inflight_requests)
         self.core.registry.upsert_status(self.label, self.owner[1], status)
-        self.core.on_peer_status(previous, status)
+        if status.servable_high > self.best_servable:
+            self.core.on_peer_growth(self.best_servable, status.servable_high)
+            self.best_servable = status.servable_high
         self.core.row(
             "block_status_received",
             peer=self.label,

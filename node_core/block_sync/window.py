@@ -66,7 +66,8 @@ Invariants (tested in ``tests/block_sync/test_window.py``)
 - Held, never forgotten: a peer held back by one of those rules (or sealed) with nothing
   outstanding gets exactly one request after ``retry_backoff`` seconds, doubling per
   fruitless retry up to ``max_retry_backoff`` and reset by an accepted block, so one bad
-  answer never silences a peer for the rest of its session.
+  answer never silences a peer for the rest of its session. A request timeout since the
+  last accepted block cancels the retry: a silent peer is the liveness rule's to reject.
 - Outstanding requests plus offered slots never exceed the hard cap.
 - The windowed min/max filters forget samples older than ``horizon`` seconds.
 - Each timeout multiplies cwnd by ``timeout_dip`` (geometric shrink), never below the floor.
@@ -249,6 +250,7 @@ class DownloadWindow:
         "_rtprop",
         "_rwp",
         "_srtt",
+        "_timed_out",
     )
 
     def __init__(self, config: WindowConfig = DEFAULT_WINDOW_CONFIG) -> None:
@@ -276,6 +278,7 @@ class DownloadWindow:
         self._probe_until: float | None = None
         self._backoff = config.retry_backoff
         self._retry_at: float | None = None
+        self._timed_out = False
 
     # ----------------------------------------------------------------- read-only state
 
@@ -376,8 +379,10 @@ class DownloadWindow:
         if held:
             # No progress (a failed probe, too many requests without a block, or sealed):
             # once nothing is outstanding, one more request after a growing backoff, so a
-            # peer that sent one bad answer is asked again instead of never (issue 16).
-            if outstanding > 0:
+            # peer that sent one bad answer is asked again instead of never (issue 16). A
+            # peer whose request timed out gets none: it owes blocks, and the routine's
+            # liveness rule rejects it rather than feeding a silent peer more heights.
+            if outstanding > 0 or self._timed_out:
                 return 0
             if self._retry_at is None:
                 self._retry_at = now + self._backoff
@@ -427,6 +432,7 @@ class DownloadWindow:
         self._rwp = 0
         self._backoff = self._config.retry_backoff
         self._retry_at = None
+        self._timed_out = False
         if self.sealed:
             self._reliability = _ewma(self._reliability, 1.0, RELIABILITY_ALPHA)
         prev_rtprop = self._rtprop.get(now)
@@ -465,6 +471,7 @@ class DownloadWindow:
         A timeout is loss, so it also ends startup.
         """
         now = self._advance(now)
+        self._timed_out = True
         self._reliability = _ewma(self._reliability, 0.0, RELIABILITY_ALPHA)
         self._cwnd *= self._config.timeout_dip
         self._clamp_cwnd()

@@ -14,6 +14,15 @@ never syncs: its reactor has no peers. It advertises the tip of its own chain (p
 with ``--blocks``, so honest nodes behind it ask it for headers) and, in the modes that answer
 requests, serves from its own store.
 
+The two *forging* modes (:data:`FORGING_MODES`) advertise one header more than their chain
+holds: a header they made themselves on their tip (:func:`forge_child`), real proof of work
+and all, whose body nobody has - the node's block sync stays honest and serves only its store,
+which never holds it. ``header-without-body`` makes it valid in every respect: an honest victim
+takes it and must notice that no peer ever serves the body (issue 16: one such header used to
+stop block sync for good). ``backwards-time`` stamps it before its parent: a victim must refuse
+it as an invalid range and never store it. One forged header per node, made on first use and
+made again only if the node's tip moved, so every victim is shown the same one.
+
 One supervised routine per peer, launched through ``conn.launch`` like the honest one, so the
 transport's supervision, cancellation and fault injection apply unchanged; every wait goes
 through the stream or ``ctx.wait_future``.
@@ -22,12 +31,15 @@ through the stream or ``ctx.wait_future``.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from node_core.chain.model import HEADER_VERSION, BlockHeader, body_root
+from node_core.chain.pow import DEMO_BITS, solve
 from node_core.protocol.errors import CodecError
 from node_core.protocol.header_sync import (
     DEFAULT_HEADERS_PER_RESPONSE,
@@ -66,6 +78,11 @@ EARLY_GET_HEADERS_INTERVAL = 0.5
 UNSOLICITED_INTERVAL = 1.0
 #: ``slow-responder``: default answer delay, just past the reference's 30 s request timeout.
 DEFAULT_HOSTILE_DELAY = 35.0
+#: Forging modes: size of the random body whose root the forged header commits to (also its
+#: advertised body-size hint); the body itself is thrown away at once.
+FORGED_BODY_BYTES = 8192
+#: ``backwards-time``: how many seconds before its parent the forged header is stamped.
+BACKWARDS_SECONDS = 1000
 
 
 class HostileMode(StrEnum):
@@ -77,6 +94,8 @@ class HostileMode(StrEnum):
     EARLY_GET_HEADERS = "early-getheaders"
     SLOW_RESPONDER = "slow-responder"
     SILENT = "silent"
+    HEADER_WITHOUT_BODY = "header-without-body"
+    BACKWARDS_TIME = "backwards-time"
 
 
 #: Every mode's spelling, in the order the help text lists them.
@@ -84,9 +103,14 @@ HOSTILE_MODES: tuple[str, ...] = tuple(m.value for m in HostileMode)
 
 #: Modes whose attack happens only when a victim asks them for headers: on a testnet they need
 #: a chain that is ahead of the honest nodes', or nobody would ever send them a GetHeaders.
+#: The forging modes also attack only when asked, but need no lead: their forged header puts
+#: them one ahead of the chain they share with the honest nodes, and that header is the attack.
 ASKED_MODES = frozenset(
     {HostileMode.MALFORMED_HEADERS, HostileMode.SLOW_RESPONDER, HostileMode.SILENT}
 )
+
+#: Modes that advertise and serve a forged header one above their own tip (:func:`forge_child`).
+FORGING_MODES = frozenset({HostileMode.HEADER_WITHOUT_BODY, HostileMode.BACKWARDS_TIME})
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +148,20 @@ MODE_HELP: dict[HostileMode, ModeHelp] = {
         "sends one Status (so it is asked for work), then never reads or writes again",
         "time their requests out and re-queue the ranges; never park or disconnect it",
     ),
+    HostileMode.HEADER_WITHOUT_BODY: ModeHelp(
+        "advertises a header one above its chain's tip that it made itself (valid in every "
+        "respect, proof of work included) and serves it after its real headers; nobody ever "
+        "serves that header's body",
+        "store the header, find that nobody serves its body, give the header up after 15 s "
+        "(journal header_sync/abandoned, snapshot header_sync.abandoned), then refuse it for "
+        "2 minutes and ask the peers that advertise it for nothing above its parent; keep "
+        "syncing from honest peers",
+    ),
+    HostileMode.BACKWARDS_TIME: ModeHelp(
+        "like header-without-body, but its forged header's time is 1000 s before its parent's",
+        "record invalid_range (record-only) and never store the header; keep syncing from "
+        "honest peers",
+    ),
 }
 
 
@@ -139,6 +177,32 @@ def parse_mode(text: str) -> HostileMode:
         raise ValueError(
             f"unknown hostile mode {text!r}; choose one of: {', '.join(HOSTILE_MODES)}"
         ) from None
+
+
+def forge_child(
+    parent: BlockHeader, *, backwards: bool = False, body: bytes | None = None
+) -> BlockHeader:
+    """A child of ``parent`` committing to ``body`` (default: random bytes nobody keeps).
+
+    Valid in every respect - version, height, link, demo difficulty, solved proof of work -
+    except, with ``backwards``, its time, :data:`BACKWARDS_SECONDS` before its parent's (never
+    below 0; every network's genesis is far later than that). Without ``backwards`` it is one
+    second after its parent, so only the missing body gives it away. Mined inline: at
+    :data:`~node_core.chain.pow.DEMO_BITS` that is about 256 hashes, well under a millisecond.
+    """
+    if body is None:
+        body = os.urandom(FORGED_BODY_BYTES)
+    stamp = max(0, parent.time - BACKWARDS_SECONDS) if backwards else parent.time + 1
+    header = BlockHeader(
+        version=HEADER_VERSION,
+        height=parent.height + 1,
+        prev_hash=parent.hash,
+        body_root=body_root(body),
+        time=stamp,
+        bits=DEMO_BITS,
+        nonce=0,
+    )
+    return solve(header)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +224,8 @@ class HostileHeaderSync:
 
     Attributes:
         sent: Frames written, by kind (``status``, ``headers``, ``malformed_headers``,
-            ``get_headers``): how a test or an operator sees that the attack really happened.
+            ``get_headers``, ``forged_headers`` for a Headers carrying the forged header): how a
+            test or an operator sees that the attack really happened.
         requests: GetHeaders received from victims.
     """
 
@@ -181,6 +246,7 @@ class HostileHeaderSync:
         self.delay = delay
         self.sent: Counter[str] = Counter()
         self.requests = 0
+        self._forged: BlockHeader | None = None
 
     def add_peer(self, conn: Connection, stream: Stream) -> None:
         routine = _HostileRoutine(self, stream)
@@ -194,11 +260,66 @@ class HostileHeaderSync:
         height, hash_ = self.chain.header_tip
         return Status(tip_height=height, tip_hash=hash_, anchor_height=0)
 
+    async def advertised_status(self) -> Status:
+        """What this mode's Status claims: the forged header in a forging mode, else our tip.
+
+        Not a lie a victim can catch: the forging modes do serve that header when asked.
+        """
+        if self.mode not in FORGING_MODES:
+            return self.status()
+        forged = await self.forged_header()
+        return Status(tip_height=forged.height, tip_hash=forged.hash, anchor_height=0)
+
+    async def forged_header(self) -> BlockHeader:
+        """The node's one forged header, on its current header tip (made on first use).
+
+        Made again only if the tip moved since, so every victim sees the same header; the
+        check after the store read has no await before the assignment, so two routines
+        asking at once still end up with one header.
+        """
+        while True:
+            height, tip_hash = self.chain.header_tip
+            forged = self._forged
+            if forged is not None and forged.prev_hash == tip_hash:
+                return forged
+            raw = await self.chain.store.header_at(height)
+            if self.chain.header_tip[1] != tip_hash:
+                continue  # the tip moved while we read it: forge on the new one
+            if raw is None:  # pragma: no cover - header_tip is committed store state
+                raise RuntimeError(f"header tip {height} is not in the store")
+            parent = BlockHeader.decode(raw)
+            forged = self._forged
+            if forged is None or forged.prev_hash != parent.hash:
+                forged = forge_child(parent, backwards=self.mode is HostileMode.BACKWARDS_TIME)
+                self._forged = forged
+            return forged
+
     async def headers(self, start_height: int, count: int) -> Headers:
         """Up to ``count`` stored headers from ``start_height``, as an honest node serves them."""
         served = max(1, min(count, DEFAULT_HEADERS_PER_RESPONSE))
         rows = await self.chain.store.headers_with_sizes(start_height, served)
         return Headers(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
+
+    async def headers_with_forged(self, start_height: int, count: int) -> tuple[Headers, bool]:
+        """:meth:`headers`, plus the forged header when the answer reaches our tip and has room.
+
+        So a victim at our tip that asks for the next height gets exactly the forged header,
+        and one further behind gets our real chain with the forged header as its last one.
+        Returns the answer and whether it carries the forged header.
+        """
+        forged = await self.forged_header()
+        answer = await self.headers(start_height, count)
+        served = max(1, min(count, DEFAULT_HEADERS_PER_RESPONSE))
+        reaches_tip = start_height + len(answer.headers) == forged.height
+        if not reaches_tip or len(answer.headers) >= served:
+            return answer, False
+        return (
+            Headers(
+                (*answer.headers, forged.raw),
+                (*answer.body_sizes, FORGED_BODY_BYTES),
+            ),
+            True,
+        )
 
 
 class _HostileRoutine:
@@ -213,7 +334,8 @@ class _HostileRoutine:
     async def run(self, ctx: RoutineContext) -> None:
         mode = self.mode
         if mode is not HostileMode.EARLY_GET_HEADERS:
-            await self._send(TAG_STATUS, encode_header_sync(self.service.status()), "status")
+            status = await self.service.advertised_status()
+            await self._send(TAG_STATUS, encode_header_sync(status), "status")
         if mode is HostileMode.SILENT:
             # Never read (our receive window fills, the victim's writes stall) and never write.
             await ctx.wait_future(asyncio.get_running_loop().create_future())
@@ -276,6 +398,10 @@ class _HostileRoutine:
         if self.mode is HostileMode.SLOW_RESPONDER:
             at = time.monotonic() + self.service.delay
             self.due.append(_Due(at, msg.start_height, msg.count))
+        elif self.mode in FORGING_MODES:
+            reply, forged = await self.service.headers_with_forged(msg.start_height, msg.count)
+            what = "forged_headers" if forged else "headers"
+            await self._send(TAG_HEADERS, encode_header_sync(reply), what)
         elif self.mode is HostileMode.MALFORMED_HEADERS:
             answer = encode_header_sync(await self.service.headers(msg.start_height, msg.count))
             # Cut into the last header (or into the count when there is none): the declared

@@ -369,7 +369,11 @@ class HeaderSyncReactor:
         return True
 
     def block_available(self, hash_: bytes) -> None:
-        """A peer showed it holds the block ``hash_``: stop refusing its header, if we did."""
+        """A peer sent the block ``hash_`` with a valid body: stop refusing its header.
+
+        Only a body proves it: a Status claiming a block proves nothing (a hostile peer could
+        lift every refusal with one).
+        """
         if not self.unavailable.discard(hash_):
             return
         for label in self.peers:
@@ -817,7 +821,7 @@ class HeaderSyncReactor:
         header = block.header
         self._remember(hash_)
         # A block with its body: if we had abandoned its header for want of one, it is back.
-        self.unavailable.discard(hash_)
+        self.block_available(hash_)
         self.trace.row(
             "header_new_block_received", peer=ev.peer, height=header.height, hash=hash_.hex()
         )

@@ -15,8 +15,9 @@ Invariants:
 - At most :data:`CAPACITY` hashes are remembered (oldest dropped first), each for ``ttl``
   seconds; memory is bounded whatever peers send.
 - Remembering is advisory: a hash is forgotten as soon as someone shows the node the block
-  itself (a NewBlock carrying the body, or a block-sync Status whose tip is that very block),
-  so a header abandoned while every peer was merely behind is not refused for long.
+  itself (a NewBlock carrying a valid body), and after ``ttl`` in any case, so a header
+  abandoned while every peer was merely behind is not refused for long. A claim (a Status)
+  is not enough: it would let any peer lift every refusal.
 """
 
 from __future__ import annotations

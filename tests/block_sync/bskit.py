@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 from nodekit import Cluster, wait_until  # noqa: F401  (re-exported for the tests)
 
 #: What a policy returns for one GetBlocks: "serve", "withhold" (RangeUnavailable), "drop"
-#: (BlocksDone with the blocks silently left out) or "ignore" (never answer).
+#: (BlocksDone with the blocks silently left out), "ignore" (never answer) or "corrupt"
+#: (every block served with a body that does not match its header's body root).
 Policy = Callable[[GetBlocks], str]
 
 
@@ -77,8 +78,10 @@ class ScriptedServer:
                     continue
                 blocks = await node.chain.store.blocks_range(msg.start_height, msg.count, 1 << 30)
                 sent = 0
-                if action == "serve":
+                if action in ("serve", "corrupt"):
                     for header, body in blocks:
+                        if action == "corrupt":
+                            body = bytes([body[0] ^ 0xFF]) + body[1:] if body else b"x"
                         await stream.send(TAG_BLOCK, encode_block_sync(Block(header, body)))
                         sent += 1
                 done = BlocksDone(msg.start_height, sent)

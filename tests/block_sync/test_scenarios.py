@@ -12,7 +12,13 @@ import pytest
 from bskit import Cluster, ScriptedServer, assert_synced_and_sound, bootstrap, wait_until
 
 from node_core.block_sync.core import BlockSyncConfig
+from node_core.chain.miner import ChainError, ChainReject, validate_header, validate_link
+from node_core.chain.model import BlockHeader
+from node_core.chain.pow import DEMO_BITS
+from node_core.header_sync.hostile import HostileHeaderSync, HostileMode
 from node_core.node import Node
+from node_core.observe.journal import JournalEvent
+from node_core.protocol.header_sync import HEADER_SYNC_STREAM_KIND
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -256,5 +262,150 @@ async def test_a_reorg_to_a_longer_branch_resets_block_work_above_the_fork(tmp_p
         assert client.header_sync.index.reorgs >= 1
         assert client.block_sync.reset_epoch >= 1
         await assert_synced_and_sound(client, fork)
+    finally:
+        await cluster.stop()
+
+
+# ------------------------------------------------------------------ forged headers (issue 16)
+#: The client's ``body_unavailable_timeout`` in the forged-header scenarios (default 15 s).
+GIVE_UP = 3.0
+#: How long after its verified tip reached the servers' the client may take to give the
+#: forged header up: the watchdog notices on its next tick (``tick_interval``, 1 s), waits
+#: GIVE_UP, and acts on the tick after that; the rest is margin for a loaded machine.
+GIVE_UP_BOUND = GIVE_UP + 2 * BlockSyncConfig().tick_interval + 10.0
+
+
+def hostile_headers(node: Node) -> HostileHeaderSync:
+    svc = node.registry.lookup(HEADER_SYNC_STREAM_KIND)
+    assert isinstance(svc, HostileHeaderSync)
+    return svc
+
+
+async def header_at(node: Node, height: int) -> BlockHeader:
+    raw = await node.chain.store.header_at(height)
+    assert raw is not None
+    return BlockHeader.decode(raw)
+
+
+def header_commits_above(node: Node, height: int) -> list[JournalEvent]:
+    """The node's header-sync commits that moved its stored header tip above ``height``."""
+    return node.journal.find(
+        lambda e: (
+            e.table == "header_sync"
+            and e.event == "committed"
+            and int(str(e.fields["tip"])) > height
+        )
+    )
+
+
+def header_sync_records(node: Node, peer: Node) -> set[tuple[str, str]]:
+    """(reason, action) of ``node``'s header-sync misbehavior records against ``peer``."""
+    return {
+        (r["reason"], r["action"])
+        for r in node.snapshot()["misbehavior"]
+        if r["label"] == peer.label and r["service"] == "header_sync"
+    }
+
+
+async def forging_layout(cluster: Cluster, mode: HostileMode) -> tuple[list[Node], Node, Node]:
+    """Two honest servers and a hostile node in ``mode``, all with the same BLOCKS-block chain
+    (so the forged header sits at BLOCKS + 1), and a client at genesis that dials all three."""
+    srv = await servers(cluster, 2)
+    hostile = await cluster.start("hostile", blocks=BLOCKS, target_peers=6, hostile_mode=mode)
+    client = await cluster.start(
+        "client",
+        bootstrap=bootstrap(*srv, hostile),
+        block_sync=BlockSyncConfig(body_unavailable_timeout=GIVE_UP),
+        target_peers=3,
+    )
+    return srv, hostile, client
+
+
+async def test_a_header_whose_body_nobody_serves_is_given_up(tmp_path: Path) -> None:
+    """Issue 16, defect 1: one peer hands out one valid header it never serves the body of.
+
+    The client takes it (it is valid), syncs every body below it from the honest servers,
+    finds nobody serves the forged one's, gives the header up after GIVE_UP and refuses it
+    while the hostile node still advertises it: it ends on the servers' chain, sound.
+    """
+    cluster = Cluster(tmp_path)
+    try:
+        srv, hostile, client = await forging_layout(cluster, HostileMode.HEADER_WITHOUT_BODY)
+        forged = await hostile_headers(hostile).forged_header()
+        validate_link(await header_at(hostile, BLOCKS), forged, min_bits=DEMO_BITS)  # all valid
+        await wait_until(
+            lambda: (
+                client.header_sync.index.tip_height == forged.height
+                or bool(header_commits_above(client, BLOCKS))
+            ),
+            60,
+            "the client to take the forged header",
+        )
+        assert hostile_headers(hostile).sent["forged_headers"] >= 1
+        await wait_until(
+            lambda: client.chain.verified_tip == srv[0].chain.verified_tip, 90, "bodies synced"
+        )
+        await wait_until(
+            lambda: client.header_sync.abandoned >= 1,
+            GIVE_UP_BOUND,
+            f"the forged header given up within {GIVE_UP_BOUND:g} s",
+        )
+        await wait_until(
+            lambda: client.chain.header_tip[0] == BLOCKS, 10, "the truncation to be durable"
+        )
+        assert client.header_sync.index.tip_height == BLOCKS
+        [event] = client.journal.find(lambda e: e.table == "header_sync" and e.event == "abandoned")
+        assert event.fields["height"] == forged.height
+        assert event.fields["hash"] == forged.hash.hex()
+        snap = client.snapshot()["header_sync"]
+        assert snap["abandoned"] == 1
+        assert [u["hash"] for u in snap["unavailable"]] == [forged.hash.hex()]
+        # Still advertised by the hostile node (and by the servers until their own 15 s run
+        # out: they relay headers, so they took it too), still refused: the header tip stays
+        # on the last block with a body.
+        assert client.chain.header_tip == client.chain.verified_tip
+        await assert_synced_and_sound(client, srv[0])
+        assert no_disconnects(client) == []
+    finally:
+        await cluster.stop()
+
+
+async def test_a_header_stamped_before_its_parent_is_refused(tmp_path: Path) -> None:
+    """Issue 16, defect 2: the forged header's time is 1000 s before its parent's.
+
+    The client records invalid_range against the hostile node for every answer carrying it,
+    never stores it (no header commit above the servers' tip, nothing to give up) and syncs
+    from the honest servers.
+    """
+    cluster = Cluster(tmp_path)
+    try:
+        srv, hostile, client = await forging_layout(cluster, HostileMode.BACKWARDS_TIME)
+        forged = await hostile_headers(hostile).forged_header()
+        parent = await header_at(hostile, BLOCKS)
+        with pytest.raises(ChainError) as refused:
+            validate_link(parent, forged, min_bits=DEMO_BITS)
+        assert refused.value.reason is ChainReject.TIME_BEFORE_PARENT
+        assert forged.time == parent.time - 1000
+        # Nothing else is wrong with it: height, link, version, difficulty, proof of work.
+        assert (forged.height, forged.prev_hash) == (BLOCKS + 1, parent.hash)
+        validate_header(forged, min_bits=DEMO_BITS)
+        await wait_until(
+            lambda: ("invalid_range", "recorded") in header_sync_records(client, hostile),
+            60,
+            "invalid_range recorded against the hostile node",
+        )
+        assert hostile_headers(hostile).sent["forged_headers"] >= 1
+        # Refused by a consensus rule, not for failing to link or decode.
+        assert client.metrics.value("sync_header_range_rejected_total", stage="stateless") >= 1
+        await wait_until(
+            lambda: client.chain.verified_tip == srv[0].chain.verified_tip, 90, "bodies synced"
+        )
+        assert client.header_sync.index.tip_height == BLOCKS
+        assert client.chain.header_tip == client.chain.verified_tip
+        assert header_commits_above(client, BLOCKS) == []
+        assert client.header_sync.abandoned == 0
+        assert header_sync_records(client, hostile) == {("invalid_range", "recorded")}
+        await assert_synced_and_sound(client, srv[0])
+        assert no_disconnects(client) == []
     finally:
         await cluster.stop()

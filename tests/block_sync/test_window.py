@@ -440,3 +440,58 @@ def test_random_event_sequences_never_violate_bounds(
         v = w.view(now)
         assert v["phase"] in {"startup", "probe_bw", "probe_rtt"}
         json.dumps(v)
+
+
+# --------------------------------------------------------------- held peers are retried
+
+
+def test_a_failed_probe_is_retried_after_a_growing_backoff() -> None:
+    """Issue 16 defect 4: one bad answer must not silence an unproven peer for good."""
+    w = DownloadWindow()
+    assert w.available_slots(0, 0.0) == 1
+    w.on_request_sent(4, 0.0)
+    w.on_request_complete(4, 0, 0.1)  # answered, but nothing accepted (a wrong body)
+    assert w.available_slots(0, 0.2) == 0  # held: the backoff starts now
+    assert w.retry_at == pytest.approx(1.2)
+    assert w.available_slots(0, 1.1) == 0
+    assert w.available_slots(0, 1.2) == 1  # one more probe
+    w.on_request_sent(4, 1.2)
+    assert w.retry_at is None
+    w.on_request_complete(4, 0, 1.3)
+    assert w.available_slots(0, 1.4) == 0
+    assert w.retry_at == pytest.approx(3.4)  # doubled
+    assert w.available_slots(0, 3.4) == 1
+    w.on_request_sent(4, 3.4)
+    w.on_block(1000, 0.05, 3.45)  # finally a good block: proven, backoff reset
+    assert w.proven and w.retry_at is None
+    assert w.available_slots(0, 3.5) >= 1
+
+
+def test_a_held_peer_with_a_request_out_gets_nothing_more() -> None:
+    w = DownloadWindow()
+    w.on_request_sent(4, 0.0)
+    assert w.available_slots(1, 5.0) == 0
+    assert w.retry_at is None  # nothing to back off from while the probe is out
+
+
+def test_a_timed_out_probe_is_never_retried() -> None:
+    """A silent peer owes blocks: the liveness rule rejects it; no second probe feeds it."""
+    w = DownloadWindow()
+    w.on_request_sent(4, 0.0)
+    w.on_timeout(8.0)
+    for t in (8.1, 10.0, 100.0):
+        assert w.available_slots(0, t) == 0
+
+
+def test_the_backoff_is_capped() -> None:
+    w = DownloadWindow(WindowConfig(retry_backoff=1.0, max_retry_backoff=4.0))
+    now = 0.0
+    waits = []
+    for _ in range(5):
+        w.on_request_sent(1, now)
+        w.on_request_complete(1, 0, now)
+        assert w.available_slots(0, now) == 0
+        assert w.retry_at is not None
+        waits.append(round(w.retry_at - now, 3))
+        now = w.retry_at
+    assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]

@@ -393,6 +393,18 @@ def test_hostile_nodes_are_the_last_ones_and_get_the_chain(tmp_path: Path) -> No
     assert spammer[spammer.index("--blocks") + 1] == "50"  # not asked: no lead needed
 
 
+@pytest.mark.parametrize("mode", ["header-without-body", "backwards-time"])
+def test_forging_hostile_nodes_get_the_miners_chain_without_a_lead(
+    tmp_path: Path, mode: str
+) -> None:
+    """Their forged header, one above the chain they share with node 0, is all the lead they
+    need: honest nodes at node 0's tip ask them for it."""
+    net = Testnet(3, data_dir=tmp_path, blocks=50, hostile=1, hostile_mode=mode)
+    cmd = net.command(2, "127.0.0.1:1")
+    assert cmd[cmd.index("--blocks") + 1] == "50"
+    assert cmd[cmd.index("--hostile-mode") + 1] == mode
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

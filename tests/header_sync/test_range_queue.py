@@ -485,3 +485,22 @@ def test_narrowing_into_covered_head_drops_the_entry(q: SharedHeaderRangeQueue) 
     assert work is not None and work.range == rr(5, 1)
     assert q.forward == (rr(5, 1),)
     assert q.invariant_violations({"a": 1}) == []
+
+
+def test_a_capped_peer_is_asked_nothing_above_its_cap(
+    q: SharedHeaderRangeQueue, wakes: Wakes
+) -> None:
+    """Issue 16: a peer whose chain runs through an abandoned header is capped below it."""
+    q.ensure_forward(rr(10, 10))  # ends at 19
+    q.cap_peer("a", 9)
+    assert take(q, "a") is None  # the range starts above the cap
+    q.cap_peer("a", 14)  # a cap only ever lowers
+    assert q.cap_of("a") == 9
+    before = wakes.count
+    assert q.uncap_peer("a") and wakes.count == before + 1
+    q.cap_peer("a", 14)
+    work = take(q, "a")
+    assert work is not None and work.range.end_height == 14  # narrowed like a lower tip
+    q.forget_peer("a")  # a session's end forgets the cap
+    assert q.cap_of("a") is None
+    assert not q.uncap_peer("a")

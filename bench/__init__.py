@@ -1,4 +1,6 @@
-"""Benchmarks for the node core: ratios measured side by side in one run (DESIGN.md §9).
+"""Benchmarks for the node core: ratios measured side by side in one run.
+
+See docs/ARCHITECTURE.md, "Measuring performance".
 
 Absolute times on a shared machine are noise, so every scenario is run next to its baseline,
 interleaved, in the same process, on the same bytes, and reported as a ratio against a goal.

@@ -1,10 +1,10 @@
 """``python -m bench``: run every registered benchmark, print a table, write JSON results.
 
-Each row is a scenario measured side by side with its baseline in this one process; the
-figure that matters is the ratio, compared with the scenario's goal (DESIGN.md §9). Results go
-to ``bench/results/<UTC timestamp>.json`` (gitignored). The exit status is 1 when a benchmark
-moved the wrong bytes or crashed, and, with ``--strict``, when a ratio misses its goal;
-otherwise 0, because a slow shared machine is not a failure.
+Each row is a scenario measured side by side with its baseline in this one process; the figure that
+matters is the ratio, compared with the scenario's goal (docs/ARCHITECTURE.md, "Measuring
+performance"). Results go to ``bench/results/<UTC timestamp>.json`` (gitignored). The exit status is
+1 when a benchmark moved the wrong bytes or crashed, and, with ``--strict``, when a ratio misses its
+goal; otherwise 0, because a slow shared machine is not a failure.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Block-sync of 20,000 blocks from three peers on loopback against the pipeline's own limit.
 
-Why: issue 5 asks how fast a fresh node downloads block bodies. An absolute MB/s figure on a
-shared machine is noise (DESIGN.md §9), so the network sync is reported as a fraction of the
-cheapest thing the syncing node cannot avoid doing anyway with the same bytes: receiving them
-over loopback TCP, hashing every body and committing it to SQLite. A raw loopback transfer of
-the same bytes (no hashing, no store) is measured too, for context.
+Why: issue 5 asks how fast a fresh node downloads block bodies. An absolute MB/s figure on a shared
+machine is noise (docs/ARCHITECTURE.md, "Measuring performance"), so the network sync is reported as
+a fraction of the cheapest thing the syncing node cannot avoid doing anyway with the same bytes:
+receiving them over loopback TCP, hashing every body and committing it to SQLite. A raw loopback
+transfer of the same bytes (no hashing, no store) is measured too, for context.
 
 Set-up (once per run, not timed): the seeded chain of ``n_blocks`` blocks is generated with
 :func:`node_core.chain.miner.pregenerate` at its default ``avg_body=8192`` (bodies uniform in

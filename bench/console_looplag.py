@@ -1,11 +1,11 @@
 """Node event-loop lag with the console open versus headless, measured in one run.
 
-Why: the console and the node may share one asyncio loop (DESIGN §2). Rendering a view is
-synchronous work, and every millisecond of it delays the node's timers, reads and routines.
-Issue 3 sets the bar: with the console open, the node's loop-lag p99 stays <= 25 ms and <= 2x
-the headless figure. This benchmark produces those numbers for both designs (one shared loop,
-or the node in its own thread as :mod:`console.launcher` runs it), side by side, so the choice
-between them is made by measurement.
+Why: the console and the node may share one asyncio loop (docs/ARCHITECTURE.md, "The process
+model"). Rendering a view is synchronous work, and every millisecond of it delays the node's
+timers, reads and routines. Issue 3 sets the bar: with the console open, the node's loop-lag p99
+stays <= 25 ms and <= 2x the headless figure. This benchmark produces those numbers for both
+designs (one shared loop, or the node in its own thread as :mod:`console.launcher` runs it),
+side by side, so the choice between them is made by measurement.
 
 Set-up (one for the whole run): a :class:`console.launcher.LocalNetwork` of testnet peer
 processes and the operator node, running on its own event loop in a

@@ -1,9 +1,10 @@
 """Header-sync of a long chain from three peers on loopback against in-process validation.
 
-Why: issue 4 asks how fast a fresh node catches up on headers. An absolute headers/s figure
-on a shared machine is noise (DESIGN.md §9), so the network sync is reported as a fraction of
-the cheapest thing the syncing node cannot avoid doing anyway: decoding and validating the
-same headers and extending its header index, in process, with no network, store or peers.
+Why: issue 4 asks how fast a fresh node catches up on headers. An absolute headers/s figure on a
+shared machine is noise (docs/ARCHITECTURE.md, "Measuring performance"), so the network sync is
+reported as a fraction of the cheapest thing the syncing node cannot avoid doing anyway: decoding
+and validating the same headers and extending its header index, in process, with no network, store
+or peers.
 
 Set-up (once per run, not timed): the seeded chain of ``n_headers`` blocks is generated with
 :func:`node_core.chain.miner.pregenerate` at ``avg_body=1024`` (every body exactly 1 KiB, the

@@ -8,14 +8,14 @@ node is up; until then :class:`LauncherConsole` skips its polls, so the views ke
 "waiting for the node...", no error notifications appear while the network boots, and keys
 (``q`` included) work from the first frame.
 
-Where the node runs (DESIGN §2, issue 3 item 6) was decided by measurement: the node runs on
-its own event loop in a thread (:class:`NodeThread`), the app on the main thread's loop, and
-:class:`ThreadedClient` carries every client call across with
+Where the node runs (docs/ARCHITECTURE.md, "The process model"; issue 3 item 6) was decided by
+measurement: the node runs on its own event loop in a thread (:class:`NodeThread`), the app on
+the main thread's loop, and :class:`ThreadedClient` carries every client call across with
 :func:`asyncio.run_coroutine_threadsafe`; while the app runs, the GIL switch interval is 1 ms
 (:func:`gil_switch_interval`). ``python -m bench --only console_looplag`` measures the node
 loop's lag p99 in one run: a 4-peer testnet, an in-process peer disconnected by a fault and
-redialing every second, a 3 MiB/s stream into the node, the console on the Peers view at
-4 Hz, 10 s phases interleaved. Medians of p99 on this 2-CPU machine, console open vs headless:
+redialing every second, a 3 MiB/s stream into the node, the console on the Peers view at 4 Hz,
+10 s phases interleaved. Medians of p99 on this 2-CPU machine, console open vs headless:
 
     ==========================  ========  ========  ========  ========
     run (``--repeat``)          headless  shared    thread    thread

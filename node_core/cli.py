@@ -390,9 +390,10 @@ node..." until it is up. Testnet node 0 is a miner: it starts with a --blocks ch
 a block every --mine-interval seconds, while your node starts at genesis, so the Overview's
 header-sync panel shows it syncing headers up to the testnet's tip and then following it.
 
-Views: 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior; ? lists every key, ctrl+p opens the
-command palette. q or Ctrl+C quits and stops the node and every testnet process it started
-(also when the console crashes or gets SIGTERM/SIGHUP).
+Views: 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior, 5 Parked; Enter on a peer opens its
+detail; ? lists every key, ctrl+p opens the command palette. q or Ctrl+C quits and stops the
+node and every testnet process it started (also when the console crashes or gets
+SIGTERM/SIGHUP).
 
 Logs never go to the terminal while the console runs: they go to --log-file, and each testnet
 node logs to <data dir>/testnet/node-NN/node.log. Without --data-dir everything lives in a
@@ -475,8 +476,8 @@ def build_parser() -> Parser:
     console.add_argument(
         "--read-only",
         action="store_true",
-        help="disable every action (disconnect, panic); READ-ONLY shows in the header "
-        "(default: actions allowed, each asks for confirmation)",
+        help="disable every action (disconnect, panic, park, stall, throttle); READ-ONLY shows "
+        "in the status bar (default: actions allowed, each asks for confirmation)",
     )
     console.add_argument(
         "--theme",

@@ -1,4 +1,4 @@
-"""Operator and test fault injection (DESIGN §8), behind one gate.
+"""Operator and test fault injection, behind one gate (docs/ARCHITECTURE.md, "The control model").
 
 Every injection gets an id and two journal events: ``fault/injected`` when it is applied and
 ``fault/observed`` when the node's reaction is seen (connection closed, routine panicked ...),

@@ -11,7 +11,8 @@ Invariants:
   store I/O between two such sections, and it re-checks what it read against the sequencer's
   epoch, so a reset while a write was in flight is never undone by the write's result.
 - Held bytes are released only when the store's verified tip moved past them (the durable
-  frontier), never when a body merely arrived or was verified (DESIGN §5).
+  frontier), never when a body merely arrived or was verified (docs/ARCHITECTURE.md, "The
+  chain and the store").
 - Work is produced only for heights whose header is durable, at most ``lookahead_blocks``
   above the floor, so the queue's size is bounded whatever the header tip is.
 - Every change that can let a routine do more (new work, returned work, freed bytes, a reset)

@@ -1,8 +1,8 @@
 """Block-sync work: which heights still need a body, who is fetching them, and their bytes.
 
-Sans-I/O and synchronous (reference §4.8-4.9, DESIGN §6): routines take, settle and return
-work, the reactor extends it, the committer advances the floor, all without awaiting, so an
-exception at any point cannot leave a height or a byte half-moved.
+Sans-I/O and synchronous (reference §4.8-4.9; docs/ARCHITECTURE.md, "The routine model"):
+routines take, settle and return work, the reactor extends it, the committer advances the floor,
+all without awaiting, so an exception at any point cannot leave a height or a byte half-moved.
 
 Invariants (checked by :meth:`WorkQueue.invariant_violations`):
 

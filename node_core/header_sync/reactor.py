@@ -9,7 +9,8 @@ the NewBlock pipeline and relay, status broadcasts, parking and misbehavior reco
 Invariants:
 
 - The reactor never awaits inside a handler: every handler is a synchronous section, so an
-  exception can never leave the queue, the index or a peer entry half-updated (DESIGN §6).
+  exception can never leave the queue, the index or a peer entry half-updated
+  (docs/ARCHITECTURE.md, "The routine model").
   Store I/O happens in the committer task; its results come back on an unbounded channel.
 - Inputs are three channels, drained in priority order: ``lifecycle`` (unbounded: a
   disconnect can never be lost to a full queue), committer ``results`` (unbounded: a commit is

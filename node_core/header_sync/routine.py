@@ -12,7 +12,8 @@ Invariants:
   source can delay but never starve another for long, and the routine yields to the event
   loop every :data:`YIELD_EVERY` items.
 - Every wait goes through one :class:`Doorbell` future awaited via ``ctx.wait_future``, so an
-  injected fault lands inside the routine at that await (DESIGN §8).
+  injected fault lands inside the routine at that await (docs/ARCHITECTURE.md, "The routine
+  model").
 - Writes never block. A Headers answer that does not fit the stream's send window waits in a
   one-item pending slot, and while it waits the routine takes no further commands: a peer
   that stops reading makes our command queue fill, and the reactor parks it the natural way

@@ -1,9 +1,9 @@
 """Event-loop lag monitor.
 
-Every routine, reactor and the console share one asyncio loop, so a single synchronous hog
-(a slow validation, a blocking write) delays everyone. Lag - how late a timer fires compared to
-when it was due - is the cheapest direct measure of that, and it is what §9 of the design uses to
-decide whether the console may share the node's loop.
+Every routine and reactor of a node share one asyncio loop, so a single synchronous hog (a slow
+validation, a blocking write) delays everyone. Lag - how late a timer fires compared to when it
+was due - is the cheapest direct measure of that, and it is what decided that the console's own
+node runs on its own loop in a thread (docs/ARCHITECTURE.md, "The process model").
 
 Invariants:
     * The ring holds at most ``window`` samples, each ``>= 0`` seconds.

@@ -15,8 +15,9 @@ Reference name -> our metric (sample names as exposed; attribute in brackets):
   [handshake_duplicate]
 * ``zakura.p2p.handshake.upgraded`` -> ``zakura_p2p_handshake_upgraded_total``
   [handshake_upgraded]
-* (typed handshake failures, DESIGN §4) -> ``zakura_p2p_handshake_failed_total{reason,class}``
-  with class ``neutral|punitive`` [handshake_failed]
+* (typed handshake failures, docs/PROTOCOL.md §4.6) ->
+  ``zakura_p2p_handshake_failed_total{reason,class}`` with class ``neutral|punitive``
+  [handshake_failed]
 * ``zakura.p2p.conn.active`` -> gauge ``zakura_p2p_conn_active`` [conn_active]
 * ``zakura.p2p.conn.accepted`` -> ``zakura_p2p_conn_accepted_total{direction}`` [conn_accepted]
 * ``zakura.p2p.conn.closed.*`` -> ``zakura_p2p_conn_closed_total{code,reason}``,
@@ -47,15 +48,15 @@ Reference name -> our metric (sample names as exposed; attribute in brackets):
   [dial_failed]
 * ``zakura.p2p.discovery.dial.short_lived_registered`` ->
   ``zakura_p2p_discovery_dial_short_lived_registered_total`` [dial_short_lived]
-* (routine lifecycle, DESIGN §6) -> ``zakura_routine_started_total{service}`` [routine_started],
+* (routine lifecycle) -> ``zakura_routine_started_total{service}`` [routine_started],
   ``zakura_routine_exited_total{service,cause}`` with cause
   ``normal|cancelled|protocol_reject|local_reject|panic`` [routine_exited]
 * ``sync.header.peer.violation``, ``sync.block.peer.violation`` ->
   ``zakura_peer_misbehavior_total{service,reason}`` [misbehavior]
-* (fault injection, DESIGN §8) -> ``zakura_faults_injected_total{kind}`` [faults_injected]
+* (fault injection) -> ``zakura_faults_injected_total{kind}`` [faults_injected]
 * (trace queue drops; the reference drops silently) -> ``zakura_trace_rows_dropped_total``
   [trace_rows_dropped]
-* (event-loop lag, DESIGN §7) ->
+* (event-loop lag) ->
   gauge ``zakura_event_loop_lag_seconds{quantile="0.5"|"0.99"|"max"}`` [loop_lag]
 
 Service packages that need more reference metrics (``sync.header.*``, ``sync.block.*``) register

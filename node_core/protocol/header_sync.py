@@ -1,8 +1,9 @@
 """Sans-I/O codec for header-sync stream (kind 5) payloads: Status, GetHeaders, Headers, NewBlock.
 
-We pick our own stream version (:data:`HEADER_SYNC_STREAM_VERSION` = 1) rather than the
-reference's 5: DESIGN drops tree-aux, so neither ``GetHeaders.want_tree_aux_roots`` nor the
-``Headers.has_roots`` byte and commitment roots exist on our wire.
+We pick our own stream version (:data:`HEADER_SYNC_STREAM_VERSION` = 1) rather than the reference's
+5: we drop tree-aux (docs/PROTOCOL.md §12, deviation 21), so neither
+``GetHeaders.want_tree_aux_roots`` nor the ``Headers.has_roots`` byte and commitment roots exist on
+our wire.
 
 Invariants:
 - A frame has ``flags == 0`` (:class:`UnsupportedFlags` otherwise) and a ``message_type``

@@ -1,4 +1,4 @@
-"""Block-sync WorkQueue and ByteBudget (reference §4.8, DESIGN §6).
+"""Block-sync WorkQueue and ByteBudget (reference §4.8; docs/ARCHITECTURE.md, "The routine model").
 
 Every height in exactly one state, every byte reserved → held → released exactly once, and
 only the session that took a height (peer label and generation) may settle or return it.

@@ -6,7 +6,8 @@ any process whose command line still names the test's data dir. Processes are fo
 unique path and never killed by name; a leftover is a failure, and the test's cleanup stops
 only the console process it started.
 
-No timing thresholds (DESIGN §9): the deadlines below only stop a broken run from hanging.
+No timing thresholds (docs/ARCHITECTURE.md, "Measuring performance"): the deadlines below only
+stop a broken run from hanging.
 """
 
 from __future__ import annotations

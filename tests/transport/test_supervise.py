@@ -1,4 +1,7 @@
-"""Every exit path of the supervised launchers (reference §1.11-§1.12, DESIGN §6)."""
+"""Every exit path of the supervised launchers.
+
+Reference §1.11-§1.12; docs/ARCHITECTURE.md, "The routine model".
+"""
 
 from __future__ import annotations
 

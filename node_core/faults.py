@@ -9,6 +9,7 @@ started with ``--allow-faults``; that check lives in :meth:`FaultInjector._check
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,27 @@ class FaultError(Exception):
 
 class FaultsDisabled(FaultError):
     """The node runs without ``--allow-faults``."""
+
+
+class UnknownPeer(FaultError):
+    """No connected peer has that label."""
+
+
+class RoutineNotRunning(FaultError):
+    """The peer has no such routine, or it is not running (parked, exited)."""
+
+
+class FaultInvalid(FaultError):
+    """A parameter is out of bounds; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+#: Who asked for a fault, journaled with it: ``by`` (a token's name or "console"), ``role``,
+#: ``remote`` (address). Tests that call the injector directly pass nothing.
+Actor = Mapping[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +80,7 @@ class FaultInjector:
     def _connection(self, label: str) -> Connection:
         conn = self.node.transport.connection_for_label(label)
         if conn is None or conn.closed:
-            raise FaultError(f"no connected peer {label!r}")
+            raise UnknownPeer(f"no connected peer {label[:64]!r}")
         return conn
 
     @staticmethod
@@ -67,20 +89,28 @@ class FaultInjector:
         handle = conn.routine(service)
         if handle is None:
             services = sorted({h.service for h in conn.routines}) or ["none"]
-            raise FaultError(
+            raise RoutineNotRunning(
                 f"peer {label} has no {service!r} routine (it has: {', '.join(services)})"
             )
         if not handle.running:
-            raise FaultError(
+            raise RoutineNotRunning(
                 f"the {service} routine of {label} is not running (it is {handle.state.value})"
             )
         return handle
 
-    def _injected(self, fid: int, kind: str, label: str, service: str | None) -> int:
+    def _injected(
+        self, fid: int, kind: str, label: str, service: str | None, actor: Actor | None
+    ) -> int:
         seq = self.node.journal.last_seq
         self.node.metrics.faults_injected.labels(kind).inc()
         self.node.journal.emit(
-            "fault", "injected", peer=label, service=service, kind=kind, fault_id=fid
+            "fault",
+            "injected",
+            peer=label,
+            service=service,
+            kind=kind,
+            fault_id=fid,
+            **dict(actor or {}),
         )
         return seq
 
@@ -96,12 +126,14 @@ class FaultInjector:
             timeout=timeout,
         )
 
-    async def disconnect(self, label: str, *, timeout: float = 5.0) -> FaultOutcome:
+    async def disconnect(
+        self, label: str, *, timeout: float = 5.0, actor: Actor | None = None
+    ) -> FaultOutcome:
         """Close the connection to ``label``; every routine on it exits and tears down."""
         self._check()
         conn = self._connection(label)
         fid = next(self._ids)
-        since = self._injected(fid, "disconnect", label, None)
+        since = self._injected(fid, "disconnect", label, None, actor)
         conn.scope.cancel(f"fault:{fid}:disconnect")
         closed = await self._conn_closed(conn, since, timeout)
         reason = str(closed.fields.get("reason"))
@@ -116,13 +148,15 @@ class FaultInjector:
         )
         return FaultOutcome(fid, "disconnect", label, None, "connection_closed", reason)
 
-    async def panic(self, label: str, service: str, *, timeout: float = 5.0) -> FaultOutcome:
+    async def panic(
+        self, label: str, service: str, *, timeout: float = 5.0, actor: Actor | None = None
+    ) -> FaultOutcome:
         """Raise an exception inside ``service``'s routine of ``label`` at its next await."""
         self._check()
         conn = self._connection(label)
         handle = self._running_routine(conn, label, service)
         fid = next(self._ids)
-        since = self._injected(fid, "panic", label, service)
+        since = self._injected(fid, "panic", label, service, actor)
         handle.ctx.inject(InjectedPanic(fid))
         journal = self.node.journal
         await journal.wait_for(
@@ -152,7 +186,12 @@ class FaultInjector:
         )
 
     async def park(
-        self, label: str, service: str = "header_sync", *, timeout: float = 5.0
+        self,
+        label: str,
+        service: str = "header_sync",
+        *,
+        timeout: float = 5.0,
+        actor: Actor | None = None,
     ) -> FaultOutcome:
         """Park ``label``'s header-sync as an undeliverable command would (reference §3.12).
 
@@ -161,11 +200,13 @@ class FaultInjector:
         """
         self._check()
         if service != "header_sync":
-            raise FaultError(f"only the header_sync service can be parked, not {service!r}")
+            raise FaultInvalid(
+                "service", f"only the header_sync service can be parked, not {service!r}"
+            )
         conn = self._connection(label)
         self._running_routine(conn, label, service)
         fid = next(self._ids)
-        since = self._injected(fid, "park", label, service)
+        since = self._injected(fid, "park", label, service, actor)
         returned = self.node.header_sync.park(label, f"fault:{fid}")
         journal = self.node.journal
         await journal.wait_for(
@@ -193,7 +234,12 @@ class FaultInjector:
         return FaultOutcome(fid, "park", label, service, "service_parked", reason)
 
     async def stall(
-        self, label: str, service: str = "header_sync", *, seconds: float = 30.0
+        self,
+        label: str,
+        service: str = "header_sync",
+        *,
+        seconds: float = 30.0,
+        actor: Actor | None = None,
     ) -> FaultOutcome:
         """Stall ``label``'s ``service`` routine for ``seconds``.
 
@@ -204,11 +250,12 @@ class FaultInjector:
         """
         self._check()
         if service not in ("header_sync", "block_sync"):
-            raise FaultError(
-                f"only header_sync and block_sync routines can be stalled, not {service!r}"
+            raise FaultInvalid(
+                "service",
+                f"only header_sync and block_sync routines can be stalled, not {service!r}",
             )
         if not 0 < seconds <= 600:
-            raise FaultError(f"stall seconds must be in (0, 600], got {seconds}")
+            raise FaultInvalid("seconds", f"stall seconds must be in (0, 600], got {seconds}")
         conn = self._connection(label)
         handle = self._running_routine(conn, label, service)
         key = (conn.peer.conn_id, handle.ctx.generation)
@@ -218,9 +265,9 @@ class FaultInjector:
         else:
             routine = self.node.block_sync.routines.get(key)
         if routine is None:
-            raise FaultError(f"the {service} routine of {label} is not known to the service")
+            raise RoutineNotRunning(f"the {service} routine of {label} is not known to the service")
         fid = next(self._ids)
-        self._injected(fid, "stall", label, service)
+        self._injected(fid, "stall", label, service, actor)
         routine.stall(seconds)
         reason = f"for={seconds:g}s"
         self.node.journal.emit(
@@ -235,7 +282,9 @@ class FaultInjector:
         )
         return FaultOutcome(fid, "stall", label, service, "reads_stalled", reason)
 
-    async def throttle(self, label: str, bytes_per_s: float | None) -> FaultOutcome:
+    async def throttle(
+        self, label: str, bytes_per_s: float | None, *, actor: Actor | None = None
+    ) -> FaultOutcome:
         """Read from ``label`` no faster than ``bytes_per_s`` (None or 0: lift the throttle).
 
         Every service on that connection slows down, the way a slow link would; the peer's
@@ -243,11 +292,11 @@ class FaultInjector:
         """
         self._check()
         if bytes_per_s is not None and bytes_per_s < 0:
-            raise FaultError(f"throttle rate must be >= 0 bytes/s, got {bytes_per_s}")
+            raise FaultInvalid("rate", f"throttle rate must be >= 0 bytes/s, got {bytes_per_s}")
         conn = self._connection(label)
         rate = bytes_per_s or None
         fid = next(self._ids)
-        self._injected(fid, "throttle", label, None)
+        self._injected(fid, "throttle", label, None, actor)
         conn.throttle_bytes_per_s = rate
         reason = "off" if rate is None else f"rate={rate:g}B/s"
         effect = "throttle_lifted" if rate is None else "reads_throttled"

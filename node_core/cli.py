@@ -337,8 +337,12 @@ others is refused); its chain in --data-dir/chain.sqlite3, starting at the --net
 
   zakura node ready: label=peer:<16 hex> listen=HOST:PORT api=HOST:PORT|off
 
-Input errors (bad address, port in use, unusable data dir or key) print one line on stderr
-naming the flag, and exit with code 2."""
+The API (--api) serves /healthz and /metrics to anyone and every /api/v1 route only with a
+bearer token from `zakura token create` (see `zakura token --help`); bound to an address that
+is not loopback, it refuses to start until the data dir has a token.
+
+Input errors (bad address, port in use, unusable data dir or key, a non-loopback --api with
+no token) print one line on stderr naming the flag, and exit with code 2."""
 
 NODE_EXAMPLE = f"""\
 {NODE_HOSTILE_HELP}
@@ -348,7 +352,8 @@ example:
   zakura node --listen 127.0.0.1:9001 --data-dir ./node-b --bootstrap 127.0.0.1:9000
   zakura node --listen 127.0.0.1:9002 --data-dir ./node-c --bootstrap 127.0.0.1:9000 \\
       --blocks 500 --hostile-mode slow-responder --hostile-delay 40
-  curl -s 127.0.0.1:9100/api/v1/snapshot"""
+  zakura token create --data-dir ./node-a --name me --role operator | tail -n 1 > me.token
+  curl -s -H "Authorization: Bearer $(cat me.token)" 127.0.0.1:9100/api/v1/snapshot"""
 
 TESTNET_HELP = """\
 Run a local network of N node processes on 127.0.0.1 and print their addresses.
@@ -360,7 +365,8 @@ up to height N; the others start from genesis and sync its headers. With --mine-
 node 0 also mines a block every S seconds and announces it with NewBlock, so every tip keeps
 moving. Each child logs to <its data dir>/node.log.
 Once every node has reported ready, a table of index, label, listen and API address and pid is
-printed. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet
+printed. With --api-base-port each node gets an operator API token, written to
+<its data dir>/operator.token (mode 0600). Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet
 process itself is killed, even with SIGKILL, the children are told to stop by the kernel
 (Linux).
 
@@ -376,7 +382,8 @@ TESTNET_EXAMPLE = f"""\
 
 example:
   zakura testnet --nodes 8 --api-base-port 9100
-  curl -s 127.0.0.1:9100/api/v1/snapshot     # node 0's view of the network
+  curl -s -H "Authorization: Bearer $(cat DATA/node-00/operator.token)" \
+      127.0.0.1:9100/api/v1/snapshot          # node 0's view (DATA: the printed data dir)
   zakura testnet --nodes 4 --blocks 5000 --mine-interval 5 --api-base-port 9100
   zakura testnet --nodes 5 --blocks 2000 --hostile 2 --hostile-mode malformed-headers"""
 
@@ -414,7 +421,7 @@ The interim operator view, a rich table in the terminal (`zakura console` is the
 Starts a local testnet of --peers node processes, then the operator's own node inside this
 process (fault injection enabled, target peers = --peers, bootstrapped from testnet node 0),
 and shows a live table of that node's peers built from its snapshot: routine state per service
-(● running, ◌ exited, ✖ panicked, ⏸ parked) with its generation, traffic, misbehavior, and the
+(● running, ○ exited, ■ panicked, ◐ parked) with its generation, traffic, misbehavior, and the
 peers closed in the last 10 s. Testnet node 0 is a miner: it starts with a --blocks chain and
 mines a block every --mine-interval seconds; your node starts at genesis, and the header line
 shows its header tip syncing up to the testnet's and then following it. When stdout is not a
@@ -441,7 +448,7 @@ def build_parser() -> Parser:
         ),
         epilog="example:\n  zakura            # same as: zakura console\n  zakura node --help",
     )
-    sub = root.add_subparsers(dest="command", metavar="{console,node,testnet,demo}")
+    sub = root.add_subparsers(dest="command", metavar="{console,node,testnet,demo,token}")
 
     console = sub.add_parser(
         "console",
@@ -483,8 +490,15 @@ def build_parser() -> Parser:
         "--theme",
         default=None,
         metavar="NAME",
-        help="colour theme: zakura-dark, zakura-light or zakura-high-contrast; t cycles them "
-        "while running (default: zakura-dark)",
+        help="colour theme: zakura-dark, zakura-light, zakura-high-contrast, or ansi (the "
+        "terminal's own 16 colours, for SSH and terminals without true colour); t cycles them "
+        "while running (default: zakura-dark, or ansi when COLORTERM is not truecolor/24bit)",
+    )
+    console.add_argument(
+        "--ascii",
+        action="store_true",
+        help="draw routine states as letters (R running, P parked, E exited, X panicked) "
+        "instead of symbols, for bare terminals and serial consoles (default: symbols)",
     )
     console.add_argument(
         "--log-file",
@@ -735,6 +749,10 @@ def build_parser() -> Parser:
     )
     add_demo_chain(demo, " (the header line's headers figure)")
     add_log_level(demo, "warning")
+
+    from node_core.token_cli import add_parser as add_token_parser
+
+    add_token_parser(sub, formatter_class=fmt)
     return root
 
 
@@ -790,6 +808,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
 
 async def run_node(args: argparse.Namespace) -> int:
     """Start the node, print the start line, wait for SIGINT/SIGTERM, stop cleanly."""
+    from node_core.api import ApiStartError
     from node_core.chain.chainstate import ChainStateError
     from node_core.chain.store import StoreError
     from node_core.identity import IdentityError
@@ -815,6 +834,8 @@ async def run_node(args: argparse.Namespace) -> int:
             await node.start()
         except (ChainStateError, StoreError) as exc:
             raise UsageError("--data-dir", str(exc)) from None
+        except ApiStartError as exc:
+            raise UsageError("--api", str(exc)) from None
         except OSError as exc:
             # listen comes first in Node.start: a still-unbound listener means it was --listen.
             bad_listen = node.transport.listen_port == 0
@@ -877,6 +898,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "console":
         # No stderr logging here: the console sends every record to its log file.
         return _console(args, prog)
+    if args.command == "token":
+        from node_core.token_cli import run as run_token
+
+        return run_token(args)
     setup_logging(args.log_level)
     try:
         if args.command == "node":

@@ -91,6 +91,8 @@ class TestnetNode:
     log_path: Path
     #: The ``--hostile-mode`` this node runs; None for an honest node.
     hostile_mode: str | None = None
+    #: An operator token for the node's API (also in ``<data_dir>/operator.token``).
+    token: str | None = None
 
     @property
     def role(self) -> str:
@@ -380,6 +382,7 @@ class Testnet:
         node_dir = self.data_dir / name
         node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_path = node_dir / "node.log"
+        token = make_operator_token(node_dir) if self.api_base_port is not None else None
         env = dict(os.environ)
         # The child must import the same node_core as this process, installed or not.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_ROOT, env.get("PYTHONPATH")) if p)
@@ -407,6 +410,7 @@ class Testnet:
             process=proc,
             log_path=log_path,
             hostile_mode=self.hostile_mode_of(index),
+            token=token,
         )
 
     async def _await_ready(
@@ -448,6 +452,33 @@ class _Ready:
     label: str
     listen: str
     api: str | None
+
+
+#: The name of the operator token a testnet makes for each node's API.
+TESTNET_TOKEN_NAME = "testnet"
+#: Where it is written, mode 0600, in each node's data dir.
+TOKEN_FILE_NAME = "operator.token"
+
+
+def make_operator_token(node_dir: Path) -> str:
+    """A fresh operator token for the node in ``node_dir`` (replacing the testnet's old one),
+    also written to ``node_dir/operator.token`` (0600) for curl and ``zakura attach``."""
+    from node_core.api.tokens import TokenError, TokenStore
+    from node_core.control import Role
+
+    store = TokenStore(node_dir)
+    try:
+        store.revoke(TESTNET_TOKEN_NAME)
+    except TokenError:
+        pass  # none yet
+    token = store.create(TESTNET_TOKEN_NAME, Role.OPERATOR)
+    path = node_dir / TOKEN_FILE_NAME
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, (token + "\n").encode())
+    finally:
+        os.close(fd)
+    return token
 
 
 def _open_log(path: Path) -> BinaryIO:

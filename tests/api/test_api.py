@@ -1,128 +1,255 @@
-"""The read-only control API against a real node on loopback, through a real HTTP client."""
+"""The control API against real node processes through a real HTTP client (issue 10).
+
+Node A (``zakura node --api --allow-faults``) and node B (bootstrapped to A) are real
+processes. Tokens are made with the same store ``zakura token`` uses, on A's data dir while A
+runs (a revoked token stops working without a restart). Every route is tried with no token,
+an unknown one, a revoked one, a viewer's and an operator's; bad bodies are refused with the
+field named and change nothing; a panic through the API closes only that peer's connection
+and the journal names the token; no token ever appears in a log, trace or journal.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from node_core.node import Node, NodeConfig
+from node_core.api.tokens import TokenStore
+from node_core.control import Role
 
-ROUTES = ("/healthz", "/api/v1/snapshot", "/metrics")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+from prockit import NodeProc, Procs, wait_for_snapshot
+
+pytestmark = pytest.mark.timeout(120)
+
+READS = ("/api/v1/snapshot", "/api/v1/journal?since=0&limit=10", "/api/v1/misbehavior")
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll ``cond`` as the loop runs until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+@dataclass
+class Net:
+    a: NodeProc
+    b: NodeProc
+    b_label: str
+    tokens: dict[str, str]
+    http: aiohttp.ClientSession
+
+    def url(self, path: str) -> str:
+        return f"http://{self.a.api}{path}"
+
+    def auth(self, who: str | None) -> dict[str, str]:
+        if who is None:
+            return {}
+        token = self.tokens.get(who, who)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def get(self, path: str, who: str | None) -> tuple[int, Any]:
+        async with self.http.get(self.url(path), headers=self.auth(who)) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def post(self, path: str, who: str | None, body: bytes | None = None) -> tuple[int, Any]:
+        async with self.http.post(self.url(path), headers=self.auth(who), data=body) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def b_connection(self) -> tuple[int, list[str]]:
+        """B's connection id on A and the states of its routines (to see nothing changed)."""
+        _status, snap = await self.get("/api/v1/snapshot", "operator")
+        peer = next(p for p in snap["peers"] if p["label"] == self.b_label)
+        return peer["conn_id"], sorted(f"{r['service']}:{r['state']}" for r in peer["routines"])
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
-    """Node A serves the API; node B is bootstrapped to A so A has a peer to report."""
-    a = Node(NodeConfig(data_dir=tmp_path / "a", api=("127.0.0.1", 0)))
-    await a.start()
-    b = Node(
-        NodeConfig(data_dir=tmp_path / "b", bootstrap=(("127.0.0.1", a.transport.listen_port),))
-    )
+async def net(tmp_path: Path) -> AsyncIterator[Net]:
+    procs = Procs()
     try:
-        await b.start()
-        await wait_until(
-            lambda: any(
-                r["service"] == "discovery" and r["state"] == "running"
-                for p in a.snapshot()["peers"]
-                for r in p["routines"]
-            ),
-            what="A to run a discovery routine for B",
-        )
-        yield a, b
+        a = await procs.start(tmp_path / "a", "--allow-faults", "--blocks", "30")
+        b = await procs.start(tmp_path / "b", "--bootstrap", a.listen)
+        store = TokenStore(a.data_dir)
+        tokens = {
+            "viewer": store.create("watcher", Role.VIEWER),
+            "operator": store.create("ci-op", Role.OPERATOR),
+            "revoked": store.create("old", Role.OPERATOR),
+            "unknown": "zk_" + "A" * 43,
+        }
+        store.revoke("old")
+        async with aiohttp.ClientSession() as http:
+            snap = await wait_for_snapshot(
+                http,
+                b,
+                lambda s: bool(s["peers"]) and s["chain"]["verified_tip"]["height"] == 30,
+                30,
+                "B synced to A",
+            )
+            b_label = snap["node"]["label"]
+            await wait_for_snapshot(
+                http,
+                a,
+                lambda s: any(
+                    p["label"] == b_label
+                    and {r["service"] for r in p["routines"] if r["state"] == "running"}
+                    >= {"discovery", "header_sync", "block_sync"}
+                    for p in s["peers"]
+                ),
+                20,
+                "A to run B's routines",
+            )
+            yield Net(a, b, b_label, tokens, http)
     finally:
-        await b.stop()
-        await a.stop()
+        await procs.stop_all()
 
 
-def base_url(node: Node) -> str:
-    assert node.api_address is not None
-    return f"http://{node.api_address}"
+async def test_open_routes_need_no_token(net: Net) -> None:
+    for path in ("/healthz", "/metrics"):
+        async with net.http.get(net.url(path)) as resp:
+            assert resp.status == 200, path
+    async with net.http.get(net.url("/metrics")) as resp:
+        assert "zakura_pipe_panic_total" in await resp.text()
 
 
-async def test_api_is_loopback_and_ephemeral_port_is_reported(pair: tuple[Node, Node]) -> None:
-    a, _ = pair
-    host, _, port = (a.api_address or "").rpartition(":")
-    assert host == "127.0.0.1"
-    assert int(port) > 0
+@pytest.mark.parametrize("who", [None, "unknown", "revoked", "Basic abc"])
+async def test_every_api_route_refuses_a_missing_unknown_or_revoked_token(
+    net: Net, who: str | None
+) -> None:
+    before = await net.b_connection()
+    for path in (*READS, f"/api/v1/peers/{net.b_label}"):
+        if who == "Basic abc":
+            async with net.http.get(net.url(path), headers={"Authorization": who}) as resp:
+                status = resp.status
+        else:
+            status, body = await net.get(path, who)
+            assert "token" in body["error"]
+        assert status == 401, (path, who)
+    for action in ("disconnect", "panic", "park", "stall", "throttle"):
+        status, _ = await net.post(f"/api/v1/peers/{net.b_label}/{action}", who)
+        assert status == 401, (action, who)
+    assert await net.b_connection() == before
 
 
-async def test_healthz(pair: tuple[Node, Node]) -> None:
-    a, _ = pair
-    async with aiohttp.ClientSession() as http, http.get(base_url(a) + "/healthz") as resp:
-        assert resp.status == 200
-        assert resp.content_type == "application/json"
-        body = await resp.json()
-    assert body["status"] == "ok"
-    assert body["label"] == a.label
-    assert body["peers"] >= 1
+async def test_reads_for_viewer_and_operator(net: Net) -> None:
+    for who in ("viewer", "operator"):
+        for path in READS:
+            status, _ = await net.get(path, who)
+            assert status == 200, (path, who)
+        status, doc = await net.get(f"/api/v1/peers/{net.b_label}", who)
+        assert status == 200 and doc["peer"]["label"] == net.b_label
+    status, doc = await net.get("/api/v1/peers/peer:ffffffffffffffff", "viewer")
+    assert status == 404 and doc["field"] == "label"
+    status, journal = await net.get("/api/v1/journal?since=0&limit=5", "viewer")
+    assert [r["seq"] for r in journal["rows"]] == [1, 2, 3, 4, 5]
+    assert journal["gap"] is False
+    status, doc = await net.get("/api/v1/journal?limit=0", "viewer")
+    assert status == 422 and doc["field"] == "limit"
 
 
-async def test_snapshot_document(pair: tuple[Node, Node]) -> None:
-    a, b = pair
-    async with aiohttp.ClientSession() as http, http.get(base_url(a) + "/api/v1/snapshot") as resp:
-        assert resp.status == 200
-        assert resp.content_type == "application/json"
-        snap = await resp.json()
-    assert isinstance(snap["schema"], int)
-    assert snap["node"]["id"] == a.node_id.hex()
-    assert snap["node"]["label"] == a.label
-    assert snap["node"]["listen"] == a.listen
-    assert isinstance(snap["journal_seq"], int) and snap["journal_seq"] > 0
-    peers = snap["peers"]
-    assert isinstance(peers, list)
-    by_label = {p["label"]: p for p in peers}
-    assert b.label in by_label
-    for peer in peers:
-        assert isinstance(peer["addr"], str) and ":" in peer["addr"]
-        assert peer["direction"] in ("inbound", "outbound")
-        assert peer["routines"], peer
-        for r in peer["routines"]:
-            assert isinstance(r["service"], str)
-            assert r["state"] in ("running", "parked", "exited", "panicked")
-            assert isinstance(r["generation"], int)
-    assert by_label[b.label]["direction"] == "inbound"
-    assert "discovery" in {r["service"] for r in by_label[b.label]["routines"]}
+async def test_a_viewer_is_refused_every_action_and_nothing_changes(net: Net) -> None:
+    before = await net.b_connection()
+    for action, body in (
+        ("disconnect", None),
+        ("panic", b'{"service": "block_sync"}'),
+        ("park", None),
+        ("stall", b'{"seconds": 5}'),
+        ("throttle", b'{"rate": 1}'),
+    ):
+        status, doc = await net.post(f"/api/v1/peers/{net.b_label}/{action}", "viewer", body)
+        assert status == 403 and doc["refusal"] == "role", (action, doc)
+        assert "viewer" in doc["error"]
+    assert await net.b_connection() == before
 
 
-async def test_metrics_is_prometheus_text(pair: tuple[Node, Node]) -> None:
-    a, _ = pair
-    async with aiohttp.ClientSession() as http, http.get(base_url(a) + "/metrics") as resp:
-        assert resp.status == 200
-        assert resp.headers["Content-Type"].startswith("text/plain")
-        text = await resp.text()
-    assert "zakura_pipe_panic_total" in text
-    assert "# TYPE zakura_pipe_panic_total counter" in text
+@pytest.mark.parametrize(
+    ("action", "body", "status", "field"),
+    [
+        ("panic", b"", 422, "service"),  # missing field
+        ("panic", b'{"service": "mempool"}', 422, "service"),  # unknown service
+        ("panic", b'{"service": 7}', 422, "service"),  # wrong type
+        ("stall", b'{"seconds": "ten"}', 422, "seconds"),
+        ("stall", b'{"seconds": -5}', 422, "seconds"),
+        ("stall", b'{"seconds": 1e9}', 422, "seconds"),
+        ("throttle", b'{"rate": -1}', 422, "rate"),
+        ("throttle", b'{"rate": 1e300}', 422, "rate"),
+        ("throttle", b'{"speed": 3}', 422, "speed"),  # unknown field
+        ("throttle", b"[1, 2]", 422, "body"),
+        ("throttle", b"{not json", 422, "body"),
+        ("throttle", b'{"rate": "' + b"x" * (1024 * 1024) + b'"}', 413, "body"),  # 1 MB body
+        ("explode", b"", 404, "action"),
+    ],
+    # Short ids: the test id lands in the environment of every child process.
+    ids=lambda v: v.decode()[:24] if isinstance(v, bytes) else str(v),
+)
+async def test_bad_bodies_name_the_field_and_change_nothing(
+    net: Net, action: str, body: bytes, status: int, field: str
+) -> None:
+    before = await net.b_connection()
+    got, doc = await net.post(f"/api/v1/peers/{net.b_label}/{action}", "operator", body)
+    assert (got, doc["field"]) == (status, field), doc
+    assert doc["error"]
+    assert await net.b_connection() == before
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
-async def test_writes_are_refused_and_change_nothing(pair: tuple[Node, Node], method: str) -> None:
-    a, _ = pair
+async def test_unknown_peer_and_routine_not_running(net: Net) -> None:
+    status, doc = await net.post("/api/v1/peers/peer:ffffffffffffffff/disconnect", "operator")
+    assert status == 404 and doc["refusal"] == "unknown_peer"
+    status, doc = await net.post(f"/api/v1/peers/{net.b_label}/park", "operator")
+    assert status == 200 and doc["effect"] == "service_parked"
+    status, doc = await net.post(
+        f"/api/v1/peers/{net.b_label}/stall", "operator", b'{"service": "header_sync"}'
+    )
+    assert status == 409 and doc["refusal"] == "not_running", doc
 
-    def peers() -> set[tuple[str, int, str]]:
-        return {(p["label"], p["conn_id"], p["direction"]) for p in a.snapshot()["peers"]}
 
-    before = peers()
-    async with aiohttp.ClientSession() as http:
-        for route in ROUTES:
-            async with http.request(method, base_url(a) + route, data=b'{"x": 1}') as resp:
-                assert resp.status == 405, (method, route)
-                assert "GET" in resp.headers.get("Allow", ""), (method, route)
-        # The API still answers reads afterwards.
-        async with http.get(base_url(a) + "/healthz") as resp:
-            assert resp.status == 200
-    assert peers() == before
-    assert all(r["state"] == "running" for p in a.snapshot()["peers"] for r in p["routines"])
+async def test_faults_disabled_is_a_403_that_says_so(tmp_path: Path) -> None:
+    procs = Procs()
+    try:
+        a = await procs.start(tmp_path / "a")
+        async with aiohttp.ClientSession() as http:
+            url = f"http://{a.api}/api/v1/peers/peer:ffffffffffffffff/disconnect"
+            async with http.post(url, headers={"Authorization": f"Bearer {a.token}"}) as resp:
+                doc = await resp.json()
+                assert resp.status == 403 and doc["refusal"] == "faults_disabled"
+                assert "--allow-faults" in doc["error"]
+    finally:
+        await procs.stop_all()
+
+
+async def test_a_panic_through_the_api_closes_only_that_peer(net: Net) -> None:
+    status, doc = await net.post(
+        f"/api/v1/peers/{net.b_label}/panic", "operator", b'{"service": "block_sync"}'
+    )
+    assert status == 200, doc
+    assert doc["ok"] and doc["fault_id"] >= 1
+    assert doc["effect"] == "routine_panicked,connection_closed"
+    _status, journal = await net.get("/api/v1/journal?since=0&limit=5000", "operator")
+    injected = [r for r in journal["rows"] if r["table"] == "fault" and r["event"] == "injected"]
+    assert len(injected) == 1
+    fields = injected[0]["fields"]
+    assert (fields["by"], fields["role"]) == ("ci-op", "operator")
+    assert fields["remote"].startswith("127.0.0.1")
+    closed = [
+        r for r in journal["rows"] if r["table"] == "conn" and r["event"].startswith("closed")
+    ]
+    assert [r["peer"] for r in closed] == [net.b_label]
+    # A keeps serving: its API answers, and B comes back by redialing.
+    await wait_for_snapshot(
+        net.http,
+        net.a,
+        lambda s: any(p["label"] == net.b_label for p in s["peers"]),
+        20,
+        "B reconnected",
+    )
+
+
+async def test_tokens_never_reach_logs_traces_or_the_journal(net: Net) -> None:
+    for who in ("viewer", "operator", "unknown", "revoked"):
+        await net.get("/api/v1/snapshot", who)
+        await net.post(f"/api/v1/peers/{net.b_label}/throttle", who, b'{"rate": 0}')
+    _status, journal = await net.get("/api/v1/journal?since=0&limit=5000", "operator")
+    text = str(journal) + net.a.log.read_text(errors="replace")
+    stored = (net.a.data_dir / "api_tokens.json").read_text()
+    for token in net.tokens.values():
+        assert token not in text
+        assert token not in stored
+    assert (net.a.data_dir / "api_tokens.json").stat().st_mode & 0o077 == 0

@@ -128,7 +128,7 @@ async def test_kill_9_during_block_sync_loses_nothing_and_resumes(tmp_path: Path
         assert len(server_headers) == BLOCKS + 1
 
         async with aiohttp.ClientSession() as http:
-            server_snap = await snapshot(http, server.api)
+            server_snap = await snapshot(http, server)
             assert server_snap is not None
             server_tip = verified_of(server_snap)
             assert server_tip == (BLOCKS, BlockHeader.decode(server_headers[-1]).hash.hex())
@@ -141,7 +141,7 @@ async def test_kill_9_during_block_sync_loses_nothing_and_resumes(tmp_path: Path
                 first: int | None = None
                 deadline = time.monotonic() + SYNC_SECS
                 while observed < threshold:
-                    snap = await snapshot(http, client.api)
+                    snap = await snapshot(http, client)
                     if snap is not None:
                         observed = verified_of(snap)[0]
                         first = observed if first is None else first
@@ -167,7 +167,7 @@ async def test_kill_9_during_block_sync_loses_nothing_and_resumes(tmp_path: Path
             tip: tuple[int, str] | None = None
             deadline = time.monotonic() + SYNC_SECS
             while tip != server_tip:
-                snap = await snapshot(http, client.api)
+                snap = await snapshot(http, client)
                 tip = None if snap is None else verified_of(snap)
                 assert client.process.returncode is None, client.log_tail()
                 assert time.monotonic() < deadline, (

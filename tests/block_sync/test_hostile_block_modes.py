@@ -363,7 +363,9 @@ async def test_testnet_runs_a_hostile_block_server(tmp_path: Path) -> None:
             deadline = time.monotonic() + 30
             while not seen(snap):
                 assert time.monotonic() < deadline, "node 1 recorded no invalid_block"
-                async with http.get(f"http://{net.nodes[1].api}/api/v1/snapshot") as resp:
+                auth = {"Authorization": f"Bearer {net.nodes[1].token}"}
+                url = f"http://{net.nodes[1].api}/api/v1/snapshot"
+                async with http.get(url, headers=auth) as resp:
                     snap = await resp.json() if resp.status == 200 else None
                 await asyncio.sleep(0.2)  # a poll interval, not a synchronisation
             assert snap is not None

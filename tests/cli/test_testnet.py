@@ -92,9 +92,19 @@ async def read_table(proc: asyncio.subprocess.Process, nodes: int, timeout: floa
     return rows
 
 
-async def fetch_snapshot(http: aiohttp.ClientSession, api: str) -> dict[str, Any] | None:
+def token_of(node_dir: Path) -> str:
+    """The operator token the testnet wrote for the node in ``node_dir``."""
+    path = node_dir / "operator.token"
+    assert path.stat().st_mode & 0o077 == 0, "the token file is readable by others"
+    return path.read_text().strip()
+
+
+async def fetch_snapshot(
+    http: aiohttp.ClientSession, api: str, token: str
+) -> dict[str, Any] | None:
+    headers = {"Authorization": f"Bearer {token}"}
     try:
-        async with http.get(f"http://{api}/api/v1/snapshot") as resp:
+        async with http.get(f"http://{api}/api/v1/snapshot", headers=headers) as resp:
             if resp.status != 200:
                 return None
             doc: dict[str, Any] = await resp.json()
@@ -143,7 +153,12 @@ async def test_acceptance_eight_node_testnet(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as http:
             deadline = started + ACCEPTANCE_SECS
             while True:
-                results = await asyncio.gather(*(fetch_snapshot(http, r.api) for r in rows))
+                results = await asyncio.gather(
+                    *(
+                        fetch_snapshot(http, r.api, token_of(tmp_path / f"node-{r.index:02d}"))
+                        for r in rows
+                    )
+                )
                 snaps = dict(enumerate(results))
                 if all(converged(s) for s in results):
                     break
@@ -207,7 +222,7 @@ async def test_testnet_class_lifecycle() -> None:
         async with aiohttp.ClientSession() as http:
 
             async def all_reached() -> bool:
-                snaps = [await fetch_snapshot(http, n.api or "") for n in net.nodes]
+                snaps = [await fetch_snapshot(http, n.api or "", n.token or "") for n in net.nodes]
                 return all(converged(s) for s in snaps)
 
             deadline = time.monotonic() + 20
@@ -282,7 +297,9 @@ async def test_testnet_miner_grows_the_chain_and_the_others_follow(tmp_path: Pat
                 assert time.monotonic() < deadline, f"header tips stuck at {tips}"
                 await asyncio.sleep(0.1)
                 for i, row in enumerate(rows):
-                    tips[i] = header_tip(await fetch_snapshot(http, row.api))
+                    tips[i] = header_tip(
+                        await fetch_snapshot(http, row.api, token_of(tmp_path / f"node-{i:02d}"))
+                    )
         proc.send_signal(signal.SIGTERM)
         async with asyncio.timeout(15):
             assert await proc.wait() == 0
@@ -356,7 +373,9 @@ async def test_hostile_testnet_marks_and_runs_its_hostile_node(tmp_path: Path) -
 
         async with aiohttp.ClientSession() as http:
             deadline = time.monotonic() + 20
-            while not spam_seen(snap := await fetch_snapshot(http, rows[0].api)):
+            while not spam_seen(
+                snap := await fetch_snapshot(http, rows[0].api, token_of(tmp_path / "node-00"))
+            ):
                 assert time.monotonic() < deadline, "node 0 recorded no status_spam"
                 await asyncio.sleep(0.1)
         assert snap is not None

@@ -21,7 +21,9 @@ from typing import IO, Any
 
 import aiohttp
 
+from node_core.api.tokens import TokenStore
 from node_core.cli import parse_start_line
+from node_core.control import Role
 
 ZAKURA = [sys.executable, "-m", "node_core"]
 START_SECS = 60.0
@@ -58,6 +60,8 @@ class NodeProc:
     data_dir: Path
     listen: str
     api: str
+    #: An operator token for the node's API, made before it started.
+    token: str
 
     @property
     def log(self) -> Path:
@@ -81,7 +85,14 @@ class Procs:
         self.all: list[asyncio.subprocess.Process] = []
 
     async def start(self, data_dir: Path, *extra: str) -> NodeProc:
-        """``zakura node`` on ``data_dir``; returns once its start line names its addresses."""
+        """``zakura node`` on ``data_dir``; returns once its start line names its addresses.
+
+        Gives the node an operator API token first (a restart on the same dir gets a new one).
+        """
+        store = TokenStore(data_dir)
+        if any(t.name == "test" for t in store.tokens):
+            store.revoke("test")
+        token = store.create("test", Role.OPERATOR)
         with open_log(data_dir) as log:
             proc = await asyncio.create_subprocess_exec(
                 *ZAKURA, "node", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir),
@@ -96,7 +107,7 @@ class Procs:
         if start is None or start.api is None:
             tail = (data_dir / "node.log").read_text(errors="replace")[-3000:]
             raise AssertionError(f"no start line from {data_dir.name} (got {line!r}):\n{tail}")
-        return NodeProc(proc, data_dir, start.listen, start.api)
+        return NodeProc(proc, data_dir, start.listen, start.api, token)
 
     async def stop_all(self) -> None:
         for proc in self.all:
@@ -105,10 +116,11 @@ class Procs:
             await proc.wait()
 
 
-async def snapshot(http: aiohttp.ClientSession, api: str) -> dict[str, Any] | None:
+async def snapshot(http: aiohttp.ClientSession, node: NodeProc) -> dict[str, Any] | None:
     """The node's snapshot document, or None while its API does not answer."""
+    headers = {"Authorization": f"Bearer {node.token}"}
     try:
-        async with http.get(f"http://{api}/api/v1/snapshot") as resp:
+        async with http.get(f"http://{node.api}/api/v1/snapshot", headers=headers) as resp:
             if resp.status != 200:
                 return None
             doc: dict[str, Any] = await resp.json()
@@ -138,7 +150,7 @@ async def wait_for_snapshot(
     deadline = time.monotonic() + timeout
     last: dict[str, Any] | None = None
     while True:
-        snap = await snapshot(http, node.api)
+        snap = await snapshot(http, node)
         if snap is not None:
             last = snap
             if cond(snap):

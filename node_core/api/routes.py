@@ -1,0 +1,168 @@
+"""The control API's routes: reads for any token, writes through the one control model.
+
+Every write builds an :class:`~node_core.control.Action` from the URL and a JSON body and
+calls :func:`~node_core.control.apply`, the same function the console's keys call, so the
+API refuses exactly what the console refuses, with the same words. The HTTP status says
+which refusal it was (:data:`STATUS`); the body always carries ``error`` (a sentence) and,
+for a bad request, ``field``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from node_core.control import ACTIONS, Action, ActionInvalid, Principal, Refusal, apply
+from node_core.observe.snapshot import build_snapshot
+
+if TYPE_CHECKING:
+    from node_core.node import Node
+
+#: Largest JSON body a write route reads (a real one is under 100 bytes).
+MAX_BODY = 64 * 1024
+#: Journal rows per page at most.
+MAX_JOURNAL_LIMIT = 5000
+DEFAULT_JOURNAL_LIMIT = 500
+
+#: HTTP status of each refusal.
+STATUS: dict[Refusal, int] = {
+    Refusal.ROLE: 403,
+    Refusal.READ_ONLY: 403,
+    Refusal.FAULTS_DISABLED: 403,
+    Refusal.UNKNOWN_PEER: 404,
+    Refusal.NOT_RUNNING: 409,
+    Refusal.INVALID: 422,
+    Refusal.NO_EFFECT: 504,
+}
+
+#: Where the auth middleware leaves the request's :class:`Principal`.
+PRINCIPAL = "zakura.principal"
+
+
+def json_response(obj: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(obj), status=status, content_type="application/json")
+
+
+def error(status: int, message: str, **extra: object) -> web.Response:
+    return json_response({"error": message, **extra}, status)
+
+
+class Routes:
+    """The handlers of one node's API."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    def register(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/api/v1/snapshot", self.snapshot)
+        r.add_get("/api/v1/journal", self.journal)
+        r.add_get("/api/v1/misbehavior", self.misbehavior)
+        r.add_get("/api/v1/peers/{label}", self.peer)
+        r.add_post("/api/v1/peers/{label}/{action}", self.act)
+
+    # ------------------------------------------------------------------ reads
+    async def snapshot(self, _request: web.Request) -> web.Response:
+        return json_response(self.node.snapshot())
+
+    async def journal(self, request: web.Request) -> web.Response:
+        """``?since=SEQ&limit=N``: rows after SEQ, oldest first, never skipping one that is
+        still kept; ``first_seq`` says where the kept journal starts, so a client that asks
+        below it knows rows were overwritten (``gap``)."""
+        since = _int_param(request, "since", 0, 0, 2**62)
+        limit = _int_param(request, "limit", DEFAULT_JOURNAL_LIMIT, 1, MAX_JOURNAL_LIMIT)
+        journal = self.node.journal
+        rows = [e.to_dict() for e in journal.since(since, limit)]
+        return json_response(
+            {
+                "boot_id": getattr(self.node, "boot_id", None),
+                "first_seq": journal.first_seq,
+                "last_seq": journal.last_seq,
+                "gap": since + 1 < journal.first_seq and journal.last_seq > 0,
+                "rows": rows,
+            }
+        )
+
+    async def misbehavior(self, _request: web.Request) -> web.Response:
+        snap = build_snapshot(self.node)
+        return json_response({"records": snap["misbehavior"], "tally": snap["misbehavior_tally"]})
+
+    async def peer(self, request: web.Request) -> web.Response:
+        """The peer detail document: its snapshot entry, its misbehavior, its parked record."""
+        label = request.match_info["label"]
+        snap = build_snapshot(self.node)
+        peer = next((p for p in snap["peers"] if p["label"] == label), None)
+        if peer is None:
+            return error(404, f"no connected peer {label[:64]!r}", field="label")
+        return json_response(
+            {
+                "peer": peer,
+                "misbehavior": [r for r in snap["misbehavior"] if r["label"] == label],
+                "parked": [p for p in snap["parked"] if p["label"] == label],
+            }
+        )
+
+    # ------------------------------------------------------------------ writes
+    async def act(self, request: web.Request) -> web.Response:
+        kind = request.match_info["action"]
+        label = request.match_info["label"]
+        if kind not in ACTIONS:
+            return error(
+                404, f"unknown action {kind[:40]!r}; one of: {', '.join(ACTIONS)}", field="action"
+            )
+        fields = await _json_body(request)
+        if isinstance(fields, web.Response):
+            return fields
+        try:
+            action = Action.from_fields(kind, label, fields)
+        except ActionInvalid as exc:
+            return error(422, str(exc), field=exc.field, refusal=Refusal.INVALID.value)
+        principal: Principal = request[PRINCIPAL]
+        remote = request.remote
+        who = Principal(principal.name, principal.role, remote)
+        result = await apply(self.node, action, principal=who)
+        if result.ok:
+            return json_response(result.to_dict())
+        assert result.refusal is not None
+        return json_response({"error": result.message, **result.to_dict()}, STATUS[result.refusal])
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPUnprocessableEntity(
+            body=orjson.dumps({"error": f"{name} must be an integer", "field": name}),
+            content_type="application/json",
+        ) from None
+    if not low <= value <= high:
+        raise web.HTTPUnprocessableEntity(
+            body=orjson.dumps(
+                {"error": f"{name} must be from {low} to {high} (got {value})", "field": name}
+            ),
+            content_type="application/json",
+        )
+    return value
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object ({} for an empty body), or the error response to send."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return error(413, f"body larger than {MAX_BODY} bytes", field="body")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        return error(413, f"body larger than {MAX_BODY} bytes", field="body")
+    if not raw.strip():
+        return {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return error(422, f"body is not JSON: {str(exc)[:80]}", field="body")
+    if not isinstance(doc, dict):
+        return error(422, "body must be a JSON object", field="body")
+    return doc

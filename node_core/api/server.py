@@ -1,0 +1,118 @@
+"""The control API server: composes routes, token auth and the metrics endpoint.
+
+``GET /healthz`` and ``GET /metrics`` are open (Prometheus convention: scrapers carry no
+token); every ``/api/v1`` route needs ``Authorization: Bearer <token>`` (401 without one or
+with an unknown or revoked one). Roles are checked by the control model, not here. A node
+bound to a non-loopback address with no tokens at all refuses to start: an open control
+plane on a network is never a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from node_core.api.routes import PRINCIPAL, Routes, error, json_response
+from node_core.api.tokens import TokenError, TokenStore
+
+if TYPE_CHECKING:
+    from node_core.node import Node
+
+__all__ = ["ApiServer", "ApiStartError", "is_loopback"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiStartError(Exception):
+    """The API cannot start as configured; the message is the one line to print."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ApiServer:
+    """Serves one node's control API."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.tokens = TokenStore(node.config.data_dir)
+        self.app = web.Application(middlewares=[self._auth], client_max_size=1024 * 1024)
+        self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/metrics", make_aiohttp_handler(node.metrics.registry))
+        self.routes = Routes(node)
+        self.routes.register(self.app)
+        self.runner: web.AppRunner | None = None
+        self.host = ""
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self, host: str, port: int) -> None:
+        try:
+            self.tokens.reload_if_changed()
+        except TokenError as exc:
+            raise ApiStartError(str(exc)) from None
+        if not is_loopback(host) and len(self.tokens) == 0:
+            raise ApiStartError(
+                f"--api {host}:{port} is not a loopback address and this node has no API "
+                f"tokens: create one first with 'zakura token create --data-dir "
+                f"{self.node.config.data_dir} --name NAME --role viewer|operator'"
+            )
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        addresses = self.runner.addresses
+        self.host = host
+        self.port = int(addresses[0][1]) if addresses else port
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _unauthorized("this route needs an API token: Authorization: Bearer <token>")
+        try:
+            principal = self.tokens.authenticate(token.strip())
+        except TokenError as exc:
+            return error(500, str(exc))
+        if principal is None:
+            return _unauthorized("unknown or revoked API token")
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        node = self.node
+        return json_response(
+            {
+                "status": "ok",
+                "label": node.label,
+                "peers": len(node.transport.peers),
+                "uptime_s": round(node.uptime, 3),
+            }
+        )
+
+
+def _unauthorized(message: str) -> web.Response:
+    resp = error(401, message)
+    resp.headers["WWW-Authenticate"] = 'Bearer realm="zakura"'
+    return resp

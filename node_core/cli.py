@@ -366,9 +366,9 @@ node 0 also mines a block every S seconds and announces it with NewBlock, so eve
 moving. Each child logs to <its data dir>/node.log.
 Once every node has reported ready, a table of index, label, listen and API address and pid is
 printed. With --api-base-port each node gets an operator API token, written to
-<its data dir>/operator.token (mode 0600). Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL after 3 s); if the testnet
-process itself is killed, even with SIGKILL, the children are told to stop by the kernel
-(Linux).
+<its data dir>/operator.token (mode 0600). Ctrl-C or SIGTERM stops every child (SIGTERM,
+then SIGKILL after 3 s); if the testnet process itself is killed, even with SIGKILL, the
+children are told to stop by the kernel (Linux).
 
 With --hostile N --hostile-mode MODE the last N nodes attack the others' header or block sync
 (see the modes below); the table gets a role column marking them. They get node 0's --blocks

@@ -467,10 +467,8 @@ def make_operator_token(node_dir: Path) -> str:
     from node_core.control import Role
 
     store = TokenStore(node_dir)
-    try:
+    with contextlib.suppress(TokenError):  # none yet on a first start
         store.revoke(TESTNET_TOKEN_NAME)
-    except TokenError:
-        pass  # none yet
     token = store.create(TESTNET_TOKEN_NAME, Role.OPERATOR)
     path = node_dir / TOKEN_FILE_NAME
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -38,7 +38,7 @@ STATUS: dict[Refusal, int] = {
 }
 
 #: Where the auth middleware leaves the request's :class:`Principal`.
-PRINCIPAL = "zakura.principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def json_response(obj: object, status: int = 200) -> web.Response:
@@ -119,7 +119,7 @@ class Routes:
             action = Action.from_fields(kind, label, fields)
         except ActionInvalid as exc:
             return error(422, str(exc), field=exc.field, refusal=Refusal.INVALID.value)
-        principal: Principal = request[PRINCIPAL]
+        principal = request[PRINCIPAL]
         remote = request.remote
         who = Principal(principal.name, principal.role, remote)
         result = await apply(self.node, action, principal=who)

@@ -17,6 +17,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from node_core.api.routes import PRINCIPAL, Routes, error, json_response
+from node_core.api.stream import StreamHub
 from node_core.api.tokens import TokenError, TokenStore
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class ApiServer:
         self.app.router.add_get("/metrics", make_aiohttp_handler(node.metrics.registry))
         self.routes = Routes(node)
         self.routes.register(self.app)
+        self.streams = StreamHub(node)
+        self.app.router.add_get("/api/v1/stream", self.streams.handle)
         self.runner: web.AppRunner | None = None
         self.host = ""
         self.port = 0

@@ -370,6 +370,17 @@ printed. With --api-base-port each node gets an operator API token, written to
 then SIGKILL after 3 s); if the testnet process itself is killed, even with SIGKILL, the
 children are told to stop by the kernel (Linux).
 
+Only with --api-base-port, the testnet also writes two files into its data dir (--data-dir, or
+the temp dir) and prints their paths under the table:
+  fleet.toml               the fleet file `zakura attach --fleet FILE` reads: one [[node]]
+                           table per node with name ("node-00" ...), url
+                           ("http://127.0.0.1:PORT", its API) and token_file (the absolute
+                           path of its operator.token), all TOML strings
+  prometheus-targets.json  a Prometheus file_sd_configs file: one target group listing every
+                           node's API address (its /metrics needs no token), labels
+                           job="zakura" and testnet=<the data dir's name>; docs/grafana/ has
+                           a prometheus.yml snippet and a Grafana dashboard over it
+
 With --hostile N --hostile-mode MODE the last N nodes attack the others' header or block sync
 (see the modes below); the table gets a role column marking them. They get node 0's --blocks
 chain too; in malformed-headers, slow-responder and silent mode, and in every block mode, 100
@@ -382,8 +393,10 @@ TESTNET_EXAMPLE = f"""\
 
 example:
   zakura testnet --nodes 8 --api-base-port 9100
-  curl -s -H "Authorization: Bearer $(cat DATA/node-00/operator.token)" \
+  curl -s -H "Authorization: Bearer $(cat DATA/node-00/operator.token)" \\
       127.0.0.1:9100/api/v1/snapshot          # node 0's view (DATA: the printed data dir)
+  zakura testnet --nodes 3 --api-base-port 9100 --data-dir tn
+      # then: zakura attach --fleet tn/fleet.toml; Prometheus: tn/prometheus-targets.json
   zakura testnet --nodes 4 --blocks 5000 --mine-interval 5 --api-base-port 9100
   zakura testnet --nodes 5 --blocks 2000 --hostile 2 --hostile-mode malformed-headers"""
 
@@ -645,7 +658,8 @@ def build_parser() -> Parser:
         type=port_number,
         default=None,
         metavar="P",
-        help="node i serves its API on 127.0.0.1:P+i; 0 picks free ports (default: no API)",
+        help="node i serves its API on 127.0.0.1:P+i; 0 picks free ports; also writes "
+        "fleet.toml and prometheus-targets.json (default: no API, no files)",
     )
     testnet.add_argument(
         "--data-dir",

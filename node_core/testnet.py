@@ -19,6 +19,11 @@ Lifecycle rules, because leaked node processes hold ports and CPU long after a t
   reaps them. Any failure during ``start()`` stops what was started before re-raising.
 - If this process dies without running ``stop()`` (SIGKILL, a hard crash), the kernel sends
   every child SIGTERM: see :func:`_die_with_parent`.
+
+With an API (``api_base_port``), once every node is ready the testnet writes two files into
+its data dir for watching it from outside: ``fleet.toml`` (:func:`format_fleet_toml`, what
+``zakura attach --fleet`` reads) and ``prometheus-targets.json``
+(:func:`format_prometheus_targets`, a Prometheus ``file_sd_configs`` file).
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -162,7 +168,9 @@ class Testnet:
         nodes: Number of node processes.
         base_port: Node i listens on ``base_port + i``; 0 lets each child pick a free port.
         api_base_port: Node i serves its API on ``api_base_port + i``; 0 picks free ports;
-            ``None`` runs no API.
+            ``None`` runs no API. With an API every node gets an operator token and the data
+            dir gets ``fleet.toml`` and ``prometheus-targets.json`` (see
+            :func:`write_watch_files`).
         data_dir: Parent of the ``node-NN`` dirs, kept at exit. ``None`` makes a temp dir that
             :meth:`stop` removes.
         target_peers: ``--target-peers`` of every node.
@@ -241,6 +249,10 @@ class Testnet:
         self.hostile_delay = hostile_delay
         self.hostile_rate = hostile_rate
         self.nodes: list[TestnetNode] = []
+        #: ``<data dir>/fleet.toml`` once :meth:`start` wrote it (only with an API).
+        self.fleet_file: Path | None = None
+        #: ``<data dir>/prometheus-targets.json`` once :meth:`start` wrote it (only with an API).
+        self.prometheus_targets_file: Path | None = None
         self._starting: list[asyncio.subprocess.Process] = []
         self._drains: list[asyncio.Task[None]] = []
         self._started = False
@@ -258,8 +270,9 @@ class Testnet:
         """Start every node and wait until each has printed its start line.
 
         Raises:
-            TestnetError: A child exited or stayed silent past ``ready_timeout``; every child
-                started so far has been stopped.
+            TestnetError: A child exited or stayed silent past ``ready_timeout``, or (with an
+                API) the fleet and Prometheus files could not be written; every child started
+                so far has been stopped.
         """
         if self._started:
             raise RuntimeError("testnet already started")
@@ -278,10 +291,17 @@ class Testnet:
                 if isinstance(result, BaseException):
                     raise result
                 self.nodes.append(result)
+            self.nodes.sort(key=lambda n: n.index)
+            if self.api_base_port is not None:
+                try:
+                    self.fleet_file, self.prometheus_targets_file = write_watch_files(self)
+                except (OSError, ValueError) as exc:
+                    raise TestnetError(
+                        f"testnet could not write its fleet and Prometheus files: {exc}"
+                    ) from exc
         except BaseException:
             await self.stop()
             raise
-        self.nodes.sort(key=lambda n: n.index)
         return self.nodes
 
     async def stop(self) -> None:
@@ -479,6 +499,140 @@ def make_operator_token(node_dir: Path) -> str:
     return token
 
 
+# ---------------------------------------------------------------------- files for watchers
+#: The fleet file a testnet with an API writes into its data dir, for ``zakura attach --fleet``.
+FLEET_FILE_NAME = "fleet.toml"
+#: The Prometheus file-service-discovery file it writes beside it.
+PROMETHEUS_TARGETS_FILE_NAME = "prometheus-targets.json"
+#: The ``job`` label of the testnet's Prometheus targets (what the Grafana dashboard shows).
+PROMETHEUS_JOB = "zakura"
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEntry:
+    """One ``[[node]]`` table of a fleet file.
+
+    Attributes:
+        name: What the fleet view calls the node (``node-00`` ...).
+        url: Base URL of its API, ``http://HOST:PORT``.
+        token_file: Absolute path of a file holding a bearer token for that API.
+    """
+
+    name: str
+    url: str
+    token_file: Path
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string (double-quoted), escaped so ``tomllib`` reads it back.
+
+    TOML basic strings must escape ``"``, ``\\`` and the control characters U+0000-U+001F and
+    U+007F; everything else (any other Unicode scalar value) is written as is, in UTF-8.
+
+    Raises:
+        ValueError: ``value`` holds a lone surrogate (a path that is not valid UTF-8, decoded
+            with ``surrogateescape``), which no TOML document can hold.
+    """
+    out = ['"']
+    for ch in value:
+        code = ord(ch)
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            raise ValueError(f"cannot write {value!r} to TOML: it is not valid Unicode text")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+_TOML_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def format_fleet_toml(entries: Iterable[FleetEntry]) -> str:
+    """The text of a fleet file: one ``[[node]]`` table per entry, in order.
+
+    The format (``zakura attach --fleet FILE`` reads it)::
+
+        [[node]]
+        name = "node-00"
+        url = "http://127.0.0.1:9100"
+        token_file = "/abs/path/node-00/operator.token"
+
+    ``tomllib`` only reads TOML, so this is a tiny emitter for exactly that shape, with every
+    value a :func:`toml_string`.
+    """
+    lines = [
+        "# zakura fleet file: one [[node]] table per node, read by `zakura attach --fleet FILE`.",
+        "# name: what the fleet view calls it; url: its API; token_file: a bearer token for it.",
+    ]
+    for entry in entries:
+        lines += [
+            "",
+            "[[node]]",
+            f"name = {toml_string(entry.name)}",
+            f"url = {toml_string(entry.url)}",
+            f"token_file = {toml_string(str(entry.token_file))}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def format_prometheus_targets(addresses: Iterable[str], testnet: str) -> str:
+    """A Prometheus ``file_sd_configs`` file: one target group of ``HOST:PORT`` API addresses.
+
+    Labels: ``job="zakura"`` (it overrides the scrape config's ``job_name``) and ``testnet``
+    (the data dir's name), so several testnets in one Prometheus stay apart. The targets'
+    ``/metrics`` is open: no token needed.
+    """
+    group = {"targets": list(addresses), "labels": {"job": PROMETHEUS_JOB, "testnet": testnet}}
+    return json.dumps([group], indent=2) + "\n"
+
+
+def fleet_entries(net: Testnet) -> list[FleetEntry]:
+    """The fleet entries of a started testnet with an API, one per node, by index."""
+    entries = []
+    for node in net.nodes:
+        if node.api is None:
+            raise RuntimeError(f"testnet {node.name} serves no API")
+        token_file = (node.data_dir / TOKEN_FILE_NAME).resolve()
+        entries.append(FleetEntry(node.name, f"http://{node.api}", token_file))
+    return entries
+
+
+def write_watch_files(net: Testnet) -> tuple[Path, Path]:
+    """Write ``fleet.toml`` and ``prometheus-targets.json`` into the testnet's data dir.
+
+    Each is written to a temp file and renamed over the old one, so a reader (Prometheus
+    watches the file and re-reads it on change) never sees half a file.
+
+    Returns:
+        The two paths, absolute.
+    """
+    root = net.data_dir.resolve()
+    fleet = root / FLEET_FILE_NAME
+    targets = root / PROMETHEUS_TARGETS_FILE_NAME
+    _write_atomic(fleet, format_fleet_toml(fleet_entries(net)))
+    addresses = [node.api for node in net.nodes if node.api is not None]
+    _write_atomic(targets, format_prometheus_targets(addresses, root.name))
+    return fleet, targets
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def _open_log(path: Path) -> BinaryIO:
     """Append mode: the child and :func:`_drain` share the file without clobbering."""
     return open(path, "ab")
@@ -629,6 +783,8 @@ async def run_testnet_cli(args: argparse.Namespace) -> int:
         print(format_table(net), flush=True)
         if net.hostile_mode is not None:
             print(hostile_summary(net), flush=True)
+        if net.fleet_file is not None and net.prometheus_targets_file is not None:
+            print(watch_summary(net.fleet_file, net.prometheus_targets_file), flush=True)
         print("Ctrl-C or SIGTERM stops every node.", flush=True)
         return await _supervise(net, stop)
     finally:
@@ -647,6 +803,17 @@ def miner_summary(net: Testnet) -> str | None:
     if not parts:
         return None
     return f"zakura testnet: node 0 is the miner: it {' and '.join(parts)}"
+
+
+def watch_summary(fleet_file: Path, targets_file: Path) -> str:
+    """Two lines under the table naming the fleet file and the Prometheus targets file.
+
+    Each path ends its line, after ``": "``, so a script can take it.
+    """
+    return (
+        f"zakura testnet: fleet file (for zakura attach --fleet): {fleet_file}\n"
+        f"zakura testnet: Prometheus file_sd targets (docs/grafana/README.md): {targets_file}"
+    )
 
 
 def hostile_summary(net: Testnet) -> str:

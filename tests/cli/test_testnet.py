@@ -7,11 +7,13 @@ condition against a deadline; nothing sleeps to synchronise.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,8 +22,19 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from node_core.testnet import HOSTILE_LEAD_BLOCKS, Testnet, TestnetError, miner_summary
+from node_core.testnet import (
+    HOSTILE_LEAD_BLOCKS,
+    FleetEntry,
+    Testnet,
+    TestnetError,
+    format_fleet_toml,
+    format_prometheus_targets,
+    miner_summary,
+    toml_string,
+)
 
 ZAKURA = [sys.executable, "-m", "node_core"]
 ACCEPTANCE_NODES = 8
@@ -90,6 +103,14 @@ async def read_table(proc: asyncio.subprocess.Process, nodes: int, timeout: floa
             elif seen_header and len(fields) == 5:
                 rows.append(Row(int(fields[0]), fields[1], fields[2], fields[3], int(fields[4])))
     return rows
+
+
+def listing(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def absolute(path: Path) -> Path:
+    return path.resolve()
 
 
 def token_of(node_dir: Path) -> str:
@@ -198,6 +219,8 @@ async def test_children_die_when_testnet_is_killed(tmp_path: Path) -> None:
         rows = await read_table(proc, 3, timeout=30)
         pids = [r.pid for r in rows]
         assert all(pid_alive(p) for p in pids)
+        # No API, so no fleet file and no Prometheus targets.
+        assert listing(tmp_path) == ["node-00", "node-01", "node-02"]
         os.kill(proc.pid, signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
         await poll(lambda: not any(pid_alive(p) for p in pids), 10.0, "orphans to exit")
@@ -207,6 +230,137 @@ async def test_children_die_when_testnet_is_killed(tmp_path: Path) -> None:
     for i in range(3):
         log = (tmp_path / f"node-{i:02d}" / "node.log").read_text()
         assert "signal received, stopping node" in log, log[-2000:]
+
+
+# ---------------------------------------------------------------------- fleet and Prometheus files
+async def read_lines_until(
+    proc: asyncio.subprocess.Process, prefix: str, timeout: float
+) -> list[str]:
+    """Read stdout lines up to and including the first that starts with ``prefix``."""
+    assert proc.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(timeout):
+        while not (lines and lines[-1].startswith(prefix)):
+            line = (await proc.stdout.readline()).decode()
+            if not line:
+                raise AssertionError(f"testnet exited early with {await proc.wait()}: {lines}")
+            lines.append(line.rstrip("\n"))
+    return lines
+
+
+def printed_path(lines: list[str], start: str) -> Path:
+    """The path ending the line that starts with ``start`` (after its last ``"): "``)."""
+    (line,) = [ln for ln in lines if ln.startswith(start)]
+    return Path(line.rsplit("): ", 1)[1])
+
+
+async def test_testnet_writes_a_fleet_file_and_prometheus_targets(tmp_path: Path) -> None:
+    """`zakura testnet --nodes 3 --api-base-port 0 --data-dir D`: D/fleet.toml and
+    D/prometheus-targets.json name exactly the printed nodes, and both work as written."""
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "testnet", "--nodes", "3", "--api-base-port", "0", "--data-dir", str(tmp_path),
+        "--log-level", "warning",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    root = absolute(tmp_path)
+    try:
+        rows = await read_table(proc, 3, timeout=30)
+        after = await read_lines_until(proc, "Ctrl-C", timeout=10)
+        fleet_path = printed_path(after, "zakura testnet: fleet file")
+        targets_path = printed_path(after, "zakura testnet: Prometheus file_sd targets")
+        assert fleet_path == root / "fleet.toml"
+        assert targets_path == root / "prometheus-targets.json"
+
+        with fleet_path.open("rb") as f:
+            fleet = tomllib.load(f)
+        assert fleet == {
+            "node": [
+                {
+                    "name": f"node-{r.index:02d}",
+                    "url": f"http://{r.api}",
+                    "token_file": str(root / f"node-{r.index:02d}" / "operator.token"),
+                }
+                for r in rows
+            ]
+        }
+        targets = json.loads(targets_path.read_text())
+        assert targets == [
+            {
+                "targets": [r.api for r in rows],
+                "labels": {"job": "zakura", "testnet": tmp_path.name},
+            }
+        ]
+
+        async with aiohttp.ClientSession() as http:
+            # Each fleet entry reaches its node with its token file ...
+            for entry, row in zip(fleet["node"], rows, strict=True):
+                token_file = Path(entry["token_file"])
+                assert token_file.is_absolute()
+                token = token_of(token_file.parent)
+                snap = await fetch_snapshot(http, entry["url"].removeprefix("http://"), token)
+                assert snap is not None and snap["node"]["label"] == row.label
+            # ... and every Prometheus target serves /metrics without one.
+            for target in targets[0]["targets"]:
+                async with http.get(f"http://{target}/metrics") as resp:
+                    assert resp.status == 200
+                    assert "zakura_p2p_conn_active" in await resp.text()
+
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+    finally:
+        await stop_process(proc)
+    assert fleet_path.is_file() and targets_path.is_file()  # kept with the data dir
+    assert not list(root.glob(".*.tmp"))
+
+
+#: Strings a TOML emitter gets wrong: quotes, backslashes, control characters, non-ASCII,
+#: TOML's own multi-line delimiters, and text that looks like an escape.
+NASTY = [
+    'a"b',
+    "back\\slash",
+    "new\nline",
+    "tab\tcr\r",
+    "\x00\x08\x1f\x7f",
+    "é 漢 🦀",
+    "'''",
+    '"""',
+    "\\u0041",
+    "# not a comment",
+]
+
+
+@given(st.text())
+def test_toml_string_round_trips_through_tomllib(value: str) -> None:
+    assert tomllib.loads(f"v = {toml_string(value)}\n") == {"v": value}
+
+
+def test_fleet_toml_round_trips_through_tomllib() -> None:
+    entries = [
+        FleetEntry(f"node-{i:02d}{odd}", f"http://127.0.0.1:{9100 + i}/{odd}", Path(f"/d/{odd}/t"))
+        for i, odd in enumerate(NASTY)
+    ]
+    text = format_fleet_toml(entries)
+    assert tomllib.loads(text) == {
+        "node": [{"name": e.name, "url": e.url, "token_file": str(e.token_file)} for e in entries]
+    }
+    assert '[[node]]\nname = "node-00a\\"b"\n' in text
+    assert tomllib.loads(format_fleet_toml([])) == {}
+
+
+def test_toml_string_refuses_what_toml_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        toml_string("/data/\udcff")  # a non-UTF-8 byte, decoded with surrogateescape
+
+
+def test_prometheus_targets_are_a_file_sd_target_group() -> None:
+    text = format_prometheus_targets(["127.0.0.1:9100", "127.0.0.1:9101"], "tn")
+    assert json.loads(text) == [
+        {
+            "targets": ["127.0.0.1:9100", "127.0.0.1:9101"],
+            "labels": {"job": "zakura", "testnet": "tn"},
+        }
+    ]
 
 
 # ---------------------------------------------------------------------- the Testnet class
@@ -219,6 +373,10 @@ async def test_testnet_class_lifecycle() -> None:
         assert all(n.alive and n.api is not None for n in net.nodes)
         assert all(n.log_path.exists() for n in net.nodes)
         assert len({n.listen_port for n in net.nodes}) == 3
+        # With an API: the fleet file and the Prometheus targets, in the (temp) data dir.
+        assert net.fleet_file is not None and net.fleet_file.parent == absolute(root)
+        assert net.prometheus_targets_file is not None
+        assert {net.fleet_file.name, net.prometheus_targets_file.name} <= set(listing(root))
         async with aiohttp.ClientSession() as http:
 
             async def all_reached() -> bool:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from node_core.block_sync.core import BlockSyncConfig, BlockSyncCore, BlockSyncMetrics
 from node_core.block_sync.hostile import (
@@ -116,6 +117,10 @@ class Node:
         self.identity: Identity = load_or_create(config.data_dir)
         self.label = self.identity.label
         self.node_id = self.identity.node_id
+        #: This run's id, random, in every snapshot: a client that sees another one knows the
+        #: node restarted and its journal (born beside it, here) numbers rows from 1 again. A
+        #: Node starts at most once, so one object is one run; a restart is a new Node.
+        self.boot_id = os.urandom(8).hex()
         self.journal = Journal(self.label)
         self.metrics = NodeMetrics()
         self.misbehavior = MisbehaviorLog(self.journal, self.metrics)
@@ -314,6 +319,8 @@ class Node:
         return [dwire.ServiceSummary(SERVICE_ID, min(free, 0xFFFF), min(free, 0xFFFF), b"")]
 
     def snapshot(self) -> dict[str, Any]:
+        """The snapshot document (:class:`node_core.observe.schema.Snapshot`), as the plain
+        dict the console's client protocol still speaks."""
         from node_core.observe.snapshot import build_snapshot
 
-        return build_snapshot(self)
+        return cast("dict[str, Any]", build_snapshot(self))

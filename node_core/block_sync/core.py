@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from node_core.observe.journal import Journal
     from node_core.observe.metrics import NodeMetrics
     from node_core.observe.misbehavior import MisbehaviorLog
+    from node_core.observe.schema import BlockSyncSection, BlockSyncStall
     from node_core.observe.trace import TraceWriter
 
 log = logging.getLogger(__name__)
@@ -433,7 +434,7 @@ class BlockSyncCore:
         self.row("block_body_unavailable", height=h, waited_s=round(waited, 1))
         return self.header_sync.abandon_above(h - 1, "no_peer_serves_body")
 
-    def stall_view(self, now: float) -> dict[str, Any] | None:
+    def stall_view(self, now: float) -> BlockSyncStall | None:
         """Why nothing is downloading, when the committer's next height has nobody on it."""
         since = self._starved_since
         if since is None:
@@ -472,7 +473,7 @@ class BlockSyncCore:
         nbytes = sum(r[2] for r in self._rate) / RATE_WINDOW_S
         return round(blocks, 1), round(nbytes, 1)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> BlockSyncSection:
         counts = self.work.counts()
         by_state = self.work.bytes_by_state()
         blocks_per_s, bytes_per_s = self.rates()

@@ -21,9 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from node_core.protocol.block_sync import Status
+
+if TYPE_CHECKING:
+    from node_core.observe.schema import BlockSyncSlots
 
 __all__ = ["PeerFacts", "PeerRegistry", "Slots"]
 
@@ -140,7 +143,7 @@ class PeerRegistry:
             for f in self._peers.values()
         )
 
-    def slot_summary(self) -> dict[str, Any]:
+    def slot_summary(self) -> BlockSyncSlots:
         facts = list(self._peers.values())
         return {
             "peers": len(facts),

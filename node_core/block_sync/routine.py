@@ -30,7 +30,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from node_core.block_sync.registry import Slots
 from node_core.block_sync.sequencer import BufferedBody
@@ -61,6 +61,7 @@ from node_core.transport.stream import SendResult, Stream
 
 if TYPE_CHECKING:
     from node_core.block_sync.core import BlockSyncCore
+    from node_core.observe.schema import BlockSyncRoutineView
 
 #: Bodies larger than this many times their estimate are a size mismatch (reference: 200 %).
 SIZE_TOLERANCE = 3
@@ -628,7 +629,7 @@ class BlockSyncRoutine:
         self.core.registry.clear_outstanding(self.label, self.owner[1])
         self.core.row("block_peer_disconnected", peer=self.label)
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> BlockSyncRoutineView:
         now = time.monotonic()
         status = self.status
         window = self.window.view(now)
@@ -644,7 +645,7 @@ class BlockSyncRoutine:
                 for o in sorted(self.outstanding.values(), key=lambda o: o.start)
             ],
             "window": window,
-            "delivery_rate": window.get("delivery_bytes_per_s"),
+            "delivery_rate": window["delivery_bytes_per_s"],
             "fill_stop": self.last_fill_stop,
             "servable": None
             if status is None

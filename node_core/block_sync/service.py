@@ -7,7 +7,7 @@ connection as a supervised peer task, so a bug while serving disconnects only th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from node_core.block_sync.core import SERVICE, BlockSyncCore
 from node_core.block_sync.routine import BlockSyncRoutine
@@ -21,6 +21,7 @@ from node_core.transport.routine import RoutineContext
 from node_core.transport.supervise import next_generation, spawn_supervised_peer_task
 
 if TYPE_CHECKING:
+    from node_core.observe.schema import BlockSyncRoutineView
     from node_core.transport.connection import Connection
     from node_core.transport.stream import Stream
 
@@ -74,6 +75,6 @@ class BlockSyncService:
         for generation in self._sessions.pop(conn.peer.conn_id, []):
             self.core.registry.remove(conn.peer.label, generation)
 
-    def routine_view(self, conn_id: int, generation: int) -> dict[str, Any] | None:
+    def routine_view(self, conn_id: int, generation: int) -> BlockSyncRoutineView | None:
         routine = self.core.routines.get((conn_id, generation))
         return None if routine is None else routine.view()

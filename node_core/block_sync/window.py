@@ -79,6 +79,10 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from node_core.observe.schema import DownloadWindowView
 
 SRTT_ALPHA = 0.25
 """EWMA weight of a new RTT sample in the smoothed RTT (reference BBR-lite)."""
@@ -477,7 +481,7 @@ class DownloadWindow:
         self._clamp_cwnd()
         self._full_pipe = True
 
-    def view(self, now: float) -> dict[str, object]:
+    def view(self, now: float) -> DownloadWindowView:
         """JSON-ready snapshot for the console (times in ms, rates per second)."""
         now = self._advance(now)
         rtprop = self._rtprop.get(now)

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from node_core.discovery.book import AddressBook
 from node_core.discovery.records import usable_addrs
@@ -26,6 +26,9 @@ from node_core.observe.journal import Journal
 from node_core.observe.metrics import NodeMetrics
 from node_core.transport.connection import Connection
 from node_core.transport.endpoint import DialError, Transport
+
+if TYPE_CHECKING:
+    from node_core.observe.schema import DialerSection
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ class Dialer:
     def connected(self) -> int:
         return len(self.transport.peers)
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> DialerSection:
         conns = self.transport.peers.connections()
         outbound = sum(1 for c in conns if c.peer.direction == "outbound")
         return {

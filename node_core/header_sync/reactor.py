@@ -111,6 +111,7 @@ if TYPE_CHECKING:
     from node_core.chain.chainstate import ChainState
     from node_core.observe.journal import Journal
     from node_core.observe.misbehavior import MisbehaviorLog
+    from node_core.observe.schema import HeaderSyncSection, ReactorDepths
     from node_core.transport.supervise import RoutineHandle
 
 log = logging.getLogger(__name__)
@@ -391,7 +392,7 @@ class HeaderSyncReactor:
 
     # ------------------------------------------------------------------ observation
     @property
-    def depths(self) -> dict[str, int]:
+    def depths(self) -> ReactorDepths:
         return {
             "events": len(self._events),
             "events_max": EVENTS_CAPACITY,
@@ -412,7 +413,7 @@ class HeaderSyncReactor:
         """Each live (unparked) peer's current generation, for the invariant check."""
         return {label: e.generation for label, e in self.peers.items()}
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> HeaderSyncSection:
         q = self.queue
         covered = q.covered
         branch = self.index.branch

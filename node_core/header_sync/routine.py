@@ -60,6 +60,7 @@ from node_core.transport.stream import SendResult, Stream
 if TYPE_CHECKING:
     from node_core.header_sync.observe import HeaderSyncMetrics
     from node_core.header_sync.reactor import HeaderSyncReactor
+    from node_core.observe.schema import HeaderSyncRoutineView
 
 #: Items processed back to back before the routine yields to the event loop.
 YIELD_EVERY = 64
@@ -215,9 +216,11 @@ class HeaderSyncRoutine:
         self.sink.close()
         self.reactor.lifecycle(PeerDisconnected(self.ctx.peer.label, self.ctx.generation))
 
-    def view(self) -> dict[str, object]:
-        """Routine-side fields for the snapshot (see the console contract)."""
+    def view(self) -> HeaderSyncRoutineView:
+        """This session's ``header_sync`` sub-document of the snapshot: the routine's own
+        fields, then the reactor's (what we serve it, its outstanding requests, a fork search)."""
         st = self.state.view()
+        side = self.reactor.peer_view(self.ctx.peer.label, self.ctx.generation)
         return {
             "queue_depth": self.sink.queued,
             "queue_max": self.sink.depth,
@@ -230,4 +233,7 @@ class HeaderSyncRoutine:
             "tolerance": st["tolerance"],
             "stalled_for_s": self.stalled_for(),
             "pending_write": self.pending_write is not None,
+            "served_inflight": 0 if side is None else side["served_inflight"],
+            "outstanding": [] if side is None else side["outstanding"],
+            "fork_search": None if side is None else side["fork_search"],
         }

@@ -9,7 +9,7 @@ reach the reactor before the session itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from node_core.header_sync.commands import HeaderSyncCommandSink
 from node_core.header_sync.reactor import SERVICE, HeaderSyncReactor, PeerEntry
@@ -26,6 +26,7 @@ from node_core.transport.supervise import next_generation
 
 if TYPE_CHECKING:
     from node_core.header_sync.observe import HeaderSyncMetrics
+    from node_core.observe.schema import HeaderSyncRoutineView
     from node_core.transport.connection import Connection
     from node_core.transport.stream import Stream
 
@@ -82,14 +83,7 @@ class HeaderSyncService:
     def routine_for(self, conn_id: int, generation: int) -> HeaderSyncRoutine | None:
         return self.routines.get((conn_id, generation))
 
-    def routine_view(self, conn_id: int, generation: int, label: str) -> dict[str, Any] | None:
+    def routine_view(self, conn_id: int, generation: int) -> HeaderSyncRoutineView | None:
         """The per-routine snapshot fields (routine side plus reactor side)."""
         routine = self.routines.get((conn_id, generation))
-        if routine is None:
-            return None
-        out: dict[str, Any] = dict(routine.view())
-        reactor_side = self.reactor.peer_view(label, generation)
-        out["served_inflight"] = 0 if reactor_side is None else reactor_side["served_inflight"]
-        out["outstanding"] = [] if reactor_side is None else reactor_side["outstanding"]
-        out["fork_search"] = None if reactor_side is None else reactor_side["fork_search"]
-        return out
+        return None if routine is None else routine.view()

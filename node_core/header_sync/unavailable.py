@@ -25,8 +25,12 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from node_core.chain.model import BlockHeader
+
+if TYPE_CHECKING:
+    from node_core.observe.schema import UnavailableHeader
 
 __all__ = ["CAPACITY", "DEFAULT_TTL", "Abandoned", "UnavailableHeaders"]
 
@@ -86,9 +90,9 @@ class UnavailableHeaders:
                 return i
         return None
 
-    def view(self, now: float) -> list[dict[str, object]]:
+    def view(self, now: float) -> list[UnavailableHeader]:
         """JSON-ready list for the snapshot: height, hash and seconds left, oldest first."""
-        out: list[dict[str, object]] = []
+        out: list[UnavailableHeader] = []
         for hash_, entry in list(self._hashes.items()):
             if entry.until <= now:
                 continue

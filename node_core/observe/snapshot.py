@@ -1,27 +1,31 @@
 """One versioned, orjson-serializable document describing a node right now.
 
-The console and the control API render only this document and journal events. Field names
-are a contract: later issues add fields, never rename these. Cheap by construction: one pass
-over connections, no I/O, no sorting beyond the peer list.
+The console and the control API render only this document and journal events. Its shape is a
+wire format, typed in :mod:`node_core.observe.schema` (one TypedDict per section, checked by
+mypy here and by :func:`~node_core.observe.schema.validate_snapshot` on the reading side):
+later issues add fields, never rename these. Cheap by construction: one pass over
+connections, no I/O, no sorting beyond the peer list.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from node_core.observe.schema import SCHEMA_VERSION
 from node_core.protocol.limits import STREAM_KIND_LABELS
 
 if TYPE_CHECKING:
     from node_core.node import Node
+    from node_core.observe.schema import ChainSection, PeerRow, RoutineRow, Snapshot
     from node_core.transport.connection import Connection
     from node_core.transport.supervise import RoutineHandle
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "build_snapshot"]
 
 
-def _routine(handle: RoutineHandle, node: Node) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def _routine(handle: RoutineHandle, node: Node) -> RoutineRow:
+    out: RoutineRow = {
         "service": handle.service,
         "state": handle.state.value,
         "generation": handle.ctx.generation,
@@ -48,15 +52,13 @@ def _routine(handle: RoutineHandle, node: Node) -> dict[str, Any]:
         if bview is not None:
             out["block_sync"] = bview
     elif handle.service == "header_sync":
-        view = node.header_sync_service.routine_view(
-            handle.peer.conn_id, handle.ctx.generation, handle.peer.label
-        )
+        view = node.header_sync_service.routine_view(handle.peer.conn_id, handle.ctx.generation)
         if view is not None:
             out["header_sync"] = view
     return out
 
 
-def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> dict[str, Any]:
+def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> PeerRow:
     limits = conn.negotiated.limits
     return {
         "label": conn.peer.label,
@@ -97,7 +99,7 @@ def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> dict[str
     }
 
 
-def _chain(node: Node) -> dict[str, Any]:
+def _chain(node: Node) -> ChainSection:
     chain = node.chain
     (h_height, h_hash), (v_height, v_hash) = chain.header_tip, chain.verified_tip
     return {
@@ -109,8 +111,8 @@ def _chain(node: Node) -> dict[str, Any]:
     }
 
 
-def build_snapshot(node: Node) -> dict[str, Any]:
-    """The snapshot document (schema 1)."""
+def build_snapshot(node: Node) -> Snapshot:
+    """The snapshot document (schema :data:`SCHEMA_VERSION`)."""
     transport = node.transport
     cfg = transport.config
     misbehavior: dict[str, int] = {}
@@ -126,6 +128,7 @@ def build_snapshot(node: Node) -> dict[str, Any]:
     lag = node.loop_lag.stats()
     return {
         "schema": SCHEMA_VERSION,
+        "boot_id": node.boot_id,
         "generated_at": time.time(),
         "node": {
             "id": node.node_id.hex(),

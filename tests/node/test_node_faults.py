@@ -42,7 +42,7 @@ async def test_discovery_exchange_completes_and_snapshot_shows_routines(cluster:
             what="exchange complete",
         )
     snap = hub.snapshot()
-    assert snap["schema"] == 1
+    assert snap["schema"] == 2
     assert snap["node"]["label"] == hub.label
     assert {p["label"] for p in snap["peers"]} == {leaf.label for leaf in leaves}
     for peer in snap["peers"]:

@@ -57,6 +57,7 @@ class Routes:
 
     def register(self, app: web.Application) -> None:
         r = app.router
+        r.add_get("/api/v1/whoami", self.whoami)
         r.add_get("/api/v1/snapshot", self.snapshot)
         r.add_get("/api/v1/journal", self.journal)
         r.add_get("/api/v1/misbehavior", self.misbehavior)
@@ -64,6 +65,20 @@ class Routes:
         r.add_post("/api/v1/peers/{label}/{action}", self.act)
 
     # ------------------------------------------------------------------ reads
+    async def whoami(self, request: web.Request) -> web.Response:
+        """The token's name and role, and the node: what a remote console shows and obeys."""
+        principal = request[PRINCIPAL]
+        node = self.node
+        return json_response(
+            {
+                "name": principal.name,
+                "role": principal.role.value,
+                "node": node.label,
+                "boot_id": getattr(node, "boot_id", None),
+                "allow_faults": node.config.allow_faults,
+            }
+        )
+
     async def snapshot(self, _request: web.Request) -> web.Response:
         return json_response(self.node.snapshot())
 

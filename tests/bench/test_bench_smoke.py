@@ -133,3 +133,15 @@ def test_cli_quick_run_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert row["details"]["digests_match"] is True
     assert row["ratio"] > 0
     assert BenchOptions().quick is False
+
+
+async def test_api_benchmark_reads_whole_snapshots() -> None:
+    """The API bench's snapshot row measures real, complete answers of the 1,000-peer document."""
+    from bench.api_control import PEERS, snapshot_latency
+    from console.fixture import fixture_snapshot
+
+    result = await snapshot_latency(3)
+    assert len(result["http_s"]) == 3 and all(s > 0 for s in result["http_s"])
+    import orjson
+
+    assert result["bytes"] == len(orjson.dumps(fixture_snapshot(PEERS)))

@@ -44,6 +44,7 @@ from bench import BenchOptions, CorrectnessError, ScenarioResult, register
 from console.app import ZakuraConsole
 from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
 from console.fixture import fixture_snapshot
+from console.format import short_peer
 from console.screens.peers import PeersScreen
 from console.widgets.peer_rows import KEEP_CLOSED_S, age_text
 from console.widgets.peer_table import PeerTable
@@ -124,7 +125,7 @@ def check_table(table: PeerTable, snap: Snapshot) -> list[str]:
         if label not in shown:
             continue
         want = {
-            "label": label,
+            "label": short_peer(label),
             "addr": peer["addr"],
             "age": age_text(peer["age_s"]),
             "conn": str(peer["conn_id"]),

@@ -13,14 +13,18 @@ effect the node was seen to have.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.screen import Screen
+from textual.theme import ThemeProvider
 
 from console.client import ActionRequest, NodeClient
+from console.format import ASCII_GLYPHS, UNICODE_GLYPHS
 from console.policy import STALL_SERVICES, ActionPolicy
 from console.screens.base import ConsoleScreen
 from console.screens.journal import JournalScreen
@@ -36,7 +40,7 @@ from console.screens.overview import OverviewScreen
 from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
 from console.state import ConsoleState
-from themes import load_themes
+from themes import load_themes, variable_defaults
 
 VIEWS: tuple[tuple[str, str, str], ...] = (
     ("1", "overview", "Overview"),
@@ -69,6 +73,27 @@ STALL_EFFECTS = {
     "local congestion: the peer's answers wait in its send window and nothing is blamed on "
     "the peer. The connection stays up.",
 }
+
+
+#: Textual's own palette entries that duplicate ours: its "Theme" lists every built-in theme
+#: (ours are the ones designed for the console's state colours) and its "Keys" opens a help
+#: panel that knows nothing about the console's keys. The console's entries of the same names
+#: replace them, so the palette has one of each.
+REPLACED_SYSTEM_COMMANDS = frozenset({"Theme", "Keys"})
+
+
+class ConsoleThemes(ThemeProvider):
+    """The palette's theme picker, offering the console's themes only, in ``t`` order."""
+
+    @property
+    def commands(self) -> list[tuple[str, Callable[[], None]]]:
+        app = self.app
+        names = app.theme_names if isinstance(app, ZakuraConsole) else []
+
+        def set_theme(name: str) -> None:
+            self.app.theme = name
+
+        return [(name, partial(set_theme, name)) for name in names]
 
 
 class ZakuraConsole(App[None]):
@@ -105,15 +130,34 @@ class ZakuraConsole(App[None]):
         *,
         refresh_interval: float = 0.25,
         theme: str | None = None,
+        ascii: bool = False,
     ) -> None:
         super().__init__()
         self.client = client
+        #: The symbols every view draws state with; ``ascii`` (``--ascii``) makes them
+        #: letters, for bare terminals and serial consoles.
+        self.glyphs = ASCII_GLYPHS if ascii else UNICODE_GLYPHS
         self.policy = ActionPolicy(read_only=client.read_only)
         self.refresh_interval = refresh_interval
         self.state = ConsoleState(read_only=client.read_only)
         self._themes = [t.name for t in load_themes()]
         self._initial_theme = theme or self._themes[0]
         self._polling = False
+
+    # ------------------------------------------------------------------ themes
+    @property
+    def theme_names(self) -> list[str]:
+        """The console's themes, in the order ``t`` cycles them."""
+        return list(self._themes)
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        """The console's colour tokens for any theme that lacks them (see
+        :func:`themes.variable_defaults`): no theme can break a view's stylesheet."""
+        return variable_defaults(self.current_theme)
+
+    def search_themes(self) -> None:
+        """The palette's "Theme": pick one of the console's themes by name."""
+        self.push_screen(CommandPalette(providers=[ConsoleThemes], placeholder="Theme..."))
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -189,11 +233,14 @@ class ZakuraConsole(App[None]):
                 "throttle the selected peer's bandwidth to N KiB/s (asks N, default 64; "
                 "0 lifts it)",
             ),
-            ("t", "cycle themes"),
+            ("t", f"cycle themes: {', '.join(self._themes)}"),
             ("?", "this help"),
             ("ctrl+p", "command palette: every action and view by name"),
             ("q", "quit (stops everything the console started)"),
         ]
+        if self.policy.read_only:  # the keys answer with the refusal; say so up front
+            faults = {"d", "p", "k", "s", "w"}
+            rows = [(k, f"{w} (disabled: --read-only)" if k in faults else w) for k, w in rows]
         screen = self.screen
         if isinstance(screen, ConsoleScreen):
             # Only the view's own keys: Screen's inherited focus/copy keys are noise here.
@@ -209,7 +256,9 @@ class ZakuraConsole(App[None]):
         self.push_screen(HelpScreen(self.help_rows()))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title not in REPLACED_SYSTEM_COMMANDS:
+                yield command
         for key, mode, title in VIEWS:
             yield SystemCommand(
                 f"View: {title}",
@@ -243,9 +292,11 @@ class ZakuraConsole(App[None]):
             "Pause / resume updates", "freeze the view (space)", self.action_toggle_pause
         )
         yield SystemCommand(
-            "Cycle theme", "dark, light, high contrast (t)", self.action_cycle_theme
+            "Theme",
+            f"pick a theme: {', '.join(self._themes)} (t cycles them)",
+            self.search_themes,
         )
-        yield SystemCommand("Show keys", "every key and what it does (?)", self.action_help)
+        yield SystemCommand("Keys", "every key and what it does (?)", self.action_help)
 
     # ------------------------------------------------------------------ fault actions
     def selected_peer(self) -> str | None:

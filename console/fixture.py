@@ -85,6 +85,8 @@ def _header_sync(i: int) -> dict[str, Any]:
         "served_inflight": 1 if kind == 3 else 0,
         "outstanding": outstanding,
         "stalled_for_s": 17.5 if kind == 3 else None,
+        "pending_write": False,
+        "fork_search": None,
     }
 
 
@@ -118,6 +120,7 @@ def _window(kind: int) -> dict[str, Any]:
             "proven": False,
             "requests_without_progress": 0,
             "hard_cap": 32_000,
+            "retry_in_s": None,
         }
     cwnd, rtprop, srtt, blocks, reliability, phase, rwp = {
         0: (96, 11.5, 14.2, 24.0, 0.98, "probe_bw", 0),
@@ -137,24 +140,27 @@ def _window(kind: int) -> dict[str, Any]:
         "proven": kind != 4,
         "requests_without_progress": rwp,
         "hard_cap": 256,
+        # The unproven peer's probe made no progress: it is asked again after a backoff.
+        "retry_in_s": 2.5 if kind == 4 else None,
     }
 
 
 #: Per kind: (fill stop, outstanding requests as (start, count, received, deadline in s)).
 _BLOCK_REQUESTS: dict[int, tuple[str, list[tuple[int, int, int, float]]]] = {
     0: ("lookahead_cap", [(7_331, 48, 20, 8.4), (7_379, 48, 0, 9.6)]),
-    1: ("no_work", [(7_427, 32, 12, 7.1)]),
+    1: ("other_chain", [(7_427, 32, 12, 7.1)]),
     2: ("cwnd_saturated", [(7_459, 64, 0, 11.8), (7_523, 64, 0, 12.0)]),
-    3: ("inflight_budget", [(7_301, 4, 1, 1.3)]),
-    4: ("cwnd_saturated", [(7_587, 1, 0, 14.5)]),
+    3: ("inflight_budget", [(7_302, 4, 1, 1.3)]),
+    4: ("retry_backoff", [(7_587, 1, 0, 14.5)]),
     5: ("no_status", []),
 }
 
 
 def _block_sync(i: int) -> dict[str, Any]:
-    """Per-routine block-sync state, varied by peer: 2 fills its whole window
-    (``cwnd_saturated``), 3 is slow (cwnd 4, a few KB/s, its request nearly late), 4 is
-    unproven (one probe out), 5 has sent no status (nothing servable, no liveness clock)."""
+    """Per-routine block-sync state, varied by peer: 1 served a block of another chain
+    (``other_chain``), 2 fills its whole window (``cwnd_saturated``), 3 is slow (cwnd 4, a
+    few KB/s, its request nearly late), 4 is unproven (one probe out, held back until its
+    retry backoff ends), 5 has sent no status (nothing servable, no liveness clock)."""
     kind = i % 6
     window = _window(kind)
     stop, requests = _BLOCK_REQUESTS[kind]
@@ -169,6 +175,7 @@ def _block_sync(i: int) -> dict[str, Any]:
         "fill_stop": stop,
         "servable": None if kind == 5 else {"low": 1, "high": FIXTURE_HEADER_TIP - 40 * (i % 4)},
         "accepted_blocks": 0 if kind in (4, 5) else 1_200 - 150 * kind + 7 * i,
+        "stalled_for_s": None,
         "liveness_in_s": None if kind == 5 else {3: 2.4}.get(kind, 28.0 - kind),
     }
 
@@ -187,15 +194,32 @@ def _block_sync_routine(i: int, now: float) -> dict[str, Any]:
     }
 
 
-def fixture_block_sync() -> dict[str, Any]:
+def fixture_stall(peers: int) -> dict[str, Any]:
+    """The committer's next height has nobody fetching it (issue 16): why each peer is not,
+    by its last fill stop, as the node counts them."""
+    stops: dict[str, int] = {}
+    for i in range(peers):
+        stop = _BLOCK_REQUESTS[i % 6][0]
+        stops[stop] = stops.get(stop, 0) + 1
+    return {
+        "height": FIXTURE_VERIFIED + 1,
+        "waiting_s": 6.2,
+        "give_up_in_s": 8.8,
+        "peer_stops": stops,
+    }
+
+
+def fixture_block_sync(peers: int = 6) -> dict[str, Any]:
     """The node's block-sync section, mid-sync: 7,300 of 12,400 verified, 41 of 64 MiB of
-    budget in use, 120 blocks waiting in the reorder buffer and 30 being applied."""
+    budget in use, 120 blocks waiting in the reorder buffer and 30 being applied, and the
+    next height (7,301) waiting for a peer that serves it."""
     return {
         "download_floor": FIXTURE_VERIFIED + 30,
         "verified_tip": FIXTURE_VERIFIED,
         "budget_reserved": 41 * MIB,
         "budget_max": 64 * MIB,
         "budget_peak": 52 * MIB,
+        "peak_outstanding_requests": 14,
         "reserved_bytes": 18 * MIB,
         "held_bytes": 23 * MIB,
         "reorder_count": 120,
@@ -208,6 +232,17 @@ def fixture_block_sync() -> dict[str, Any]:
         "bytes_per_s": 6.8e6,
         "committed_total": FIXTURE_VERIFIED,
         "reset_epoch": 0,
+        "stall": fixture_stall(peers),
+        "peers": {
+            "peers": peers,
+            "with_status": peers - peers // 6,  # kind 5 has sent no status
+            "capacity": 256 * peers,
+            "effective_window": 48 * peers,
+            "available": 12 * peers,
+            "saturated": 1,
+            "outstanding_requests": 8,
+            "unreceived": 420,
+        },
     }
 
 
@@ -250,6 +285,7 @@ def fixture_peer(i: int, now: float) -> dict[str, Any]:
             _block_sync_routine(i, now),
         ],
         "misbehavior_count": 1 if i % 7 == 3 else 0,
+        "throttle_bytes_per_s": None,
         "close": None,
     }
 
@@ -266,7 +302,8 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
     parked = [p["label"] for i, p in enumerate(rows) if i == 1]
     outbound = sum(1 for p in rows if p["direction"] == "outbound")
     return {
-        "schema": 1,
+        "schema": 2,
+        "boot_id": "0f1c57ab1e5eed01",
         "generated_at": now,
         "node": {
             "id": "ab" * 32,
@@ -339,8 +376,12 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
             "reorgs": 0,
             "headers_per_s": 310.5,
             "committed_total": FIXTURE_HEADER_TIP,
+            # One header chain given up earlier (no peer served its bodies), its tip hash
+            # refused for a while.
+            "abandoned": 1,
+            "unavailable": [{"height": 6_950, "hash": _hash("abandoned"), "expires_in_s": 41.5}],
         },
-        "block_sync": fixture_block_sync(),
+        "block_sync": fixture_block_sync(peers),
         "parked": [
             {
                 "label": label,

@@ -67,7 +67,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -464,8 +464,9 @@ class LauncherConsole(ZakuraConsole):
         *,
         refresh_interval: float = DEFAULT_REFRESH,
         theme: str | None = None,
+        ascii: bool = False,
     ) -> None:
-        super().__init__(client, refresh_interval=refresh_interval, theme=theme)
+        super().__init__(client, refresh_interval=refresh_interval, theme=theme, ascii=ascii)
         self.pending = client
         self.first_frame = asyncio.Event()
 
@@ -565,6 +566,28 @@ def configure_logging(path: Path, level: str) -> logging.Handler:
     return file_handler
 
 
+#: ``COLORTERM`` values that promise 24-bit colour; any other (or none) gets the ``ansi``
+#: theme unless ``--theme`` says otherwise.
+TRUE_COLOUR = frozenset({"truecolor", "24bit"})
+
+
+def default_theme(name: str | None, environ: Mapping[str, str]) -> str | None:
+    """``--theme`` if given; else ``ansi`` on a terminal that does not say it has true colour.
+
+    Over SSH, in browser terminals and in many multiplexers ``COLORTERM`` is unset: RGB
+    colours are then approximated from a 256-colour cube (or lost), and the console's dim
+    tones merge with its background. The terminal's own 16 colours are what its user tuned.
+    ``None`` keeps the app's default (zakura-dark).
+    """
+    if name is not None:
+        return name
+    if environ.get("COLORTERM", "").strip().lower() in TRUE_COLOUR:
+        return None
+    from themes import ANSI_THEME
+
+    return ANSI_THEME
+
+
 def check_theme(name: str | None) -> None:
     """An unknown ``--theme`` is an input error found before the app starts."""
     if name is None:
@@ -607,7 +630,7 @@ async def run_console(args: argparse.Namespace) -> int:
 
     Args:
         args: Parsed flags (``peers``, ``data_dir``, ``refresh``, ``read_only``, ``theme``,
-            ``log_file``, ``log_level``, ``blocks``, ``mine_interval``).
+            ``ascii``, ``log_file``, ``log_level``, ``blocks``, ``mine_interval``).
 
     Returns:
         The exit code: 0 after a normal quit, 1 when the app crashed or the node failed, 2
@@ -654,7 +677,12 @@ async def run_console(args: argparse.Namespace) -> int:
             read_only=args.read_only,
             starting=f"starting a local testnet of {args.peers} peers{chain} in {root}",
         )
-        app = LauncherConsole(client, refresh_interval=args.refresh, theme=args.theme)
+        app = LauncherConsole(
+            client,
+            refresh_interval=args.refresh,
+            theme=default_theme(args.theme, os.environ),
+            ascii=bool(getattr(args, "ascii", False)),
+        )
         loop = asyncio.get_running_loop()
         signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
         for sig in signals:

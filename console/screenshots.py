@@ -19,6 +19,10 @@ from console.app import ZakuraConsole
 from console.fixture import FixtureClient
 
 SIZE = (140, 40)
+#: The common remote-session terminal: every view is shot at this size too.
+SMALL = (80, 24)
+#: Width in pixels of a PNG of a :data:`SIZE` terminal.
+PNG_WIDTH = 1600
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,8 @@ class Shot:
     caption: str
     theme: str | None = None
     read_only: bool = False
+    size: tuple[int, int] = SIZE
+    ascii: bool = False
 
 
 SHOTS = (
@@ -61,12 +67,27 @@ SHOTS = (
     Shot("peers-light", ("2",), "The light theme", theme="zakura-light"),
     Shot("peers-high-contrast", ("2",), "The high-contrast theme", theme="zakura-high-contrast"),
     Shot("read-only", ("2", "d"), "--read-only: actions refused, READ-ONLY marked", read_only=True),
+    Shot("peers-ansi", ("2",), "--theme ansi: the terminal's own 16 colours", theme="ansi"),
+    Shot("peers-ascii", ("2", "down"), "--ascii: states as letters", size=SMALL, ascii=True),
+    *(
+        Shot(f"{name}-80x24", keys, f"{title} at 80x24", size=SMALL)
+        for name, keys, title in (
+            ("overview", ("1",), "Overview"),
+            ("peers", ("2", "down", "down"), "Peers"),
+            ("peer-detail", ("2", "down", "down", "enter"), "Peer detail"),
+            ("journal", ("3",), "Journal"),
+            ("misbehavior", ("4",), "Misbehavior"),
+            ("parked", ("5",), "Parked"),
+        )
+    ),
 )
 
 
 async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
-    app = ZakuraConsole(FixtureClient(peers=peers, read_only=shot.read_only), theme=shot.theme)
-    async with app.run_test(size=SIZE, notifications=True) as pilot:
+    app = ZakuraConsole(
+        FixtureClient(peers=peers, read_only=shot.read_only), theme=shot.theme, ascii=shot.ascii
+    )
+    async with app.run_test(size=shot.size, notifications=True) as pilot:
         await pilot.pause()
         await app.poll()
         await pilot.pause()
@@ -82,12 +103,12 @@ async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
     return path
 
 
-def to_png(svg_path: Path) -> Path:
+def to_png(svg_path: Path, width: int = PNG_WIDTH) -> Path:
     import cairosvg
 
     svg = svg_path.read_text(encoding="utf-8").replace("Fira Code", "DejaVu Sans Mono")
     png = svg_path.with_suffix(".png")
-    cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(png), output_width=1600)
+    cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(png), output_width=width)
     return png
 
 
@@ -97,7 +118,8 @@ async def run(out: Path, only: Sequence[str]) -> list[Path]:
         if only and shot.name not in only:
             continue
         svg = await take(shot, out)
-        written += [svg, to_png(svg)]
+        # Every shot at the same scale: an 80-column one is a smaller picture, not bigger text.
+        written += [svg, to_png(svg, round(PNG_WIDTH * shot.size[0] / SIZE[0]))]
         print(f"  {shot.name}: {shot.caption}", flush=True)
     return written
 

@@ -41,7 +41,9 @@ from node_core.testnet import HOST, Testnet, TestnetError
 
 T = TypeVar("T")
 
-GLYPHS = {"running": "●", "exited": "◌", "panicked": "✖", "parked": "⏸"}
+#: The console's state glyphs (``console.format.STATE_GLYPHS``): basic geometric shapes that
+#: terminal fonts carry (``⏸``, the old parked glyph, drew as an empty box in many).
+GLYPHS = {"running": "●", "exited": "○", "panicked": "■", "parked": "◐"}
 GLYPH_STYLES = {"running": "green", "exited": "dim", "panicked": "bold red", "parked": "yellow"}
 RECENT_CLOSED_SECS = 10.0
 REFRESH_HZ = 4.0
@@ -179,7 +181,7 @@ def render(snap: dict[str, Any]) -> RenderableType:
                 Text(fmt_age(now - float(c["closed_at"]))),
             )
         parts.append(gone)
-    legend = "● running  ◌ exited  ✖ panicked  ⏸ parked   (number = generation)   Ctrl-C quits"
+    legend = "● running  ○ exited  ■ panicked  ◐ parked   (number = generation)   Ctrl-C quits"
     parts.append(Text(legend, style="dim"))
     return Group(*parts)
 

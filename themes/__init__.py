@@ -4,6 +4,14 @@ Each file holds the colours of a :class:`textual.theme.Theme` plus the console's
 (``peer-ok``, ``peer-parked``, ``peer-exited``, ``peer-panicked``, ``misbehaving``), which the
 views use so that state colours follow the theme. The files ship inside the wheel and are read
 with :mod:`importlib.resources`, so an installed console finds them without the source tree.
+
+``ansi`` (``ansi = true`` in its file) uses the terminal's own 16 colours (``ansi_green``...)
+instead of RGB: over SSH, in a browser terminal or on a terminal without true colour, RGB
+colours are approximated (or lost), while the terminal's palette is what its user tuned.
+
+A theme that is not ours (Textual's built-ins, which Textual itself keeps registered) lacks
+the console's tokens; :func:`variable_defaults` derives them from its standard colours, so no
+stylesheet can meet an undefined ``$misbehaving`` whatever theme is active.
 """
 
 from __future__ import annotations
@@ -14,7 +22,15 @@ from importlib import resources
 from textual.theme import Theme
 
 #: Order of ``t`` cycling; the first is the default.
-THEME_FILES = ("zakura-dark.toml", "zakura-light.toml", "zakura-high-contrast.toml")
+THEME_FILES = (
+    "zakura-dark.toml",
+    "zakura-light.toml",
+    "zakura-high-contrast.toml",
+    "ansi.toml",
+)
+
+#: The theme that uses the terminal's own 16 colours (chosen when true colour is missing).
+ANSI_THEME = "ansi"
 
 #: Console-specific variables every theme must define.
 REQUIRED_VARIABLES = ("peer-ok", "peer-parked", "peer-exited", "peer-panicked", "misbehaving")
@@ -53,6 +69,9 @@ def parse_theme(text: str, source: str) -> Theme:
         raise ThemeFileError(f"{source}: unknown colour fields {sorted(unknown)}")
     if "primary" not in colours:
         raise ThemeFileError(f"{source}: colors.primary is required")
+    ansi = data.get("ansi", False)
+    if not isinstance(ansi, bool):
+        raise ThemeFileError(f"{source}: 'ansi' must be true or false")
     variables = {str(k): str(v) for k, v in data.get("variables", {}).items()}
     missing = [v for v in REQUIRED_VARIABLES if v not in variables]
     if missing:
@@ -73,7 +92,31 @@ def parse_theme(text: str, source: str) -> Theme:
         boost=c.get("boost"),
         dark=bool(data.get("dark", True)),
         variables=variables,
+        ansi=ansi,
     )
+
+
+def variable_defaults(theme: Theme) -> dict[str, str]:
+    """The console's tokens for a theme that does not define them, from its own colours.
+
+    Textual resolves a stylesheet's variables against the active theme, and one unknown
+    variable is a fatal stylesheet error; this keeps any theme (a built-in picked by name, a
+    user's) usable on every view. Our own themes define every token, and theirs win.
+    """
+    ansi = theme.ansi
+    success = theme.success or ("ansi_green" if ansi else "#4EBF71")
+    warning = theme.warning or ("ansi_yellow" if ansi else "#FFA62B")
+    error = theme.error or ("ansi_red" if ansi else "#BA3C5B")
+    return {
+        "peer-ok": success,
+        "peer-parked": warning,
+        "peer-exited": "ansi_bright_black" if ansi else "#808080",
+        "peer-panicked": error,
+        "misbehaving": error,
+        # Textual's own screen stylesheet reads these two when a theme is ANSI.
+        "ansi-background": "ansi_black",
+        "ansi-foreground": "ansi_white",
+    }
 
 
 def load_themes() -> list[Theme]:

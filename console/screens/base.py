@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from console.state import ConsoleState
+from console.widgets.footer import ConsoleFooter
 from console.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusBar()
         yield from self.compose_body()
-        yield Footer()
+        yield ConsoleFooter()
 
     def compose_body(self) -> ComposeResult:
         return iter(())

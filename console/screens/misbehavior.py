@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.widgets import Static
 
-from console.format import clean
+from console.format import clean, short_peer
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
 from console.widgets.count_list import CountLine, CountList
@@ -52,7 +52,7 @@ def peer_lines(records: Sequence[Mapping[str, Any]], connected: set[str]) -> lis
             (
                 n,
                 (
-                    (clean(label, 32).ljust(21), ""),
+                    (short_peer(label, 32).ljust(16), ""),
                     (
                         f"{dropped} disconnect{'s' if dropped != 1 else ''}".ljust(14),
                         "$foreground-muted",
@@ -68,6 +68,7 @@ class MisbehaviorScreen(ConsoleScreen):
     """Tallies by reason and by peer on top; the records table below."""
 
     VIEW_TITLE = "Misbehavior"
+    ACT_HINT = "   d / p act on the selected record's peer"
     DEFAULT_CSS = """
     MisbehaviorScreen #mis-summary {
         height: 1;
@@ -160,7 +161,8 @@ class MisbehaviorScreen(ConsoleScreen):
                 dot,
                 (f"{len(peers)}", "bold"),
                 f" peer{'s' if len(peers) != 1 else ''}, {back} still connected",
-                ("   d / p act on the selected record's peer", "$foreground-muted"),
+                # A read-only console acts on nothing: it does not say it would.
+                ("" if self.console.policy.read_only else self.ACT_HINT, "$foreground-muted"),
             )
         )
 

@@ -180,6 +180,20 @@ class _AskNumberScreen(ModalScreen[R]):
         event.stop()
         self._submit()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """Once an error is shown, it follows the value as it is typed: a corrected value
+        clears it at once, instead of the old "(got 700)" staying until the next Enter."""
+        event.stop()
+        label = self.query_one(f"#{self.PREFIX}-error", Label)
+        if not self.error:
+            return
+        try:
+            self.parse(event.value)
+        except ValueError as exc:
+            label.update(str(exc))
+        else:
+            label.update("")
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "confirm":
             self._submit()

@@ -9,6 +9,14 @@ journal tail.
 
 Every panel compares what it would show with what it shows and re-renders only on a
 difference, so a quiet node costs almost nothing per frame.
+
+Small terminals (remote sessions make 80x24 the common case): below :data:`SHORT_BELOW` rows
+the panels keep only their top rule (with the title), which gives back a row per panel and a
+column per side, the top row shows its four most important lines and no sparkline, so the
+journal tail still keeps :data:`JOURNAL_KEEP` lines. Below :data:`NARROW_TOP` columns the
+node panel is as narrow as a label and the connection numbers drop their spaces, so no value
+is cut; the block-sync panel shows its progress column only (the budget numbers come back
+with the width).
 """
 
 from __future__ import annotations
@@ -20,11 +28,11 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
 from console.client import Snapshot
-from console.format import clean, duration
+from console.format import clean, duration, short_peer
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
 from console.widgets.block_sync_panel import BAR_WIDTH as BS_BAR_WIDTH
-from console.widgets.block_sync_panel import BlockSyncPanel, has_block_sync
+from console.widgets.block_sync_panel import BlockSyncPanel, has_block_sync, stall_lines
 from console.widgets.header_sync_panel import (
     COMPACT_BAR_WIDTH,
     LINES,
@@ -45,6 +53,16 @@ LAG_BAD_MS = 100.0
 #: Rows that are neither the middle row nor sync-panel content: status bar, footer, the top
 #: row, and the borders of the sync panels and of the journal.
 FIXED_ROWS = 1 + 1 + 9 + 2 + 2
+#: Below this many rows the layout is the short one (see the module docstring): a panel's
+#: frame is its top rule only, and the top row shows :data:`SHORT_TOP_LINES` lines. From
+#: this height the full layout leaves the sync panels all their lines (and a stall line).
+SHORT_BELOW = 34
+SHORT_TOP_LINES = 4
+#: The same rows in the short layout: the top row is its lines plus its rule, and the sync
+#: panels and the journal have one rule each.
+SHORT_FIXED_ROWS = 1 + 1 + (SHORT_TOP_LINES + 1) + 1 + 1
+#: Below this many columns the top row is narrow (see the module docstring).
+NARROW_TOP = 100
 #: The journal tail keeps at least this many lines: the sync panels shorten first (each
 #: panel's rows are ordered most important first), down to :data:`MIN_SYNC_LINES`.
 JOURNAL_KEEP = 6
@@ -66,43 +84,52 @@ def lag_style(ms: float) -> str:
     return ""
 
 
-def node_rows(snap: Snapshot) -> list[KVRow]:
+def node_rows(snap: Snapshot, *, short: bool = False, narrow: bool = False) -> list[KVRow]:
+    """Who the node is. ``short``: the four lines the status bar and the header-sync panel
+    do not say (uptime is in the first, the network in the second); ``narrow``: the label
+    without its constant ``peer:`` prefix, so it is whole in a narrow panel."""
     node = snap["node"]
     faults = bool(node.get("allow_faults"))
-    return [
-        ("label", clean(node.get("label"), 40), "bold"),
-        ("listen", clean(node.get("listen") or "-", 60), ""),
-        ("network", clean(node.get("network") or "-", 30), ""),
-        ("uptime", duration(float(node.get("uptime_s") or 0.0)), ""),
-        (
+    label = short_peer(node.get("label")) if narrow else clean(node.get("label"), 40)
+    rows: dict[str, KVRow] = {
+        "label": ("label", label, "bold"),
+        "listen": ("listen", clean(node.get("listen") or "-", 60), ""),
+        "network": ("network", clean(node.get("network") or "-", 30), ""),
+        "uptime": ("uptime", duration(float(node.get("uptime_s") or 0.0)), ""),
+        "faults": (
             "faults",
             "allowed" if faults else "refused",
             "$warning" if faults else "$foreground-muted",
         ),
-        (
+        "api": (
             "api",
             clean(node.get("api") or "off", 60),
             "" if node.get("api") else "$foreground-muted",
         ),
-    ]
+    }
+    order = ("label", "listen", "faults", "api") if short else tuple(rows)
+    return [rows[name] for name in order]
 
 
-def connection_rows(snap: Snapshot) -> list[KVRow]:
+def connection_rows(snap: Snapshot, *, narrow: bool = False) -> list[KVRow]:
+    """Peers against the target and the caps, most important first; ``narrow`` writes
+    ``8/8`` for ``8 / 8`` so every value is whole in a narrow panel."""
     t, d = snap["transport"], snap["dialer"]
     connected, target = int(d.get("connected", t["connections"])), int(d.get("target", 0))
     pending, max_pending = int(t["pending_handshakes"]), int(t["max_pending_handshakes"])
     conns, max_conns = int(t["connections"]), int(t["max_connections"])
+    of = "/" if narrow else " / "
     return [
         (
             "peers",
-            f"{connected} / {target} target",
+            f"{connected}{of}{target} target",
             "$peer-ok bold" if connected >= target else "$peer-parked bold",
         ),
-        ("in / out", f"{t['inbound']} / {t['outbound']}", ""),
-        ("capacity", f"{conns} / {max_conns} max", "$warning" if conns >= max_conns else ""),
+        ("in / out", f"{t['inbound']}{of}{t['outbound']}", ""),
+        ("capacity", f"{conns}{of}{max_conns} max", "$warning" if conns >= max_conns else ""),
         (
             "handshakes",
-            f"{pending} / {max_pending} pending",
+            f"{pending}{of}{max_pending} pending",
             "$warning" if pending >= max_pending else "",
         ),
         ("dialing", f"{d.get('in_flight', 0)} (book {d.get('book_size', 0)})", ""),
@@ -207,6 +234,31 @@ class OverviewScreen(ConsoleScreen):
         height: 1fr;
         min-height: 4;
     }
+    /* Short terminals: a panel's frame is its top rule (with the title) only. */
+    OverviewScreen.-short .panel {
+        border: none;
+        border-top: solid $foreground 30%;
+        border-title-align: left;
+    }
+    OverviewScreen.-short #ov-top {
+        height: 5;
+    }
+    OverviewScreen.-short #ov-lag-spark {
+        display: none;
+    }
+    OverviewScreen.-short #sync-placeholder {
+        height: 2;
+        border: none;
+        border-top: dashed $foreground 30%;
+    }
+    /* Narrow terminals: the node panel as wide as its values, the rest shares the row. */
+    OverviewScreen.-narrow #ov-node {
+        min-width: 0;
+        width: 26;
+    }
+    OverviewScreen.-narrow #sync-panels.-block-sync #ov-header-sync {
+        width: 32;
+    }
     """
 
     def __init__(self) -> None:
@@ -253,18 +305,31 @@ class OverviewScreen(ConsoleScreen):
     def apply(self, state: ConsoleState) -> None:
         snap = state.snapshot
         assert snap is not None
-        self.query_one("#ov-node-kv", KVPanel).set_rows(node_rows(snap))
-        self.query_one("#ov-conns-kv", KVPanel).set_rows(connection_rows(snap))
+        short = self.size.height < SHORT_BELOW
+        narrow = self.size.width < NARROW_TOP
+        if self.has_class("-short") != short:
+            self.set_class(short, "-short")
+        if self.has_class("-narrow") != narrow:
+            self.set_class(narrow, "-narrow")
+        self.query_one("#ov-node-kv", KVPanel).set_rows(node_rows(snap, short=short, narrow=narrow))
+        conns = connection_rows(snap, narrow=narrow)
+        self.query_one("#ov-conns-kv", KVPanel).set_rows(
+            conns[:SHORT_TOP_LINES] if short else conns
+        )
         lag = snap.get("loop_lag") or {}
-        self.query_one("#ov-lag-kv", KVPanel).set_rows(lag_rows(lag))
+        lag_lines = lag_rows(lag)
+        self.query_one("#ov-lag-kv", KVPanel).set_rows(lag_lines)
         self._draw_lag(state)
-        self.query_one("#ov-counters-kv", KVPanel).set_rows(counter_rows(snap))
+        counters = counter_rows(snap)
+        if short:  # panics, then dropped trace rows, in the lines the lag leaves
+            counters = counters[: max(0, SHORT_TOP_LINES - len(lag_lines))]
+        self.query_one("#ov-counters-kv", KVPanel).set_rows(counters)
         matrix, closes = self.query_one(RoutinesMatrix), self.query_one(RecentCloses)
         matrix.set_summary(snap.get("routines_summary") or {})
         closes.set_closes(snap.get("recently_closed") or [], float(snap["generated_at"]))
         # The middle row is as tall as its fuller panel: the journal tail gets the rest.
         mid = self.query_one("#ov-mid")
-        height = max(matrix.line_count, closes.line_count) + 2
+        height = max(matrix.line_count, closes.line_count) + (1 if short else 2)
         if mid.styles.height is None or mid.styles.height.value != height:
             mid.styles.height = height
         self._draw_sync(snap, height)
@@ -281,18 +346,30 @@ class OverviewScreen(ConsoleScreen):
             area.set_class(shown, "-header-sync")
         if area.has_class("-block-sync") != blocks:
             area.set_class(blocks, "-block-sync")
-        spare = self.size.height - FIXED_ROWS - mid_height - JOURNAL_KEEP
+        fixed = SHORT_FIXED_ROWS if self.has_class("-short") else FIXED_ROWS
+        spare = self.size.height - fixed - mid_height - JOURNAL_KEEP
         lines = min(max(spare, MIN_SYNC_LINES), LINES)
+        narrow = self.size.width < NARROW_WIDTH
+        stall = 0
+        if blocks:
+            # A block-sync stall is a line of its own over the columns, and the most
+            # important one: it takes a line from them, never from the journal tail.
+            stall = stall_lines(snap)
+            lines = max(lines - stall, 1)
+            spare -= stall
         # Block sync puts a line of sparklines under its columns when there is room for it;
         # header sync is one column next to it and takes that line too.
         sparklines = spare > LINES
-        narrow = self.size.width < NARROW_WIDTH
         if blocks:
             self.query_one(BlockSyncPanel).set_snapshot(
-                snap, lines, sparklines=sparklines, bar_width=0 if narrow else BS_BAR_WIDTH
+                snap,
+                lines,
+                sparklines=sparklines,
+                bar_width=0 if narrow else BS_BAR_WIDTH,
+                budget=self.size.width >= NARROW_TOP,
             )
         if shown:
-            extra = 1 if blocks and sparklines else 0
+            extra = (1 if blocks and sparklines else 0) + stall
             self.query_one(HeaderSyncPanel).set_snapshot(
                 snap,
                 lines + extra,

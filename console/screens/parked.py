@@ -75,7 +75,8 @@ class ParkedScreen(ConsoleScreen):
         key = (len(rows), returned)
         if key != self._summary_key:
             self._summary_key = key
-            self.query_one("#parked-summary", Static).update(_summary(len(rows), returned))
+            hint = not self.console.policy.read_only  # a read-only console acts on nothing
+            self.query_one("#parked-summary", Static).update(_summary(len(rows), returned, hint))
 
     def selected_peer(self) -> str | None:
         """The selected row's peer, if it is still connected (else nothing to act on)."""
@@ -85,7 +86,7 @@ class ParkedScreen(ConsoleScreen):
         return label
 
 
-def _summary(count: int, returned: int) -> Content:
+def _summary(count: int, returned: int, hint: bool = True) -> Content:
     if not count:
         return Content.styled("no parked peers", "$foreground-muted")
     return Content.assemble(
@@ -93,6 +94,6 @@ def _summary(count: int, returned: int) -> Content:
         f" parked peer{'s' if count != 1 else ''}",
         ("  ·  ", "$foreground-muted"),
         (str(returned), "bold"),
-        " ranges returned to the queue",
-        ("   d / p / k / s act on the selected row's peer", "$foreground-muted"),
+        f" range{'' if returned == 1 else 's'} returned to the queue",
+        ("   d / p / k / s act on the selected row's peer" if hint else "", "$foreground-muted"),
     )

@@ -23,15 +23,18 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from console.client import JournalRow, Snapshot
-from console.format import STATE_GLYPHS, STATE_STYLES, clean, clock, duration, size
+from console.format import STATE_STYLES, clean, clock, duration, size
 from console.screens.base import ConsoleScreen
 from console.state import ConsoleState
 from console.widgets.block_sync_detail import block_sync_section
+from console.widgets.journal_format import fields_text
 from console.widgets.parked_table import reason_text
 from node_core.protocol.limits import Capability
 
 #: How many of the peer's journal events the view keeps (newest last).
 JOURNAL_ROWS = 30
+#: Below this many rows the header is two lines (see :meth:`PeerDetailScreen._header`).
+SHORT_BELOW = 30
 
 
 def _t(value: object, style: str = "", limit: int = 120) -> Text:
@@ -89,14 +92,20 @@ class PeerDetailScreen(ConsoleScreen):
         padding: 0 1;
         background: $boost;
         border-bottom: hkey $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    PeerDetailScreen {
+        overflow: hidden hidden;
     }
     PeerDetailScreen #detail-routines {
         height: auto;
-        max-height: 65%;
+        max-height: 50%;
         padding: 0 1;
     }
     PeerDetailScreen #detail-columns {
         height: 1fr;
+        min-height: 5;
     }
     PeerDetailScreen #detail-left {
         width: 1fr;
@@ -122,6 +131,7 @@ class PeerDetailScreen(ConsoleScreen):
         self._last_peer: dict[str, Any] | None = None
         self._close_record: dict[str, Any] | None = None
         self._rendered_frame: tuple[int, int, str] | None = None
+        self._journal_shown = False
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="detail-header")
@@ -161,72 +171,103 @@ class PeerDetailScreen(ConsoleScreen):
         self.query_one("#detail-routines-body", Static).update(self._routines(now))
         self.query_one("#detail-streams", Static).update(self._streams())
         self.query_one("#detail-misbehavior", Static).update(self._misbehavior(snap))
+        # "newest last": the view opens scrolled to the newest event, and stays there as
+        # events arrive unless the operator scrolled up to read older ones.
+        journal_box = self.query_one("#detail-right", VerticalScroll)
+        follow = not self._journal_shown or journal_box.scroll_y >= journal_box.max_scroll_y
         self.query_one("#detail-journal", Static).update(self._journal(state))
+        if follow:
+            self._journal_shown = True
+            journal_box.call_after_refresh(journal_box.scroll_end, animate=False)
 
     def _header(self, now: float, live: bool) -> RenderableType:
+        """Who the peer is and what it moved, one fact per line, most important first, each
+        line cut (never wrapped) at the terminal's edge: identity, bytes and misbehavior, a
+        throttle in force, then (not on a short terminal) its limits and node id. A closed
+        connection's banner always shows."""
         p = self._last_peer
-        text = Text(no_wrap=False)
-        text.append(clean(self.label, 40), style="bold")
+        first = Text()
+        first.append(clean(self.label, 40), style="bold")
+        lines = [first]
         if p is None:
-            text.append("  not connected", style="bold red")
+            first.append("  not connected", style="bold red")
             if self._close_record is None:
-                text.append("\nno data about this peer in the current snapshot", style="dim")
-                return text
+                lines.append(Text("no data about this peer in the current snapshot", style="dim"))
+                return _lines(lines)
             p = {}
-        text.append(f"  {clean(p.get('direction') or self._close_get('direction'), 12)}")
-        text.append(f"  {clean(p.get('addr') or self._close_get('addr'), 60)}")
+        first.append(f"  {clean(p.get('direction') or self._close_get('direction'), 12)}")
+        first.append(f"  {clean(p.get('addr') or self._close_get('addr'), 60)}")
         if p.get("listen_port"):
-            text.append(f" (listens on {clean(p['listen_port'], 8)})", style="dim")
+            first.append(f" (listens on {clean(p['listen_port'], 8)})", style="dim")
         conn_id = p.get("conn_id") or self._close_get("conn_id")
-        text.append(f"  conn {clean(conn_id, 12)}")
+        first.append(f"  conn {clean(conn_id, 12)}")
         if p.get("connected_at"):
-            text.append(
+            first.append(
                 f"  up {duration(float(p.get('age_s') or 0.0))}"
                 f" (since {clock(float(p['connected_at']))})"
             )
-        if p.get("id"):
-            text.append(f"\nid {clean(p['id'], 80)}", style="dim")
-        limits = p.get("limits") or {}
-        if limits:
-            idle = int(limits.get("idle_timeout_ms") or 0) / 1000
-            text.append(
-                f"\nlimits  frame {size(int(limits.get('max_frame_bytes') or 0))}"
-                f" · message {size(int(limits.get('max_message_bytes') or 0))}"
-                f" · streams {clean(limits.get('max_open_streams'), 12)}"
-                f" · inbox {clean(limits.get('max_inbound_queue_depth'), 12)}"
-                f" · idle {idle:g} s"
-            )
-        if "capabilities" in p:
-            text.append(f"   capabilities {capability_names(int(p['capabilities'] or 0))}")
         if p:
-            text.append(
-                f"\nbytes in {size(int(p.get('bytes_in') or 0))}"
-                f" · out {size(int(p.get('bytes_out') or 0))}"
-                f" · misbehavior {clean(p.get('misbehavior_count', 0), 12)}"
+            lines.append(
+                Text(
+                    f"bytes in {size(int(p.get('bytes_in') or 0))}"
+                    f" · out {size(int(p.get('bytes_out') or 0))}"
+                    f" · misbehavior {clean(p.get('misbehavior_count', 0), 12)}"
+                )
             )
         throttle = p.get("throttle_bytes_per_s")
         if throttle:
-            # An operator throttle (w) is a fault in force: say so where the bytes are.
-            text.append(
-                f" · reads throttled to {size(int(float(throttle)))}/s (w with 0 lifts it)",
-                style="bold yellow",
+            # An operator throttle (w) is a fault in force: a line of its own, never cut.
+            lines.append(
+                Text(
+                    f"reads throttled to {size(int(float(throttle)))}/s (w with 0 lifts it)",
+                    style="bold yellow",
+                )
             )
+        if not self._short:
+            limits = p.get("limits") or {}
+            more = Text()
+            if limits:
+                idle = int(limits.get("idle_timeout_ms") or 0) / 1000
+                more.append(
+                    f"limits  frame {size(int(limits.get('max_frame_bytes') or 0))}"
+                    f" · message {size(int(limits.get('max_message_bytes') or 0))}"
+                    f" · streams {clean(limits.get('max_open_streams'), 12)}"
+                    f" · inbox {clean(limits.get('max_inbound_queue_depth'), 12)}"
+                    f" · idle {idle:g} s   "
+                )
+            if "capabilities" in p:
+                more.append(f"capabilities {capability_names(int(p['capabilities'] or 0))}")
+            if more:
+                lines.append(more)
+            if p.get("id"):
+                lines.append(Text(f"id {clean(p['id'], 80)}", style="dim"))
         if not live and self._close_record is not None:
             c = self._close_record
             by = "" if c.get("by") in (None, "local") else " by the peer"
             ago = duration(now - float(c.get("closed_at") or now))
-            text.append("\n")
-            text.append(
-                f" connection closed{by} {ago} ago: {clean(c.get('reason'), 80)}"
-                f" (code {clean(c.get('code'), 6)}) — last data seen below ",
-                style="bold white on dark_red",
+            lines.append(
+                Text(
+                    f" connection closed{by} {ago} ago: {clean(c.get('reason'), 80)}"
+                    f" (code {clean(c.get('code'), 6)}) — last data seen below ",
+                    style="bold white on dark_red",
+                )
             )
         elif not live:
-            text.append("\n")
-            text.append(
-                " no longer connected — last data seen below ", style="bold white on dark_red"
+            lines.append(
+                Text(" no longer connected — last data seen below ", style="bold white on dark_red")
             )
-        return text
+        return _lines(lines)
+
+    def on_resize(self) -> None:
+        """The header's length depends on the height: render the frame again."""
+        self._rendered_frame = None
+        self.refresh_view()
+
+    @property
+    def _short(self) -> bool:
+        """A short terminal: the header keeps only what says who the peer is and what it
+        does, so the routines and the journal keep their room."""
+        return 0 < self.size.height < SHORT_BELOW
 
     def _close_get(self, key: str) -> Any:
         return None if self._close_record is None else self._close_record.get(key)
@@ -235,30 +276,37 @@ class PeerDetailScreen(ConsoleScreen):
         routines = list((self._last_peer or {}).get("routines") or ())
         if not routines:
             return _section("Routines", None, "no routines")
-        table = _table(
-            ("service", "left"),
-            ("state", "left"),
-            ("gen", "right"),
-            ("started", "left"),
-            ("exited", "left"),
-            ("cause", "left"),
-            ("reason / error", "left"),
+        # Exit columns only when some routine exited: while all run they are empty, and on
+        # an 80-column terminal they squeezed the rest into wrapped headers.
+        exits = any(
+            r.get(k)
+            for r in routines
+            for k in ("exited_at", "exit_cause", "exit_reason", "exit_error")
         )
+        columns = [("service", "left"), ("state", "left"), ("gen", "right"), ("started", "left")]
+        if exits:
+            columns += [("exited", "left"), ("cause", "left"), ("reason / error", "left")]
+        table = _table(*columns)
         exchanges: list[RenderableType] = []
+        glyphs = self.console.glyphs
         for r in routines:
             state = clean(r.get("state"), 20)
-            started = r.get("started_at")
-            exited = r.get("exited_at")
-            why = " / ".join(clean(v, 80) for v in (r.get("exit_reason"), r.get("exit_error")) if v)
-            table.add_row(
+            cells = [
                 _t(r.get("service"), "bold"),
-                _t(f"{STATE_GLYPHS.get(state, '?')} {state}", STATE_STYLES.get(state, "")),
+                _t(f"{glyphs.state(state)} {state}", STATE_STYLES.get(state, "")),
                 _t(r.get("generation")),
-                _t(_when(started, now)),
-                _t(_when(exited, now)),
-                _t(r.get("exit_cause")),
-                _t(why, "red" if state == "panicked" else ""),
-            )
+                _t(_when(r.get("started_at"), now)),
+            ]
+            if exits:
+                why = " / ".join(
+                    clean(v, 80) for v in (r.get("exit_reason"), r.get("exit_error")) if v
+                )
+                cells += [
+                    _t(_when(r.get("exited_at"), now)),
+                    _t(r.get("exit_cause")),
+                    _t(why, "red" if state == "panicked" else ""),
+                ]
+            table.add_row(*cells)
             ex = r.get("discovery")
             if isinstance(ex, dict):
                 exchanges.append(_exchange(str(r.get("service")), ex))
@@ -331,13 +379,18 @@ class PeerDetailScreen(ConsoleScreen):
                 text.append(f" {clean(row['service'], 30)}", style="cyan")
             fields = row.get("fields") or {}
             if fields:
-                text.append(
-                    " " + " ".join(f"{clean(k, 30)}={clean(v, 60)}" for k, v in fields.items()),
-                    style="dim",
-                )
+                # The Journal view's own form (``error=-``, not ``error=None``).
+                text.append(" " + fields_text(fields), style="dim")
             text.append("\n")
         text.rstrip()
         return _section(f"Journal (last {len(rows)}, newest last)", text, "")
+
+
+def _lines(lines: list[Text]) -> Text:
+    """Lines joined, each cut with an ellipsis at the edge instead of wrapped."""
+    text = Text("\n", no_wrap=True, overflow="ellipsis").join(lines)
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
 
 
 def _when(wall: object, now: float) -> str:

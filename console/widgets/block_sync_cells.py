@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from console.format import clean, compact_size
+from console.format import clean, rate_text
 
 #: A peer's block-sync numbers: outstanding heights, cwnd, whether the window is proven,
 #: delivery rate (bytes/s), the last fill-stop reason. ``None`` where not reported.
@@ -33,10 +33,19 @@ STOP_ABBREVIATIONS = {
     "inflight_budget": "budget",
     "outbound_full": "outq",
     "send_error": "sndErr",
+    "retry_backoff": "retry",
+    "other_chain": "other",
 }
-#: Stops worth a colour: the byte budget or a full send queue hold this peer back (yellow),
-#: a send failed (red). A saturated window is the normal state of a busy peer.
-STOP_STYLES = {"inflight_budget": "yellow", "outbound_full": "yellow", "send_error": "bold red"}
+#: Stops worth a colour: the byte budget or a full send queue hold this peer back, it is held
+#: back after requests without progress, or it serves another chain (yellow); a send failed
+#: (red). A saturated window is the normal state of a busy peer.
+STOP_STYLES = {
+    "inflight_budget": "yellow",
+    "outbound_full": "yellow",
+    "retry_backoff": "yellow",
+    "other_chain": "yellow",
+    "send_error": "bold red",
+}
 #: A window at this many blocks or fewer, with blocks outstanding, is at its floor: a slow
 #: or unreliable peer.
 SLOW_CWND = 4
@@ -90,8 +99,8 @@ def stop_text(reason: str) -> str:
 
 def block_sync_row_cells(bs: BlockSyncCells | None, live: bool, dim: str) -> list[Cell]:
     """``out``, ``cwnd``, ``rate``, ``stop``. A live peer without the routine shows ``—``; a
-    closed row shows nothing (it has no routines). The rate is in the ``in/s`` column's
-    five characters."""
+    closed row shows nothing (it has no routines). The rate carries its unit, as the
+    ``in/s`` column's does."""
     if bs is None:
         empty = (NO_VALUE, "dim") if live else ("", dim)
         return [empty, empty, empty, empty]
@@ -110,10 +119,8 @@ def block_sync_row_cells(bs: BlockSyncCells | None, live: bool, dim: str) -> lis
         window = (str(cwnd), "yellow" if slow else dim)
     if rate is None:
         speed: Cell = (NO_VALUE, "dim")
-    elif rate <= 0:
-        speed = ("0", "dim")
     else:
-        speed = (compact_size(rate), dim)
+        speed = (rate_text(rate), "dim" if rate <= 0 else dim)
     reason: Cell = (
         (NO_VALUE, "dim") if stop is None else (stop_text(stop), STOP_STYLES.get(stop, dim))
     )

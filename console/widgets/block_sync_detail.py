@@ -34,6 +34,8 @@ FILL_STOP_TEXT = {
     "inflight_budget": "the byte budget is used up",
     "outbound_full": "its send queue is full",
     "send_error": "the request could not be sent",
+    "retry_backoff": "held back after requests without progress, until its backoff ends",
+    "other_chain": "it served a block of another chain at the next height",
 }
 
 
@@ -105,7 +107,8 @@ def _requests(requests: list[Mapping[str, Any]]) -> Table:
 
 def block_sync_section(bs: Mapping[str, Any]) -> RenderableType:
     """The routine's block-sync state: servable range, accepted blocks, outstanding heights,
-    liveness, an operator stall, fill stop, then its window and its outstanding requests."""
+    liveness, an operator stall, fill stop and when a held-back peer is asked again, then
+    its window and its outstanding requests."""
     text = Text(no_wrap=False)
     text.append("block_sync  ", style="bold")
     servable = bs.get("servable")
@@ -133,6 +136,12 @@ def block_sync_section(bs: Mapping[str, Any]) -> RenderableType:
     text.append("\nlast fill stopped: ")
     text.append(fill_stop_text(stop), style=STOP_STYLES.get(str(stop), ""))
     window = bs.get("window")
+    retry = window.get("retry_in_s") if isinstance(window, Mapping) else None
+    if retry is not None:
+        # A peer held back after requests without progress is asked again after a backoff
+        # (issue 16): when, so the operator knows the idle window is not the end of it.
+        text.append(" · ")
+        text.append(f"retry in {_num(retry, ' s')}", style="bold yellow")
     parts: list[RenderableType] = [text]
     if isinstance(window, Mapping):
         parts.append(_window(window))

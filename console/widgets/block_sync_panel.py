@@ -9,6 +9,11 @@ one point per distinct snapshot (``generated_at``), like the loop-lag p99 histor
 Every value is written most important first: when the panel is narrow the tail is what the
 ellipsis takes. Every field may be missing (a node from before block sync, or a field added
 later): missing numbers show as ``—``.
+
+When the node reports a stall (``block_sync.stall``: the height the committer waits for has
+nobody fetching it), one line over the columns says so, and when the node will give that
+header chain up: the one state in which nothing else on the panel moves, so the operator
+would otherwise see a frozen verified tip and no reason.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
+from console.format import clean
+from console.widgets.block_sync_cells import stop_text
 from console.widgets.header_sync_panel import NO_VALUE, eta_text, number, progress_bar, tip_height
 from console.widgets.kv_panel import KVPanel, KVRow
 
@@ -58,6 +65,44 @@ def mb_per_s(value: object) -> str:
     """Bytes per second as ``6.8 MB/s`` (decimal, as link speeds are said)."""
     n = _float(value)
     return NO_VALUE if n is None else f"{n / 1e6:.1f} MB/s"
+
+
+def _seconds(value: object) -> str:
+    n = _float(value)
+    return NO_VALUE if n is None else f"{n:.0f} s"
+
+
+def stall_text(stall: object, width: int = 0) -> str | None:
+    """The stall in the longest form that fits ``width`` columns (0: any width):
+    ``waiting for block 21: no peer serves it, giving the header up in 9 s``, then how long
+    it has waited and why each peer is not fetching it (their last fill stops, counted), or,
+    when even the first form does not fit, ``block 21 unserved, given up in 9 s``. ``None``
+    when there is no stall (or the field is not a stall document)."""
+    if not isinstance(stall, Mapping):
+        return None
+    height, give_up = number(stall.get("height")), _seconds(stall.get("give_up_in_s"))
+    said = f"waiting for block {height}: no peer serves it, giving the header up in {give_up}"
+    detail = f" (waited {_seconds(stall.get('waiting_s'))}"
+    stops = stall.get("peer_stops")
+    if isinstance(stops, Mapping) and stops:
+        counted = sorted(
+            (
+                (int(_float(n) or 0), stop_text(clean(reason or "none", 40)))
+                for reason, n in stops.items()
+            ),
+            key=lambda item: (-item[0], item[1]),
+        )
+        detail += "; peers: " + ", ".join(f"{n} {reason}" for n, reason in counted)
+    forms = (said + detail + ")", said, f"block {height} unserved, given up in {give_up}")
+    if width <= 0:
+        return forms[0]
+    return next((form for form in forms if len(form) <= width), forms[-1])
+
+
+def stall_lines(snap: Mapping[str, Any]) -> int:
+    """Lines the stall takes on the panel (0 or 1), for the Overview's line budget."""
+    bs = snap.get("block_sync")
+    return 1 if isinstance(bs, Mapping) and isinstance(bs.get("stall"), Mapping) else 0
 
 
 def has_block_sync(snap: Mapping[str, Any]) -> bool:
@@ -139,6 +184,19 @@ class BlockSyncPanel(Vertical):
     BlockSyncPanel {
         height: auto;
     }
+    BlockSyncPanel #bs-stall {
+        height: 1;
+        color: $warning;
+        text-style: bold;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    BlockSyncPanel #bs-stall.-none {
+        display: none;
+    }
+    BlockSyncPanel #bs-budget.-hidden {
+        display: none;
+    }
     BlockSyncPanel > Horizontal {
         height: auto;
     }
@@ -181,8 +239,11 @@ class BlockSyncPanel(Vertical):
         self.bytes_history: deque[float] = deque(maxlen=RATE_HISTORY)
         self._last_generated: object = None
         self._drawn: tuple[list[float], list[float]] = ([], [])
+        self._stall: str | None = None
+        self._stall_doc: object = None
 
     def compose(self) -> ComposeResult:
+        yield Static("", id="bs-stall", markup=False, classes="-none")
         with Horizontal():
             yield KVPanel(key_width=8, id="bs-progress")
             yield KVPanel(key_width=7, id="bs-budget")
@@ -199,10 +260,14 @@ class BlockSyncPanel(Vertical):
         *,
         sparklines: bool = True,
         bar_width: int = BAR_WIDTH,
+        budget: bool = True,
     ) -> bool:
-        """Show ``snap`` (the first ``lines`` rows of each column, and the sparkline line if
-        ``sparklines``) and add its rates to the history; returns whether anything changed.
-        ``bar_width`` 0 leaves the progress bar out (the percentage and ETA stay).
+        """Show ``snap`` (the stall line if there is a stall, the first ``lines`` rows of each
+        column, and the sparkline line if ``sparklines``) and add its rates to the history;
+        returns whether anything changed. ``bar_width`` 0 leaves the progress bar out (the
+        percentage and ETA stay); ``budget`` False hides the budget column (a narrow
+        terminal: progress is what must be whole). The stall is said in the longest form
+        that fits the panel.
 
         The history grows whether or not the sparklines are shown, so they have a trend to
         draw as soon as there is room for them again."""
@@ -210,7 +275,12 @@ class BlockSyncPanel(Vertical):
         changed = self.query_one("#bs-progress", KVPanel).set_rows(
             progress_rows(snap, bar_width)[:lines]
         )
-        changed |= self.query_one("#bs-budget", KVPanel).set_rows(budget_rows(bs)[:lines])
+        budget_panel = self.query_one("#bs-budget", KVPanel)
+        if budget_panel.has_class("-hidden") == budget:
+            budget_panel.set_class(not budget, "-hidden")
+        changed |= budget_panel.set_rows(budget_rows(bs)[:lines])
+        self._stall_doc = bs.get("stall")
+        changed |= self._draw_stall()
         generated = snap.get("generated_at")
         if generated != self._last_generated:  # one point per snapshot, not per render
             self._last_generated = generated
@@ -220,6 +290,20 @@ class BlockSyncPanel(Vertical):
         if rates.has_class("-hidden") == sparklines:
             rates.set_class(not sparklines, "-hidden")
         return self._draw_sparklines() or changed
+
+    def _draw_stall(self) -> bool:
+        stall = stall_text(self._stall_doc, self.content_size.width)
+        if stall == self._stall:
+            return False
+        self._stall = stall
+        line = self.query_one("#bs-stall", Static)
+        line.set_class(stall is None, "-none")
+        line.update(stall or "")
+        return True
+
+    def on_resize(self) -> None:
+        """The stall's wording depends on the panel's width."""
+        self._draw_stall()
 
     def _draw_sparklines(self) -> bool:
         # Sparkline.data is reactive: only a new list is noticed. One point renders as a

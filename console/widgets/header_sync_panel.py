@@ -135,6 +135,17 @@ def queue_rows(hs: Mapping[str, Any]) -> list[KVRow]:
     ]
 
 
+def _reorgs_row(reorgs: object, abandoned: object) -> KVRow:
+    """Reorgs, and the header chains given up because no peer served their bodies (issue
+    16): both are the header tip moving back. Abandoned is left out for a node that does
+    not report it."""
+    text = number(reorgs)
+    if abandoned is not None:
+        text += f" · {number(abandoned)} abandoned"
+    alarm = bool(reorgs) or (isinstance(abandoned, int) and abandoned > 0)
+    return ("reorgs", text, "$warning bold" if alarm else "")
+
+
 def peer_rows(hs: Mapping[str, Any]) -> list[KVRow]:
     """Peers that sent a status, parked ones, a candidate branch, reorgs, the anchor."""
     parked = hs.get("parked")
@@ -160,16 +171,17 @@ def peer_rows(hs: Mapping[str, Any]) -> list[KVRow]:
             "$peer-parked" if parked else "",
         ),
         branch,
-        ("reorgs", number(reorgs), "$warning bold" if reorgs else ""),
+        _reorgs_row(reorgs, hs.get("abandoned")),
         ("anchor", f"{number(anchor.get('height'))} {anchor_hash}".rstrip(), ""),
     ]
 
 
 def compact_rows(snap: Mapping[str, Any], bar_width: int = COMPACT_BAR_WIDTH) -> list[KVRow]:
     """One column for when the panel shares its row with block sync: the chain's progress
-    (ETA on the bar's line, the bar shorter), the range queue, and the peers line (a
-    candidate branch takes its place: that is what an operator must see). Verified and
-    finalized heights are the block-sync panel's to show then."""
+    (ETA on the bar's line, the bar shorter), the peers line (a candidate branch takes its
+    place: that is what an operator must see), and reorgs with abandoned header chains (the
+    header tip moving back). Verified and finalized heights are the block-sync panel's to
+    show then, and the range queue, idle once headers are at the tip, is left out."""
     chain = snap.get("chain") or {}
     hs = snap.get("header_sync") or {}
     full = chain_rows(snap)
@@ -185,11 +197,10 @@ def compact_rows(snap: Mapping[str, Any], bar_width: int = COMPACT_BAR_WIDTH) ->
         if rate is None
         else ("speed", f"{float(rate):,.1f} headers/s", "")
     )
-    ranges = queue_rows(hs)[0]
     peers, branch, reorgs = peer_rows(hs)[:3]
-    if branch[2] == MUTED:  # no candidate: the peers line also says how many reorgs
-        branch = (peers[0], f"{peers[1]} · {reorgs[1]} reorgs", peers[2] or reorgs[2])
-    return [full[0], progress, speed, ranges, branch]
+    if branch[2] == MUTED:  # no candidate branch: the peers line
+        branch = peers
+    return [full[0], progress, speed, branch, reorgs]
 
 
 def has_header_sync(snap: Mapping[str, Any]) -> bool:
@@ -215,6 +226,9 @@ class HeaderSyncPanel(Horizontal):
     }
     HeaderSyncPanel.-compact #hs-queues, HeaderSyncPanel.-compact #hs-peers {
         display: none;
+    }
+    HeaderSyncPanel.-compact KVPanel {
+        margin-right: 0;
     }
     """
 

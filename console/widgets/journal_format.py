@@ -21,11 +21,13 @@ def fields_text(fields: Mapping[str, Any] | None, limit: int = FIELDS_LIMIT) -> 
     """``k=v`` pairs joined by spaces, in the order the node emitted them."""
     if not fields:
         return ""
-    text = " ".join(f"{clean(k, 40)}={_value(v)}" for k, v in fields.items())
+    text = " ".join(f"{clean(k, 40)}={field_value(v)}" for k, v in fields.items())
     return clean(text, limit)
 
 
-def _value(v: object) -> str:
+def field_value(v: object) -> str:
+    """One field value as every view shows it: ``-`` for none (not ``None``), floats without
+    trailing zeros, strings cleaned."""
     if v is None:
         return "-"
     if isinstance(v, float):

@@ -18,7 +18,7 @@ from textual.content import Content
 from textual.widgets import Input, Static
 
 from console.client import JournalRow
-from console.format import clean
+from console.format import clean, plural
 from console.widgets.journal_format import fields_text, row_texts, text_or_blank
 from console.widgets.journal_table import DEFAULT_CAP, JournalTable
 from console.widgets.palette import event_style, table_style
@@ -161,7 +161,7 @@ class JournalView(Vertical):
             return [(f"{name} ", "$foreground-muted"), ("all", ""), "  "]
 
         follow = ("following", "$success bold") if table.following else ("held", "$warning bold")
-        count = f"{table.row_count} rows" + (" (filtered: c clears)" if f.active else "")
+        count = plural(table.row_count, "row") + (" (filtered: c clears)" if f.active else "")
         self.query_one("#journal-filters", Static).update(
             Content.assemble(
                 *part("kind", f.table),

@@ -14,16 +14,18 @@ from rich.text import Text
 from textual.theme import Theme
 from textual.widgets import DataTable
 
-from console.format import clean, clock
+from console.format import clean, clock, short_peer
 from console.widgets.palette import rich_style
 
 #: Column key, label and fixed width (fixed widths: an update never re-measures a column).
+#: The reason (free text) comes last, so what the node did is whole on an 80-column terminal,
+#: and peers show without their constant ``peer:`` prefix, as in the Peers view.
 COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("time", "time", 8),
-    ("peer", "peer", 21),
+    ("peer", "peer", 16),
     ("service", "service", 12),
-    ("reason", "reason", 28),
     ("action", "action", 12),
+    ("reason", "reason", 28),
 )
 
 Record = Mapping[str, Any]
@@ -109,10 +111,10 @@ class MisbehaviorTable(DataTable[Text]):
         action_spec = "$misbehaving bold" if action == "disconnected" else "$peer-parked"
         return (
             Text(clock(float(r.get("time") or 0.0)), style=rich_style(app, "$foreground-muted")),
-            Text(clean(r.get("label") or "?", 32), no_wrap=True),
+            Text(short_peer(r.get("label") or "?", 32), no_wrap=True),
             Text(clean(r.get("service") or "-", 16), style=rich_style(app, "$secondary")),
-            Text(clean(r.get("reason") or "-", 80), style=rich_style(app, "$misbehaving")),
             Text(action, style=rich_style(app, action_spec)),
+            Text(clean(r.get("reason") or "-", 80), style=rich_style(app, "$misbehaving")),
         )
 
     def _recolour(self, _theme: Theme) -> None:

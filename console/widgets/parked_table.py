@@ -20,12 +20,14 @@ from console.widgets.palette import rich_style
 from console.widgets.peer_rows import age_text
 
 #: Column key, label and fixed width.
+#: The reason (free text) comes last, so the numbers are whole on an 80-column terminal, and
+#: peers show without their constant ``peer:`` prefix, as in the Peers view.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
-    ("peer", "peer", 21),
+    ("peer", "peer", 16),
     ("service", "service", 12),
-    ("reason", "reason", 58),
     ("since", "parked for", 10),
     ("work", "work returned", 13),
+    ("reason", "reason", 58),
 )
 
 #: The node's park reason codes, said the way an operator reads them (unknown codes show as
@@ -109,11 +111,11 @@ class ParkedTable(DataTable[Text]):
         app = self.app
         for i, (peer, service, reason, age, work) in enumerate(self.rows_shown):
             self.add_row(
-                Text(peer, no_wrap=True),
+                Text(peer.removeprefix("peer:"), no_wrap=True),
                 Text(service, style=rich_style(app, "$secondary")),
-                Text(reason, style=rich_style(app, "$peer-parked"), overflow="ellipsis"),
                 Text(age, justify="right"),
                 Text(work, justify="right"),
+                Text(reason, style=rich_style(app, "$peer-parked"), overflow="ellipsis"),
                 key=f"{i}:{peer}",
             )
         labels = [r[0] for r in self.rows_shown]

@@ -20,18 +20,37 @@ Why it is shaped this way:
   Block-sync columns (outstanding heights, window, delivery rate, fill stop) likewise need a
   ``block_sync`` routine; they take the header-sync columns' room (those numbers stay in the
   peer detail): while blocks download, header sync is at the tip and its columns are still.
-* Widths are budgeted for a 120-column terminal: service columns use short titles, and the
-  byte totals live in the peer detail (the rates stay here, they show what is moving).
+* Columns are ordered by importance, so an 80-column terminal still shows what matters and
+  the rest scrolls into view: the label (without its constant ``peer:`` prefix), one state
+  glyph per service, the operator faults in force (``fault``: ``S`` a routine stalled, ``W``
+  reads throttled), the sync numbers, misbehavior and rates; then age, connection id,
+  address and close reason. At 120 columns all but the close reason's tail fit. Byte totals
+  and the direction live in the peer detail (the summary line counts in and out, and the
+  ``/`` filter still matches ``in``/``out``): the rates stay here, they show what is moving.
+* Rates carry their unit (``16K/s``). In and out are averaged over the last
+  :data:`RATE_WINDOW_S` seconds of snapshot time: per-frame deltas made an idle peer's rate
+  jump from ``0`` to a keepalive's worth and back four times a second. The block-sync
+  delivery rate of an idle peer is smoothed likewise (see :meth:`RowBuilder._smoothed`).
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
 from console.client import Snapshot
-from console.format import STATE_GLYPHS, STATE_STYLES, clean, compact_size, duration
+from console.format import (
+    STATE_STYLES,
+    UNICODE_GLYPHS,
+    Glyphs,
+    clean,
+    duration,
+    rate_text,
+    short_peer,
+)
 from console.widgets.block_sync_cells import (
     SORT_INDEX,
     BlockSyncCells,
@@ -41,6 +60,9 @@ from console.widgets.block_sync_cells import (
 
 #: How long a closed peer stays in the table, in seconds of snapshot time.
 KEEP_CLOSED_S = 5.0
+
+#: Seconds of snapshot time a byte rate is averaged over (see the module docstring).
+RATE_WINDOW_S = 4.0
 
 #: Services in the order their columns appear; services not listed follow, sorted by name.
 SERVICE_ORDER = ("discovery", "header_sync", "block_sync")
@@ -66,12 +88,9 @@ class ColumnSpec:
     right: bool = False
 
 
-LEADING = (
-    ColumnSpec("label", "label", 21),
-    ColumnSpec("addr", "address", 15),
-    ColumnSpec("dir", "dir", 3),
-    ColumnSpec("age", "age", 5, right=True),
-)
+LEADING = (ColumnSpec("label", "label", 16),)
+#: Operator faults in force on the peer, after the state glyphs (see :func:`fault_cell`).
+FAULT_COLUMN = ColumnSpec("fault", "fault", 5)
 #: The header-sync routine's own columns, after the service glyphs (its state and generation
 #: are the ``hs`` glyph column).
 HEADER_SYNC_COLUMNS = (
@@ -83,14 +102,16 @@ HEADER_SYNC_COLUMNS = (
 BLOCK_SYNC_COLUMNS = (
     ColumnSpec("bs_out", "out", 4, right=True),
     ColumnSpec("bs_cwnd", "cwnd", 5, right=True),
-    ColumnSpec("bs_rate", "rate", 5, right=True),
+    ColumnSpec("bs_rate", "rate", 6, right=True),
     ColumnSpec("bs_stop", "stop", 6),
 )
 TRAILING = (
-    ColumnSpec("conn", "conn", 5, right=True),
-    ColumnSpec("in_rate", "in/s", 5, right=True),
-    ColumnSpec("out_rate", "out/s", 6, right=True),
     ColumnSpec("misb", "misb", 5, right=True),
+    ColumnSpec("in_rate", "in/s", 6, right=True),
+    ColumnSpec("out_rate", "out/s", 6, right=True),
+    ColumnSpec("age", "age", 5, right=True),
+    ColumnSpec("conn", "conn", 5, right=True),
+    ColumnSpec("addr", "address", 15),
     ColumnSpec("close", "close reason", 24),
 )
 
@@ -109,10 +130,11 @@ def service_column(service: str) -> ColumnSpec:
 
 
 def columns_for(services: tuple[str, ...]) -> tuple[ColumnSpec, ...]:
-    """All columns: peer fields, one glyph column per service, the block-sync columns when
-    that service exists, else the header-sync ones when it does, then traffic and close.
+    """All columns, most important first: the label, one glyph column per service, the
+    faults in force, the block-sync columns when that service exists (else the header-sync
+    ones when it does), then misbehavior, rates, and the connection's own fields.
 
-    Both sets do not fit 120 columns; block sync is the one that moves while it runs."""
+    Both sync sets do not fit 120 columns; block sync is the one that moves while it runs."""
     sync: tuple[ColumnSpec, ...]
     if "block_sync" in services:
         sync = BLOCK_SYNC_COLUMNS
@@ -120,7 +142,7 @@ def columns_for(services: tuple[str, ...]) -> tuple[ColumnSpec, ...]:
         sync = HEADER_SYNC_COLUMNS
     else:
         sync = ()
-    return (*LEADING, *(service_column(s) for s in services), *sync, *TRAILING)
+    return (*LEADING, *(service_column(s) for s in services), FAULT_COLUMN, *sync, *TRAILING)
 
 
 #: A peer's header-sync numbers as the table shows them: queue depth, queue capacity, the
@@ -223,9 +245,30 @@ def _direction(value: object) -> str:
 def _rate_cell(rate: float | None, dim: str) -> Cell:
     if rate is None:
         return ("", dim)
-    if rate <= 0:
-        return ("0", "dim")
-    return (compact_size(rate), dim)
+    return (rate_text(rate), "dim" if rate <= 0 else dim)
+
+
+#: The letters of the ``fault`` column: the keys that put each fault in force.
+STALL_FLAG = "S"
+THROTTLE_FLAG = "W"
+
+
+def stalled_services(routines: Any) -> tuple[str, ...]:
+    """The services of this peer under an operator stall (``s``) right now."""
+    found: list[str] = []
+    for r in routines or ():
+        service = r.get("service")
+        doc = r.get(service) if isinstance(service, str) else None
+        if isinstance(doc, dict) and doc.get("stalled_for_s") is not None:
+            found.append(_text(service, 40))
+    return tuple(found)
+
+
+def fault_cell(stalled: tuple[str, ...], throttled: bool, dim: str) -> Cell:
+    """``S`` while a routine is stalled, ``W`` while reads are throttled, both as ``SW``:
+    faults the operator put in force, which otherwise show only in the peer detail."""
+    text = (STALL_FLAG if stalled else "") + (THROTTLE_FLAG if throttled else "")
+    return (text, "bold yellow" if text and not dim else dim)
 
 
 @dataclass(slots=True)
@@ -247,6 +290,10 @@ class PeerRow:
     routines: dict[str, tuple[str, int]] = field(default_factory=dict)
     header_sync: HeaderSyncCells | None = None
     block_sync: BlockSyncCells | None = None
+    #: Services under an operator stall, and whether reads from the peer are throttled.
+    stalled: tuple[str, ...] = ()
+    throttled: bool = False
+    glyphs: Glyphs = UNICODE_GLYPHS
     # Memos: a reused row renders, sorts and filters without recomputing anything.
     _cells: tuple[tuple[str, ...], tuple[Cell, ...]] | None = field(default=None, repr=False)
     _sort: tuple[str, SortValue] | None = field(default=None, repr=False)
@@ -257,32 +304,30 @@ class PeerRow:
         if self._cells is not None and self._cells[0] is services:
             return self._cells[1]
         dim = "" if self.live else "dim"
-        out: list[Cell] = [
-            (self.label, dim),
-            (self.addr, dim),
-            (self.direction, dim),
-            (age_text(self.age), dim),
-        ]
+        out: list[Cell] = [(short_peer(self.label), dim)]
+        glyphs = self.glyphs
         for service in services:
             routine = self.routines.get(service)
             if routine is None:
                 out.append(("-" if self.live else "", "dim"))
             else:
                 state, generation = routine
-                glyph = STATE_GLYPHS.get(state, "?")
                 style = STATE_STYLES.get(state, "") if self.live else "red"
-                out.append((f"{glyph}{generation or ''}", style or dim))
+                out.append((f"{glyphs.state(state)}{generation or ''}", style or dim))
+        out.append(fault_cell(self.stalled, self.throttled, dim))
         if "block_sync" in services:
             out += block_sync_row_cells(self.block_sync, self.live, dim)
         elif "header_sync" in services:
             out += _header_sync_row_cells(self.header_sync, self.live, dim)
-        out.append((str(self.conn_id), dim))
-        out.append(_rate_cell(self.rate_in, dim))
-        out.append(_rate_cell(self.rate_out, dim))
         if self.misbehavior is None:
             out.append(("", dim))
         else:
             out.append((str(self.misbehavior), "bold red" if self.misbehavior else "dim"))
+        out.append(_rate_cell(self.rate_in, dim))
+        out.append(_rate_cell(self.rate_out, dim))
+        out.append((age_text(self.age), dim))
+        out.append((str(self.conn_id), dim))
+        out.append((self.addr, dim))
         out.append((self.close, "yellow" if self.live else "italic dim"))
         cells = tuple(out)
         self._cells = (services, cells)
@@ -309,7 +354,6 @@ class PeerRow:
         else:
             attr = {
                 "label": "label",
-                "dir": "direction",
                 "age": "age",
                 "conn": "conn_id",
                 "in": "bytes_in",
@@ -318,11 +362,17 @@ class PeerRow:
                 "out_rate": "rate_out",
                 "misb": "misbehavior",
                 "close": "close",
+                "fault": "fault_rank",
             }.get(column)
             value = None if attr is None else getattr(self, attr)
         result = MISSING if value is None else (0, value)
         self._sort = (column, result)
         return result
+
+    @property
+    def fault_rank(self) -> int:
+        """Sorts the ``fault`` column: none, then stalled, throttled, both."""
+        return (1 if self.stalled else 0) + (2 if self.throttled else 0)
 
     def matches(self, needle: str) -> bool:
         """Whether the ``/`` filter keeps this row: label, address, direction, routine states
@@ -335,6 +385,10 @@ class PeerRow:
                 parts.append("closed")
             if self.close:
                 parts.append(self.close)
+            if self.stalled:
+                parts.append("stalled")
+            if self.throttled:
+                parts.append("throttled")
             self._hay = " ".join(parts).lower()
         return needle in self._hay
 
@@ -365,10 +419,16 @@ class RowBuilder:
     """Turns each snapshot into rows, remembering what it needs from the frames before:
     byte counts for rates, last frame's rows for reuse, and routines of peers that left."""
 
-    def __init__(self) -> None:
+    def __init__(self, glyphs: Glyphs = UNICODE_GLYPHS) -> None:
+        #: The symbols rows are drawn with (``--ascii`` swaps them for letters).
+        self.glyphs = glyphs
         self._rate_time: float | None = None
-        self._rate_prev: dict[tuple[Any, Any], tuple[float, int, int]] = {}
+        #: Per (label, conn_id): (snapshot time, bytes in, bytes out) over the rate window.
+        self._rate_history: dict[tuple[Any, Any], deque[tuple[float, int, int]]] = {}
         self._rates: dict[tuple[Any, Any], tuple[float, float]] = {}
+        #: Per (label, conn_id): the block-sync delivery rate shown, and its snapshot time.
+        self._delivery: dict[tuple[Any, Any], tuple[float, float]] = {}
+        self._delivery_next: dict[tuple[Any, Any], tuple[float, float]] = {}
         #: Raw label -> (key of the raw fields, row built from them) of the last frame.
         self._live: dict[Any, tuple[tuple[Any, ...], PeerRow]] = {}
         #: Routines of each peer as last seen live (a closed row shows which one panicked).
@@ -408,7 +468,9 @@ class RowBuilder:
                     ]
                 ),
                 header_sync_cells(p.get("routines")),
-                block_sync_cells(p.get("routines")),
+                self._smoothed(block_sync_cells(p.get("routines")), (raw, conn_id), now),
+                stalled_services(p.get("routines")),
+                bool(p.get("throttle_bytes_per_s")),
             )
             hit = last.get(raw)
             if hit is not None and hit[0] == key:
@@ -419,6 +481,7 @@ class RowBuilder:
             fresh[raw] = (key, row)
             rows[row.label] = row
         self._live = fresh
+        self._delivery, self._delivery_next = self._delivery_next, {}
         known = {label: row.routines for label, row in rows.items()}
         if recent:
             self._add_closed(snapshot, recent, rows, known)
@@ -448,10 +511,17 @@ class RowBuilder:
             rate_in=None if rate is None else rate[0],
             rate_out=None if rate is None else rate[1],
             misbehavior=int(p.get("misbehavior_count") or 0),
-            close=close_text(close) if close is not None else f"↻ {previous}" if previous else "",
+            close=close_text(close)
+            if close is not None
+            else f"{self.glyphs.reconnected} {previous}"
+            if previous
+            else "",
             routines=routines,
             header_sync=key[5],
             block_sync=key[6],
+            stalled=key[7],
+            throttled=key[8],
+            glyphs=self.glyphs,
         )
 
     def _add_closed(
@@ -484,6 +554,7 @@ class RowBuilder:
                 misbehavior=misbehavior.get(str(c.get("label")), 0),
                 close=close,
                 routines=self._panicked(label, close),
+                glyphs=self.glyphs,
             )
             known[label] = self._known_routines.get(label, {})
 
@@ -500,28 +571,60 @@ class RowBuilder:
         generation = self._known_routines.get(label, {}).get(service, ("", 0))[1]
         return {service: ("panicked", generation)}
 
+    def _smoothed(
+        self, bs: BlockSyncCells | None, key: tuple[Any, Any], now: float
+    ) -> BlockSyncCells | None:
+        """``bs`` with the delivery rate of an idle peer (nothing outstanding) smoothed.
+
+        The node reports a windowed maximum over 10 s: for a busy peer that is steady, but an
+        idle one (at the tip, a block now and then) swings between a single block's burst
+        rate and 0 as samples enter and leave the window. An idle peer's rate moves toward
+        the reported one with a time constant of :data:`RATE_WINDOW_S` of snapshot time; a
+        busy peer's is shown as reported. A repeated snapshot changes nothing.
+        """
+        if bs is None or bs[3] is None:
+            return bs
+        rate = bs[3]
+        before = self._delivery.get(key)
+        if before is not None and now <= before[0]:
+            shown = before[1]  # the same frame again
+        elif before is None or bs[0] != 0:
+            shown = rate
+        else:
+            t0, value = before
+            shown = value + (rate - value) * (1.0 - math.exp(-(now - t0) / RATE_WINDOW_S))
+            if abs(shown - rate) <= max(1.0, 0.01 * rate):
+                shown = rate  # close enough: settle, so the row is reused again
+        self._delivery_next[key] = (max(now, before[0]) if before else now, shown)
+        return bs if shown == rate else (bs[0], bs[1], bs[2], shown, bs[4])
+
     def _track_rates(self, peers: Any, now: float) -> None:
-        """Bytes per second since the previous snapshot, per (label, conn_id).
+        """Bytes per second over the last :data:`RATE_WINDOW_S` seconds of snapshot time, per
+        (label, conn_id): from the newest sample at least that old (or the oldest kept, for a
+        young connection) to this one.
 
         A snapshot no newer than the last (a repeat render, a paused view) keeps the
-        previous rates.
+        previous rates; a peer's first snapshot has no rate yet.
         """
         if self._rate_time is not None and now <= self._rate_time:
             return
-        prev, rates = self._rate_prev, self._rates
-        next_prev: dict[tuple[Any, Any], tuple[float, int, int]] = {}
+        history = self._rate_history
+        next_history: dict[tuple[Any, Any], deque[tuple[float, int, int]]] = {}
         next_rates: dict[tuple[Any, Any], tuple[float, float]] = {}
+        horizon = now - RATE_WINDOW_S
         for p in peers:
             key = (p.get("label"), p.get("conn_id"))
             b_in, b_out = int(p.get("bytes_in") or 0), int(p.get("bytes_out") or 0)
-            next_prev[key] = (now, b_in, b_out)
-            before = prev.get(key)
-            if before is not None:
-                dt = now - before[0]
-                next_rates[key] = (
-                    max(0.0, (b_in - before[1]) / dt),
-                    max(0.0, (b_out - before[2]) / dt),
-                )
-            elif key in rates:
-                next_rates[key] = rates[key]
-        self._rate_time, self._rate_prev, self._rates = now, next_prev, next_rates
+            samples = history.get(key)
+            if samples is None:
+                samples = deque()
+            else:
+                # Keep one sample at or before the horizon: the window's base.
+                while len(samples) > 1 and samples[1][0] <= horizon:
+                    samples.popleft()
+                t0, in0, out0 = samples[0]
+                dt = now - t0
+                next_rates[key] = (max(0.0, (b_in - in0) / dt), max(0.0, (b_out - out0) / dt))
+            samples.append((now, b_in, b_out))
+            next_history[key] = samples
+        self._rate_time, self._rate_history, self._rates = now, next_history, next_rates

@@ -40,6 +40,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey
 
 from console.client import Snapshot
+from console.format import Glyphs
 from console.widgets.peer_rows import (
     MISSING,
     Cell,
@@ -147,11 +148,21 @@ class PeerTable(DataTable[Text]):
         """Labels in display order."""
         return [row.key.value or "" for row in self.ordered_rows]
 
+    def on_mount(self) -> None:
+        """Rows are drawn with the app's glyphs (``--ascii`` makes them letters)."""
+        glyphs = getattr(self.app, "glyphs", None)
+        if isinstance(glyphs, Glyphs):
+            self._builder.glyphs = glyphs
+
+    def _arrow(self) -> str:
+        glyphs = self._builder.glyphs
+        return glyphs.sort_down if self.sort_reverse else glyphs.sort_up
+
     def sort_description(self) -> str:
         """``in/s ▼``: the sort column's header and direction, for the summary line."""
         spec = next((s for s in self.specs if s.key == self.sort_column), None)
         title = spec.title if spec is not None else self.sort_column
-        return f"{title} {'▼' if self.sort_reverse else '▲'}"
+        return f"{title} {self._arrow()}"
 
     def show(self, snapshot: Snapshot) -> None:
         """Render ``snapshot``: diff it against the table and write only what changed."""
@@ -226,7 +237,7 @@ class PeerTable(DataTable[Text]):
     def _header(self, spec: ColumnSpec) -> Text:
         title = spec.title
         if spec.key == self.sort_column:
-            title += "▼" if self.sort_reverse else "▲"
+            title += self._arrow()
         return Text(title, justify="right" if spec.right else "left", no_wrap=True)
 
     def _text(self, index: int, cell: Cell) -> Text:

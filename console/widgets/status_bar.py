@@ -1,12 +1,20 @@
-"""The one-line status bar: node, uptime, peers, views, and the PAUSED / READ-ONLY markers."""
+"""The one-line status bar: node, uptime, peers, the PAUSED / READ-ONLY markers, and views.
+
+Below :data:`NARROW_BELOW` columns it says the same in fewer cells: the label without its
+``peer:`` prefix, no listen address (the Overview's node panel has it), and the views as their
+keys with only the current one named (``1 [2 Peers] 3 4 5``), so nothing is cut.
+"""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
 
-from console.format import duration
+from console.format import duration, short_peer
 from console.state import ConsoleState
+
+#: Below this many columns the status bar is the narrow one (see the module docstring).
+NARROW_BELOW = 120
 
 
 class StatusBar(Static):
@@ -22,20 +30,37 @@ class StatusBar(Static):
     def apply(self, state: ConsoleState, current: str, views: list[tuple[str, str]]) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         snap = state.snapshot
+        narrow = (self.size.width or self.app.size.width) < NARROW_BELOW
         if snap is None:
             text.append("zakura  ", style="bold")
-            text.append("waiting for the node...", style="italic")
+            text.append("waiting..." if narrow else "waiting for the node...", style="italic")
         else:
             node = snap["node"]
             dialer = snap["dialer"]
-            text.append(f"{node['label']} ", style="bold")
-            text.append(f"{node['listen']}  up {duration(float(node['uptime_s']))}  ")
+            if narrow:
+                text.append(f"{short_peer(node['label'])} ", style="bold")
+                text.append(f"up {duration(float(node['uptime_s']))}  ")
+            else:
+                text.append(f"{node['label']} ", style="bold")
+                text.append(f"{node['listen']}  up {duration(float(node['uptime_s']))}  ")
             text.append(f"peers {dialer['connected']}/{dialer['target']}  ")
-        for key, title in views:
-            style = "reverse bold" if title == current else "dim"
-            text.append(f" {key} {title} ", style=style)
+        # The markers before the views: when they are on they matter most, and a narrow
+        # terminal cuts the end of the line.
         if state.paused:
-            text.append("  PAUSED ", style="bold black on yellow")
+            text.append(" PAUSED ", style="bold black on yellow")
+            text.append(" ")
         if state.read_only:
-            text.append("  READ-ONLY ", style="bold white on red")
+            text.append(" READ-ONLY ", style="bold white on red")
+            text.append(" ")
+        for key, title in views:
+            here = title == current
+            label = f" {key} {title} " if here or not narrow else f" {key} "
+            text.append(label, style="reverse bold" if here else "dim")
         self.update(text)
+
+    def on_resize(self) -> None:
+        """The narrow form depends on the width: re-render with the app's current state."""
+        screen = self.screen
+        refresh = getattr(screen, "refresh_view", None)
+        if callable(refresh):
+            refresh()

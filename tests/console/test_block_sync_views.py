@@ -25,7 +25,13 @@ from console.screens.overview import OverviewScreen
 from console.screens.peer_detail import PeerDetailScreen
 from console.widgets.block_sync_cells import block_sync_cells, stop_text
 from console.widgets.block_sync_detail import block_sync_section
-from console.widgets.block_sync_panel import BlockSyncPanel, budget_rows, mib, progress_rows
+from console.widgets.block_sync_panel import (
+    BlockSyncPanel,
+    budget_rows,
+    mib,
+    progress_rows,
+    stall_text,
+)
 from console.widgets.header_sync_panel import HeaderSyncPanel, progress_bar
 from console.widgets.journal_tail import JournalTail
 from console.widgets.kv_panel import KVPanel
@@ -43,7 +49,9 @@ def rendered(renderable: Any, width: int = SIZE[0]) -> str:
 
 # ---------------------------------------------------------------------- Overview
 async def test_overview_block_sync_panel_from_the_fixture() -> None:
-    app = ZakuraConsole(FixtureClient(peers=8), refresh_interval=NO_TIMER)
+    client = ScriptedClient(snap=fixture_snapshot(8))
+    client.snap["block_sync"]["stall"] = None  # no stall: every line of both columns
+    app = ZakuraConsole(client, refresh_interval=NO_TIMER)
     async with app.run_test(size=SIZE) as pilot:
         await start(app, pilot)
         screen = app.screen
@@ -54,6 +62,7 @@ async def test_overview_block_sync_panel_from_the_fixture() -> None:
         assert not screen.query_one("#sync-placeholder").display
         progress = kv(screen, "bs-progress")
         assert progress["verified"] == "7,300 of 12,400"
+        assert not screen.query_one("#bs-stall").display
         # 5,100 blocks left at 85 blocks/s.
         assert progress["progress"] == f"{progress_bar(7_300, 12_400, 8)} · ETA 1m00s"
         assert progress["speed"] == "85.0 blk/s · 6.8 MB/s"
@@ -69,12 +78,56 @@ async def test_overview_block_sync_panel_from_the_fixture() -> None:
         assert not screen.query_one("#hs-queues").display
         chain = kv(screen, "hs-chain")
         assert chain["progress"].endswith("62.0% · ETA 24s")
-        assert chain["peers"] == "7/8 with status · 1 parked · 0 reorgs"
+        assert chain["peers"] == "7/8 with status · 1 parked"
+        assert chain["reorgs"] == "0 · 1 abandoned"  # issue 16: chains given up, by reorgs
 
 
-@pytest.mark.parametrize("size", [(120, 40), (100, 30)])
+async def test_overview_says_a_block_sync_stall_and_nothing_without_one() -> None:
+    """Issue 16: the node's next height has nobody fetching it. One line over the columns
+    says which block, and when the header chain is given up; none when there is no stall."""
+    client = ScriptedClient(snap=fixture_snapshot(8))
+    app = ZakuraConsole(client, refresh_interval=NO_TIMER)
+    async with app.run_test(size=(250, 40)) as pilot:
+        await start(app, pilot)
+        await app.poll()  # the wording follows the panel's width, known after layout
+        await pilot.pause()
+        line = app.screen.query_one("#bs-stall", Static)
+        text = str(line.render())
+        assert line.display
+        assert text == (
+            "waiting for block 7,301: no peer serves it, giving the header up in 9 s"
+            " (waited 6 s; peers: 2 ahead, 2 other, 1 budget, 1 cwnd, 1 nostat, 1 retry)"
+        )
+        # The columns give the stall line its row: the journal tail keeps its room.
+        assert app.screen.query_one(JournalTail).size.height >= 6
+        client.snap["block_sync"]["stall"] = None
+        await app.poll()
+        await pilot.pause()
+        assert not line.display
+
+
+def test_stall_text_fits_the_width_it_is_given() -> None:
+    stall = {"height": 21, "waiting_s": 4.0, "give_up_in_s": 9.2, "peer_stops": {"no_work": 3}}
+    full = stall_text(stall)
+    assert full == (
+        "waiting for block 21: no peer serves it, giving the header up in 9 s"
+        " (waited 4 s; peers: 3 nowork)"
+    )
+    assert (
+        stall_text(stall, 70)
+        == "waiting for block 21: no peer serves it, giving the header up in 9 s"
+    )
+    assert stall_text(stall, 40) == "block 21 unserved, given up in 9 s"
+    assert stall_text(None) is None and stall_text("x") is None
+    hostile = {"height": "x", "peer_stops": {"\x1b[31m": "many"}}
+    assert "\x1b" not in (stall_text(hostile) or "")  # peer-supplied codes are cleaned
+
+
+@pytest.mark.parametrize("size", [(120, 40), (100, 30), (100, 24)])
 async def test_overview_sync_panels_side_by_side(size: tuple[int, int]) -> None:
-    app = ZakuraConsole(FixtureClient(peers=8), refresh_interval=NO_TIMER)
+    client = ScriptedClient(snap=fixture_snapshot(8))
+    client.snap["block_sync"]["stall"] = None
+    app = ZakuraConsole(client, refresh_interval=NO_TIMER)
     async with app.run_test(size=size) as pilot:
         await start(app, pilot)
         screen = app.screen
@@ -92,9 +145,10 @@ async def test_overview_sync_panels_side_by_side(size: tuple[int, int]) -> None:
         assert len("progress  " + value) <= panel.size.width, (size, value, panel.size)
         assert "62.0% · ETA 24s" in kv(screen, "hs-chain")["progress"]
         rates = screen.query_one("#bs-rates")
-        if size == (100, 30):  # short: two lines each, no sparklines, no bars
-            assert len(panel.rows) == 2 and not rates.display
+        if size[0] < 110:  # narrow: no bars
             assert value == "58.9% · ETA 1m00s"
+        if size == (100, 24):  # short: three lines each, no sparklines
+            assert len(panel.rows) == 3 and not rates.display
         else:
             assert len(panel.rows) == 4 and rates.display
             assert len(screen.query_one("#hs-chain", KVPanel).rows) == 5
@@ -162,7 +216,8 @@ async def test_peers_block_sync_columns() -> None:
         table = await peers_cursor_on(app, pilot, fixture_label(0))
         keys = [s.key for s in table.specs]
         after = keys[keys.index("svc:block_sync") + 1 :]
-        assert after[:4] == ["bs_out", "bs_cwnd", "bs_rate", "bs_stop"]
+        assert after[:5] == ["fault", "bs_out", "bs_cwnd", "bs_rate", "bs_stop"]
+        after = after[1:]
         assert not any(k.startswith("hs_") for k in keys)  # their room went to block sync
 
         def cell(i: int, key: str) -> tuple[str, str]:
@@ -171,10 +226,10 @@ async def test_peers_block_sync_columns() -> None:
             return cells[keys.index(key)]
 
         assert cell(0, "svc:block_sync") == ("●1", "green")
-        assert [cell(0, k)[0] for k in after[:4]] == ["76", "96", "1.9M", "ahead"]
-        assert [cell(2, k)[0] for k in after[:4]] == ["128", "128", "3.2M", "cwnd"]
+        assert [cell(0, k)[0] for k in after[:4]] == ["76", "96", "1.9M/s", "ahead"]
+        assert [cell(2, k)[0] for k in after[:4]] == ["128", "128", "3.2M/s", "cwnd"]
         assert cell(3, "bs_cwnd") == ("4", "yellow")  # the slow peer, window at its floor
-        assert cell(3, "bs_rate")[0] == "16K"
+        assert cell(3, "bs_rate")[0] == "16K/s"
         assert cell(3, "bs_stop") == ("budget", "yellow")
         assert cell(4, "bs_cwnd") == ("16", "dim italic")  # unproven: probing
         assert cell(5, "bs_stop")[0] == "nostat" and cell(5, "bs_out") == ("0", "dim")
@@ -197,8 +252,8 @@ async def test_peers_table_with_block_sync_fits_120_columns() -> None:
         # Every column but the close reason is whole on screen; it keeps six characters.
         assert sum(widths[:-1]) <= 120 - 7, widths
         line = table.render_line(1 + table.get_row_index(fixture_label(3))).text
-        assert line.split()[-1] == "1"  # misb, the column before the close reason
-        assert " budget " in line and " 16K " in line
+        assert line.split()[-1] == "127.0.0.1:41003"  # the address, before the close reason
+        assert " budget " in line and " 16K/s " in line
 
 
 def test_block_sync_cells_from_documents() -> None:
@@ -233,11 +288,22 @@ def test_block_sync_cells_from_documents() -> None:
                 "the byte budget is used up (inflight_budget)",
                 "cwnd 4 (hard cap 256) · phase probe_rtt",
                 "reliability 0.41 · requests without progress 3",
-                "7,301",
+                "7,302",
                 "1.3 s",
             ],
         ),
-        (4, ["accepted 0 blocks", "proven no", "requests (1)"]),
+        (
+            4,
+            [
+                "accepted 0 blocks",
+                "proven no",
+                "requests (1)",
+                # Issue 16: held back after a probe without progress, asked again later.
+                "held back after requests without progress, until its backoff ends "
+                "(retry_backoff) · retry in 2.5 s",
+            ],
+        ),
+        (1, ["it served a block of another chain at the next height (other_chain)"]),
         (
             5,
             [
@@ -266,6 +332,7 @@ async def test_peer_detail_block_sync_section(peer: int, expected: list[str]) ->
 def test_detail_section_of_an_empty_document() -> None:
     body = rendered(block_sync_section({}))
     assert "servable none" in body and "last fill stopped: —" in body
+    assert "retry in" not in rendered(block_sync_section({"window": {"retry_in_s": None}}))
     assert "requests: none" in body and "window" not in body
 
 

@@ -117,7 +117,7 @@ async def test_overview_header_sync_panel_from_the_fixture() -> None:
         assert queues["commits"] == "2 pending · 12,400 done · seen 512"
         peers = kv(screen, "hs-peers")
         assert peers["peers"] == "7/8 with status · 1 parked"
-        assert peers["reorgs"] == "0"
+        assert peers["reorgs"] == "0 · 1 abandoned"
         assert peers["candidate"] == "none"
         assert "regtest" in str(screen.query_one("#ov-header-sync").border_subtitle)
 
@@ -153,7 +153,7 @@ async def test_overview_panel_follows_changes_and_renders_only_changes() -> None
         assert updates == {"hs-chain": 0, "hs-peers": 1}
         peers = kv(screen, "hs-peers")
         assert peers["candidate"] == f"fork 12,380 → tip 12,420 from {fixture_label(2)}"
-        assert peers["reorgs"] == "1"
+        assert peers["reorgs"] == "1 · 1 abandoned"
 
         client.snap["chain"]["header_tip"]["height"] = 20_000
         await app.poll()
@@ -166,7 +166,7 @@ async def test_overview_panel_follows_changes_and_renders_only_changes() -> None
 
 async def test_overview_short_terminal_keeps_the_journal_room() -> None:
     app = ZakuraConsole(ScriptedClient(snap=header_only_snapshot(8)), refresh_interval=NO_TIMER)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(100, 23)) as pilot:
         await start(app, pilot)
         screen = app.screen
         assert len(screen.query_one("#hs-chain", KVPanel).rows) == 3
@@ -180,14 +180,15 @@ async def test_peers_header_sync_columns() -> None:
     async with app.run_test(size=SIZE) as pilot:
         table = await peers_cursor_on(app, pilot, fixture_label(0))
         keys = [s.key for s in table.specs]
-        assert keys[keys.index("svc:header_sync") + 1 :][:3] == ["hs_queue", "hs_flight", "hs_tip"]
+        after = keys[keys.index("svc:header_sync") + 1 :]
+        assert after[:4] == ["fault", "hs_queue", "hs_flight", "hs_tip"]
 
         def cell(i: int, key: str) -> tuple[str, str]:
             cells = table.rendered_cells(fixture_label(i))
             assert cells is not None
             return cells[keys.index(key)]
 
-        assert cell(1, "svc:header_sync") == ("⏸2", "yellow")  # parked, generation 2
+        assert cell(1, "svc:header_sync") == ("◐2", "yellow")  # parked, generation 2
         assert cell(0, "svc:header_sync")[0] == "●1"
         assert cell(4, "hs_queue") == ("250/256", "bold red")  # about to be parked
         assert cell(1, "hs_queue")[0] == "12/256"
@@ -217,7 +218,7 @@ async def test_peers_table_fits_120_columns() -> None:
         assert sum(widths[:-1]) <= 120 - 9, widths
         line = table.render_line(1 + table.get_row_index(fixture_label(4))).text
         assert "250/256" in line and "12401" not in line
-        assert line.split()[-1] == "0"  # misb, the column before the close reason
+        assert line.split()[-1] == "127.0.0.1:41004"  # the address, before the close reason
 
 
 # ---------------------------------------------------------------------- Peer detail

@@ -189,6 +189,7 @@ def test_help_teaches_every_flag() -> None:
         "--refresh SECONDS",
         "--read-only",
         "--theme NAME",
+        "--ascii",
         "--log-file PATH",
         "--blocks N",
         "--mine-interval S",

@@ -74,7 +74,8 @@ async def test_records_tallies_and_peer_counts() -> None:
         shown = rows(table)
         assert len(shown) == len(records)
         for row, rec in zip(shown, reversed(records), strict=True):
-            assert row[1:] == [rec["label"], rec["service"], rec["reason"], rec["action"]]
+            peer = rec["label"].removeprefix("peer:")  # as the Peers view shows it
+            assert row[1:] == [peer, rec["service"], rec["action"], rec["reason"]]
 
         # Grouped counts by (service, reason), largest first.
         tally = app.screen.query_one("#mis-tally", CountList)
@@ -90,10 +91,10 @@ async def test_records_tallies_and_peer_counts() -> None:
         # Per-peer counts, with whether the peer is still connected.
         by_peer = app.screen.query_one("#mis-peers", CountList)
         peers = {parts[0][0].strip(): (n, parts[2][0]) for n, parts in by_peer.lines}
-        labels = [p["label"] for p in client.snap["peers"]]
+        labels = [p["label"].removeprefix("peer:") for p in client.snap["peers"]]
         assert peers == {
             labels[0]: (2, "connected"),
-            GONE: (1, "gone"),
+            GONE.removeprefix("peer:"): (1, "gone"),
             labels[2]: (1, "connected"),
         }
         summary = plain(app.screen.query_one("#mis-summary", Static))
@@ -103,7 +104,7 @@ async def test_records_tallies_and_peer_counts() -> None:
         client.record(labels[1], "bad_hello", "disconnected")
         await app.poll()
         await pilot.pause()
-        assert rows(table)[0][1:] == [labels[1], "discovery", "bad_hello", "disconnected"]
+        assert rows(table)[0][1:] == [labels[1], "discovery", "disconnected", "bad_hello"]
         got = {(p[0][0].strip(), p[1][0]): n for n, p in tally.lines}
         assert got[("discovery", "bad_hello")] == 2
 

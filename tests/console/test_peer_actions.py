@@ -28,6 +28,7 @@ from textual.widgets import Input, RadioSet
 
 from console.app import ZakuraConsole
 from console.client import ActionRequest, InProcessClient
+from console.format import STATE_GLYPHS
 from console.screens.modals import ConfirmScreen, PickServiceScreen, StallScreen, ThrottleScreen
 from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
@@ -219,7 +220,7 @@ async def test_p_panics_the_chosen_routine_of_the_selected_peer(
                 states = {r["service"]: r["state"] for r in peer["routines"]}
                 assert states["discovery"] == "running"
                 assert "panicked" not in states.values()
-        # The row: closed by the panic with ✖ under discovery, or already reconnected and
+        # The row: closed by the panic with ■ under discovery, or already reconnected and
         # saying why its last connection ended.
         await app.poll()
         await pilot.pause()
@@ -227,7 +228,7 @@ async def test_p_panics_the_chosen_routine_of_the_selected_peer(
         assert cells is not None
         if cells[column(table, "conn")][0] == str(before[victim]):
             assert cells[-1][0] == "panic:discovery"
-            assert cells[column(table, "svc:discovery")][0].startswith("✖")
+            assert cells[column(table, "svc:discovery")][0].startswith(STATE_GLYPHS["panicked"])
         else:
             assert cells[-1][0] == "↻ panic:discovery"
 

@@ -15,8 +15,12 @@ from textual.pilot import Pilot
 
 from console.app import ZakuraConsole
 from console.fixture import FixtureClient
+from themes import load_themes
 
 SIZE = (140, 40)
+#: The common remote-session terminal, and a mid-size one (issue 15 defect 4).
+SMALL = (80, 24)
+MEDIUM = (120, 40)
 
 
 async def _settle(pilot: Pilot[Any]) -> None:
@@ -57,3 +61,31 @@ def test_theme_snapshot(snap_compare: Callable[..., bool], theme: str) -> None:
 
 def test_read_only_snapshot(snap_compare: Callable[..., bool]) -> None:
     assert snap_compare(_app(read_only=True), press=["2"], terminal_size=SIZE, run_before=_settle)
+
+
+#: Every view (and the peer detail), at the sizes remote sessions make common.
+SIZED_VIEWS = VIEWS[:6]
+
+
+@pytest.mark.parametrize(("name", "keys"), SIZED_VIEWS, ids=[v[0] for v in SIZED_VIEWS])
+def test_view_snapshot_80x24(snap_compare: Callable[..., bool], name: str, keys: list[str]) -> None:
+    assert snap_compare(_app(), press=keys, terminal_size=SMALL, run_before=_settle)
+
+
+@pytest.mark.parametrize(("name", "keys"), SIZED_VIEWS, ids=[v[0] for v in SIZED_VIEWS])
+def test_view_snapshot_120x40(
+    snap_compare: Callable[..., bool], name: str, keys: list[str]
+) -> None:
+    assert snap_compare(_app(), press=keys, terminal_size=MEDIUM, run_before=_settle)
+
+
+@pytest.mark.parametrize("theme", [t.name for t in load_themes()])
+def test_theme_snapshot_80x24(snap_compare: Callable[..., bool], theme: str) -> None:
+    """Every shipped theme, on the view with the most colours, at 80x24."""
+    assert snap_compare(_app(theme=theme), press=["1"], terminal_size=SMALL, run_before=_settle)
+
+
+def test_ascii_snapshot(snap_compare: Callable[..., bool]) -> None:
+    assert snap_compare(
+        _app(ascii=True), press=["2", "down"], terminal_size=SMALL, run_before=_settle
+    )

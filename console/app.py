@@ -23,7 +23,7 @@ from textual.command import CommandPalette
 from textual.screen import Screen
 from textual.theme import ThemeProvider
 
-from console.client import ActionRequest, NodeClient
+from console.client import ActionRequest, ClientUnavailable, NodeClient
 from console.format import ASCII_GLYPHS, UNICODE_GLYPHS
 from console.policy import STALL_SERVICES, ActionPolicy
 from console.screens.base import ConsoleScreen
@@ -182,11 +182,22 @@ class ZakuraConsole(App[None]):
         try:
             snapshot = await self.client.snapshot()
             rows = await self.client.journal_since(self.state.journal_seq)
+        except ClientUnavailable as exc:
+            # A remote node went away: say so where the operator looks, once per change,
+            # and keep polling (the client decides when it really tries again).
+            if self.state.link_down is None:
+                self.notify(f"lost the node: {exc}", severity="warning", timeout=4, markup=False)
+            self.state.link_down = exc.short
+            self.render_current()
+            return
         except Exception as exc:  # a failing client must not kill the console
-            self.notify(f"cannot read the node: {exc}", severity="error", timeout=3)
+            self.notify(f"cannot read the node: {exc}", severity="error", timeout=3, markup=False)
             return
         finally:
             self._polling = False
+        if self.state.link_down is not None:
+            self.state.link_down = None
+            self.notify("the node is back", timeout=3)
         if self.state.paused or not self.is_running:
             return
         self.state.set_snapshot(snapshot)

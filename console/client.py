@@ -21,6 +21,7 @@ ActionRequest = Action
 __all__ = [
     "ActionRequest",
     "ActionResult",
+    "ClientUnavailable",
     "InProcessClient",
     "JournalRow",
     "NodeClient",
@@ -32,6 +33,16 @@ if TYPE_CHECKING:
 
 Snapshot = dict[str, Any]
 JournalRow = dict[str, Any]
+
+
+class ClientUnavailable(Exception):
+    """The node cannot be read right now (a remote node went away); the message says why and
+    when the next try is. The app shows :attr:`short` in the status bar instead of failing."""
+
+    def __init__(self, message: str, short: str | None = None) -> None:
+        super().__init__(message)
+        #: A few words for the status bar ("connection refused; retry in 3 s").
+        self.short = short or message
 
 
 class NodeClient(Protocol):

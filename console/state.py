@@ -25,11 +25,20 @@ class ConsoleState:
     frames: int = 0
     #: Node event-loop lag p99 (ms), one point per frame, for the Overview sparkline.
     lag_p99: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_HISTORY))
+    #: Why the node cannot be read now (None: it can); shown in the status bar.
+    link_down: str | None = None
+    #: Restarts of the node seen (its boot id changed).
+    restarts: int = 0
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         previous = self.snapshot
         self.snapshot = snapshot
         self.frames += 1
+        if previous is not None and previous.get("boot_id") != snapshot.get("boot_id"):
+            # The node restarted: its journal seq started again, so read it from the start
+            # (the rows we have stay, the new run's rows follow them).
+            self.restarts += 1
+            self.journal_seq = 0
         lag = snapshot.get("loop_lag") or {}
         # One point per distinct snapshot: re-reading the same frame adds nothing.
         fresh = previous is None or previous.get("generated_at") != snapshot.get("generated_at")

@@ -461,7 +461,7 @@ def build_parser() -> Parser:
         ),
         epilog="example:\n  zakura            # same as: zakura console\n  zakura node --help",
     )
-    sub = root.add_subparsers(dest="command", metavar="{console,node,testnet,demo,token}")
+    sub = root.add_subparsers(dest="command", metavar="{console,attach,node,testnet,demo,token}")
 
     console = sub.add_parser(
         "console",
@@ -767,7 +767,17 @@ def build_parser() -> Parser:
     from node_core.token_cli import add_parser as add_token_parser
 
     add_token_parser(sub, formatter_class=fmt)
+    _add_attach_parser(sub, fmt)
     return root
+
+
+def _add_attach_parser(
+    sub: argparse._SubParsersAction[Parser], fmt: type[argparse.HelpFormatter]
+) -> None:
+    """``zakura attach`` lives with the console (Textual is imported only when it runs)."""
+    from console.attach import add_parser
+
+    add_parser(sub, fmt)
 
 
 # ---------------------------------------------------------------------- zakura node
@@ -912,6 +922,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "console":
         # No stderr logging here: the console sends every record to its log file.
         return _console(args, prog)
+    if args.command == "attach":
+        return _attach(args, prog)
     if args.command == "token":
         from node_core.token_cli import run as run_token
 
@@ -931,6 +943,22 @@ def main(argv: list[str] | None = None) -> int:
         return fail(prog, err)
     except KeyboardInterrupt:
         # Ctrl-C before the signal handlers were installed: nothing is running yet.
+        return 130
+
+
+def _attach(args: argparse.Namespace, prog: str) -> int:
+    """``zakura attach``: the console on a remote node over its control API."""
+    from console.attach import AttachError, run_attach
+    from console.launcher import NotATerminal
+
+    try:
+        return asyncio.run(run_attach(args))
+    except (AttachError, NotATerminal) as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except UsageError as err:
+        return fail(prog, err)
+    except KeyboardInterrupt:
         return 130
 
 

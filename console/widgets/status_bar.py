@@ -46,6 +46,9 @@ class StatusBar(Static):
             text.append(f"peers {dialer['connected']}/{dialer['target']}  ")
         # The markers before the views: when they are on they matter most, and a narrow
         # terminal cuts the end of the line.
+        if state.link_down is not None:
+            text.append(" OFFLINE ", style="bold white on red")
+            text.append(f" {state.link_down}  ")
         if state.paused:
             text.append(" PAUSED ", style="bold black on yellow")
             text.append(" ")

@@ -1,0 +1,162 @@
+"""``zakura attach``'s console (RemoteNodeClient + the real app) against live node processes.
+
+Node A (``zakura node --api --allow-faults``) and node B (bootstrapped to A) are real
+processes; the app runs here under Textual's Pilot and talks to A only over HTTP. Checked:
+the views fill; ``d`` with an operator token disconnects the peer (A's journal names the
+token); a viewer token shows READ-ONLY and the action is refused before any request; A is
+killed with SIGKILL, the status bar says OFFLINE with the next try, A is restarted on the
+same data dir and port and the console resumes by itself with the new run's journal rows.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from console.app import ZakuraConsole
+from console.remote import RemoteNodeClient
+from console.screens.modals import ConfirmScreen
+from console.screens.peers import PeersScreen
+from console.widgets.peer_table import PeerTable
+from console.widgets.status_bar import StatusBar
+from node_core.api.tokens import TokenStore
+from node_core.control import Role
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+from prockit import NodeProc, Procs, wait_for_snapshot
+
+pytestmark = pytest.mark.timeout(120)
+
+SIZE = (140, 40)
+
+
+class RecordingConsole(ZakuraConsole):
+    """The real app, remembering every notification (they expire on screen)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.notes: list[str] = []
+
+    def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
+        self.notes.append(str(message))
+        super().notify(message, **kwargs)
+
+
+async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def status_text(app: ZakuraConsole) -> str:
+    bar = app.screen.query_one(StatusBar)
+    return str(bar.render())
+
+
+async def journal(node: NodeProc) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        url = f"http://{node.api}/api/v1/journal?since=0&limit=5000"
+        async with http.get(url, headers={"Authorization": f"Bearer {node.token}"}) as resp:
+            rows: list[dict[str, Any]] = (await resp.json())["rows"]
+            return rows
+
+
+async def test_attach_acts_with_an_operator_token_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    procs = Procs()
+    port = free_port()
+    api_flag = ("--api", f"127.0.0.1:{port}")
+    try:
+        a = await procs.start(tmp_path / "a", "--allow-faults", "--blocks", "50", *api_flag)
+        await procs.start(tmp_path / "b", "--bootstrap", a.listen)
+        token = TokenStore(a.data_dir).create("alice", Role.OPERATOR)
+        client = RemoteNodeClient(f"http://{a.api}", token)
+        await client.connect()
+        assert not client.read_only and client.role == "operator"
+        app = RecordingConsole(client, refresh_interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+            assert "READ-ONLY" not in status_text(app)
+            await pilot.press("2")
+            await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view")
+            table = app.screen.query_one(PeerTable)
+            await wait_until(lambda: table.live_count == 1, "B's row")
+            victim = table.selected_label()
+            assert victim is not None
+            await pilot.press("d")
+            await wait_until(lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            await pilot.press("y")
+            await wait_until(lambda: any("connection_closed" in n for n in app.notes), "the effect")
+            rows = await journal(a)
+            injected = [r for r in rows if r["table"] == "fault" and r["event"] == "injected"]
+            assert [(r["peer"], r["fields"]["by"]) for r in injected] == [(victim, "alice")]
+
+            # A goes away: OFFLINE with the next try, no crash, no notification storm.
+            a.process.send_signal(signal.SIGKILL)
+            await a.process.wait()
+            await wait_until(lambda: "OFFLINE" in status_text(app), "OFFLINE", 20)
+            assert "next try in" in status_text(app)
+            before = app.state.journal_seq
+            assert before > 0
+            # ... and comes back on the same data dir and port: the console resumes by itself.
+            again = await procs.start(tmp_path / "a", "--allow-faults", *api_flag)
+            # prockit gave the new run a new token; ours still stands in the token file.
+            async with aiohttp.ClientSession() as http:
+                await wait_for_snapshot(http, again, lambda s: True, 20, "A back")
+            await wait_until(lambda: "OFFLINE" not in status_text(app), "back online", 40)
+            await wait_until(lambda: app.state.restarts == 1, "the restart seen")
+            await wait_until(
+                lambda: any(
+                    r["table"] == "node" and r["event"] == "started" and r["seq"] < before
+                    for r in list(app.state.journal)[-200:]
+                ),
+                "the new run's journal rows",
+            )
+            assert sum(1 for n in app.notes if n.startswith("lost the node")) == 1
+    finally:
+        await procs.stop_all()
+
+
+async def test_a_viewer_token_is_read_only_and_refused(tmp_path: Path) -> None:
+    procs = Procs()
+    try:
+        a = await procs.start(tmp_path / "a", "--allow-faults")
+        await procs.start(tmp_path / "b", "--bootstrap", a.listen)
+        token = TokenStore(a.data_dir).create("watcher", Role.VIEWER)
+        client = RemoteNodeClient(f"http://{a.api}", token)
+        await client.connect()
+        assert client.read_only
+        app = RecordingConsole(client, refresh_interval=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+            assert "READ-ONLY" in status_text(app)
+            await pilot.press("2")
+            await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view")
+            table = app.screen.query_one(PeerTable)
+            await wait_until(lambda: table.live_count == 1, "B's row")
+            await pilot.press("d")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen)  # refused before asking
+        rows = await journal(a)
+        assert not [r for r in rows if r["table"] == "fault"]
+    finally:
+        await procs.stop_all()

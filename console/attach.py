@@ -42,7 +42,13 @@ examples:
   zakura token create --data-dir node-a --name me --role operator | tail -n 1 > me.token
   chmod 600 me.token
   zakura attach http://10.0.0.5:9100 --token-file me.token
-  ZAKURA_TOKEN=$(cat viewer.token) zakura attach http://127.0.0.1:9100"""
+  ZAKURA_TOKEN=$(cat viewer.token) zakura attach http://127.0.0.1:9100
+  zakura attach --fleet /tmp/zakura-testnet-xyz/fleet.toml     # view 0: every node
+
+With several URLs or --fleet the console opens on the Fleet view (0): one row per node
+(reachable, peers, header and verified tip against the best in the fleet, blocks/s, panics,
+misbehaviors, loop-lag p99, last error); Enter opens that node's views, 0 or Esc comes
+back."""
 
 
 class AttachError(Exception):
@@ -57,7 +63,21 @@ def add_parser(sub: object, formatter_class: type[argparse.HelpFormatter]) -> No
         description=HELP,
         formatter_class=formatter_class,
     )
-    p.add_argument("url", metavar="URL", help="the node's API, e.g. http://127.0.0.1:9100")
+    p.add_argument(
+        "urls",
+        nargs="*",
+        metavar="URL",
+        help="the node's API, e.g. http://127.0.0.1:9100; several URLs open the Fleet view "
+        "(all with the same token)",
+    )
+    p.add_argument(
+        "--fleet",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a fleet file (TOML: [[node]] name, url, token_file; zakura testnet writes one as "
+        "<data dir>/fleet.toml): the Fleet view over those nodes",
+    )
     p.add_argument(
         "--token-file",
         type=Path,
@@ -142,11 +162,15 @@ async def run_attach(args: argparse.Namespace) -> int:
     check_theme(args.theme)
     if args.log_file is not None:
         check_log_file(args.log_file)
+    if args.fleet is None and not args.urls:
+        raise AttachError("give the node's API URL (or several, or --fleet FILE)")
+    if args.fleet is not None or len(args.urls) > 1:
+        return await _run_fleet(args)
     token = read_token(args.token_file, os.environ)
     check_terminal()
     log_file = args.log_file or Path(tempfile.gettempdir()) / f"zakura-attach-{os.getpid()}.log"
     handler = configure_logging(log_file, "info")
-    client = RemoteNodeClient(args.url, token, read_only=args.read_only)
+    client = RemoteNodeClient(args.urls[0], token, read_only=args.read_only)
     try:
         await connect(client)
         log.info("attached to %s", client.description)
@@ -160,5 +184,54 @@ async def run_attach(args: argparse.Namespace) -> int:
         return 1 if app.return_code not in (None, 0) else 0
     finally:
         await client.close()
+        logging.getLogger().removeHandler(handler)
+        print(f"zakura attach: log in {log_file}", file=sys.stderr)
+
+
+def fleet_members(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """``(name, url, token)`` for every node the flags name; :class:`AttachError` if wrong."""
+    from console.fleet import FleetError, load_fleet_file
+
+    out: list[tuple[str, str, str]] = []
+    if args.fleet is not None:
+        try:
+            entries = load_fleet_file(args.fleet)
+        except FleetError as exc:
+            raise AttachError(str(exc)) from None
+        for name, url, token_file in entries:
+            out.append((name, url, read_token(token_file, os.environ)))
+    if args.urls:
+        token = read_token(args.token_file, os.environ)
+        for url in args.urls:
+            out.append((url.split("//", 1)[-1].rstrip("/"), url, token))
+    return out
+
+
+async def _run_fleet(args: argparse.Namespace) -> int:
+    """The Fleet view over every node named by ``--fleet`` and the URLs."""
+    from console.fleet import Fleet, FleetMember
+    from console.fleet_app import FleetConsole
+    from console.launcher import check_terminal, configure_logging, default_theme
+
+    members = [
+        FleetMember(name, RemoteNodeClient(url, token, read_only=args.read_only))
+        for name, url, token in fleet_members(args)
+    ]
+    check_terminal()
+    log_file = args.log_file or Path(tempfile.gettempdir()) / f"zakura-attach-{os.getpid()}.log"
+    handler = configure_logging(log_file, "info")
+    fleet = Fleet(members)
+    try:
+        await fleet.connect_all()
+        app = FleetConsole(
+            fleet,
+            refresh_interval=max(args.refresh, 0.5),
+            theme=default_theme(args.theme, os.environ),
+            ascii=args.ascii,
+        )
+        await app.run_async()
+        return 1 if app.return_code not in (None, 0) else 0
+    finally:
+        await fleet.close()
         logging.getLogger().removeHandler(handler)
         print(f"zakura attach: log in {log_file}", file=sys.stderr)

@@ -27,11 +27,32 @@ class StatusBar(Static):
     }
     """
 
-    def apply(self, state: ConsoleState, current: str, views: list[tuple[str, str]]) -> None:
+    def apply_fleet(
+        self, summary: str, state: ConsoleState, current: str, views: list[tuple[str, str]]
+    ) -> None:
+        """The Fleet view's bar: the fleet in a few words instead of one node's line."""
+        self.apply(state, current, views, headline=summary)
+
+    def apply(
+        self,
+        state: ConsoleState,
+        current: str,
+        views: list[tuple[str, str]],
+        *,
+        headline: str | None = None,
+    ) -> None:
         text = Text(no_wrap=True, overflow="ellipsis")
         snap = state.snapshot
+        if headline is not None:
+            text.append(f"{headline}  ", style="bold")
+            snap = None
+            state_markers_only = True
+        else:
+            state_markers_only = False
         narrow = (self.size.width or self.app.size.width) < NARROW_BELOW
-        if snap is None:
+        if state_markers_only:
+            pass
+        elif snap is None:
             text.append("zakura  ", style="bold")
             text.append("waiting..." if narrow else "waiting for the node...", style="italic")
         else:

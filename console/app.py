@@ -20,11 +20,12 @@ from pathlib import Path
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.command import CommandPalette
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import ThemeProvider
 
 from console.client import ActionRequest, ClientUnavailable, NodeClient
-from console.format import ASCII_GLYPHS, UNICODE_GLYPHS
+from console.format import ASCII_GLYPHS, UNICODE_GLYPHS, clean
 from console.policy import STALL_SERVICES, ActionPolicy
 from console.screens.base import ConsoleScreen
 from console.screens.journal import JournalScreen
@@ -49,6 +50,9 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("4", "misbehavior", "Misbehavior"),
     ("5", "parked", "Parked"),
 )
+
+#: Longest notification text (a node's sentence plus a quoted reason fits easily).
+NOTIFY_LIMIT = 400
 
 #: The service ``k`` parks, and the one ``s`` offers first (as it did before block sync).
 HEADER_SYNC = "header_sync"
@@ -144,6 +148,30 @@ class ZakuraConsole(App[None]):
         self._initial_theme = theme or self._themes[0]
         self._polling = False
 
+    # ------------------------------------------------------------------ notifications
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification is plain text with control characters removed.
+
+        Messages carry peer-supplied text (close reasons, labels, the node's own error
+        sentences that quote a peer): read as markup, ``[bold red]x[/`` would raise or
+        restyle the toast; written raw, an ANSI/OSC escape would reach the terminal.
+        """
+        super().notify(
+            clean(message, limit=NOTIFY_LIMIT),
+            title=clean(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
+
     # ------------------------------------------------------------------ themes
     @property
     def theme_names(self) -> list[str]:
@@ -186,7 +214,7 @@ class ZakuraConsole(App[None]):
             # A remote node went away: say so where the operator looks, once per change,
             # and keep polling (the client decides when it really tries again).
             if self.state.link_down is None:
-                self.notify(f"lost the node: {exc}", severity="warning", timeout=4, markup=False)
+                self.notify(f"lost the node: {exc}", severity="warning", timeout=4)
             self.state.link_down = exc.short
             self.render_current()
             return

@@ -90,6 +90,13 @@ class ChainStore:
             raise StoreError(f"cannot open chain store {self.path}: {exc}") from exc
         try:
             self._open()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(
+                f"{self.path} is not a usable chain store ({exc}): the file is damaged or is "
+                "not a SQLite database, and nothing was written to it; move it away to start "
+                "the chain afresh, or put back a good copy"
+            ) from None
         except BaseException:
             self._db.close()
             raise

@@ -336,3 +336,30 @@ def test_kill_9_never_corrupts_or_loses_committed_blocks(tmp_path: Path) -> None
             )
         finally:
             store.close()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random"])
+def test_a_damaged_file_is_refused_with_one_sentence_and_left_alone(
+    tmp_path: Path, damage: str
+) -> None:
+    """Issue 15: a damaged store gives a StoreError naming the file and what to do (which
+    the command line prints as one line, exit 2), never a sqlite3 traceback, and is not
+    written to."""
+    path = tmp_path / "chain.sqlite3"
+    store = ChainStore(path)
+    for i in range(200):  # enough pages that a cut lands inside the data
+        store._db.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (f"pad{i}", "x" * 2000))
+    store.close()
+    if damage == "truncated":
+        os.truncate(path, path.stat().st_size // 3)
+    else:
+        path.write_bytes(os.urandom(100_000))
+    for extra in (tmp_path / "chain.sqlite3-wal", tmp_path / "chain.sqlite3-shm"):
+        extra.unlink(missing_ok=True)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(StoreError) as err:
+        ChainStore(path)
+    message = str(err.value)
+    assert str(path) in message and "\n" not in message
+    assert "nothing was written" in message and "move it away" in message
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before

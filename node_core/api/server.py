@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from node_core.api import badrequests
 from node_core.api.routes import PRINCIPAL, Routes, error, json_response
 from node_core.api.stream import StreamHub
 from node_core.api.tokens import TokenError, TokenStore
@@ -46,6 +47,7 @@ class ApiServer:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        badrequests.install()  # a malformed request is one short line, never a traceback
         self.tokens = TokenStore(node.config.data_dir)
         self.app = web.Application(middlewares=[self._auth], client_max_size=1024 * 1024)
         self.app.router.add_get("/healthz", self._healthz)

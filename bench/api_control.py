@@ -37,7 +37,7 @@ from node_core.api.tokens import TokenStore
 from node_core.control import Role
 from node_core.node import Node, NodeConfig
 from node_core.observe.looplag import LoopLagMonitor
-from node_core.testnet import Testnet
+from zakura.testnet import Testnet
 
 NAME = "api_control"
 PEERS = 1000

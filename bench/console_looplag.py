@@ -4,12 +4,12 @@ Why: the console and the node may share one asyncio loop (docs/ARCHITECTURE.md, 
 model"). Rendering a view is synchronous work, and every millisecond of it delays the node's
 timers, reads and routines. Issue 3 sets the bar: with the console open, the node's loop-lag p99
 stays <= 25 ms and <= 2x the headless figure. This benchmark produces those numbers for both
-designs (one shared loop, or the node in its own thread as :mod:`console.launcher` runs it),
+designs (one shared loop, or the node in its own thread as :mod:`zakura.console_cmd` runs it),
 side by side, so the choice between them is made by measurement.
 
-Set-up (one for the whole run): a :class:`console.launcher.LocalNetwork` of testnet peer
+Set-up (one for the whole run): a :class:`zakura.local_network.LocalNetwork` of testnet peer
 processes and the operator node, running on its own event loop in a
-:class:`console.launcher.NodeThread` (the "node loop"). Continuous traffic on the node loop
+:class:`zakura.node_thread.NodeThread` (the "node loop"). Continuous traffic on the node loop
 keeps it busy the whole time: every second an in-process "churner" peer is disconnected by the
 node's fault injector and dials straight back (close, handshake, discovery each time), and an
 in-process streamer node pushes a paced stream (3 MiB/s in 16 KiB frames) into the operator
@@ -23,10 +23,10 @@ Phases, interleaved ``repetitions`` times, each sampling the node loop's lag wit
   runs on the node loop itself at the default 4 Hz refresh, on the Peers view; the main thread
   only waits, so this is exactly the one-loop design.
 - ``thread-5ms``: the same app runs on the main thread's loop and reads the node through
-  :class:`console.launcher.ThreadedClient` (the node-in-its-own-thread design); the two threads
+  :class:`zakura.node_thread.ThreadedClient` (the node-in-its-own-thread design); the two threads
   share the GIL, with CPython's default 5 ms switch interval.
 - ``thread``: the same, with the 1 ms switch interval ``zakura console`` sets
-  (:func:`console.launcher.gil_switch_interval`).
+  (:func:`zakura.node_thread.gil_switch_interval`).
 
 Reported: p99 per phase (median over repetitions), the ratio open / headless and whether both
 goals hold. Lower is better here: the goals are the row's ``max_value`` and ``max_ratio``.
@@ -47,14 +47,7 @@ from typing import Any, TypeVar
 from bench import BenchOptions, CorrectnessError, ScenarioResult, register
 from console.app import ZakuraConsole
 from console.client import InProcessClient, NodeClient
-from console.launcher import (
-    DEFAULT_REFRESH,
-    NODE_THREAD_SWITCH_INTERVAL,
-    LocalNetwork,
-    NodeThread,
-    ThreadedClient,
-    gil_switch_interval,
-)
+from console.launcher import DEFAULT_REFRESH
 from node_core.faults import FaultError
 from node_core.node import Node, NodeConfig
 from node_core.observe.looplag import LoopLagMonitor
@@ -63,6 +56,13 @@ from node_core.transport.connection import Connection
 from node_core.transport.endpoint import DialError
 from node_core.transport.routine import RoutineContext
 from node_core.transport.stream import Stream
+from zakura.local_network import LocalNetwork
+from zakura.node_thread import (
+    NODE_THREAD_SWITCH_INTERVAL,
+    NodeThread,
+    ThreadedClient,
+    gil_switch_interval,
+)
 
 T = TypeVar("T")
 
@@ -81,7 +81,7 @@ APP_SIZE = (160, 45)
 GOAL_OPEN_P99_MS = 25.0
 GOAL_RATIO = 2.0
 #: headless baseline; one shared loop; node thread with the default GIL switch interval; node
-#: thread as ``zakura console`` runs it (switch interval lowered, see the launcher).
+#: thread as ``zakura console`` runs it (switch interval lowered, see :mod:`zakura.node_thread`).
 MODES = ("headless", "shared", "thread-5ms", "thread")
 WARMUP_TIMEOUT = 30.0
 

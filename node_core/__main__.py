@@ -1,14 +1,16 @@
-"""``python -m node_core ...`` behaves exactly like the ``zakura`` console script.
+"""``python -m node_core`` is not a command: the command line is the ``zakura`` package.
 
-The testnet starts its children this way (``sys.executable -m node_core node ...``) so a child
-always runs the same interpreter and code as its parent, installed script or not.
+``node_core`` is the library at the bottom of the layers and imports nothing above it, so this
+only points to the command (docs/ARCHITECTURE.md, "Layers and packages").
 """
 
 from __future__ import annotations
 
 import sys
 
-from node_core.cli import main
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print(
+        "node_core is a library; run `zakura` or `python -m zakura` (e.g. python -m zakura node)",
+        file=sys.stderr,
+    )
+    sys.exit(2)

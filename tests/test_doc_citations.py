@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("node_core", "console", "themes", "bench", "tests", "docs")
+SOURCES = ("zakura", "node_core", "console", "themes", "bench", "tests", "docs")
 CITATION = re.compile(r'ARCHITECTURE\.md,\s+"([^"]+)"')
 
 

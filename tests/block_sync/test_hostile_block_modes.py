@@ -42,8 +42,8 @@ from node_core.header_sync.hostile import HOSTILE_MODES, HostileMode
 from node_core.node import Node, NodeConfig
 from node_core.protocol.block_sync import BLOCK_SYNC_STREAM_KIND, DEFAULT_BLOCKS_PER_RESPONSE
 from node_core.protocol.header_sync import HEADER_SYNC_STREAM_KIND
-from node_core.testnet import HOSTILE_LEAD_BLOCKS, Testnet
 from node_core.transport.connection import Connection
+from zakura.testnet import HOSTILE_LEAD_BLOCKS, Testnet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 from nodekit import Cluster, wait_until

@@ -17,17 +17,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node_core.cli import (
-    DEMO_BLOCKS,
-    DEMO_MINE_INTERVAL,
-    build_parser,
-    format_start_line,
-    node_config_from_args,
-    parse_hostport,
-    parse_start_line,
-)
+from zakura.args import DEMO_BLOCKS, DEMO_MINE_INTERVAL, parse_hostport
+from zakura.cli import build_parser
+from zakura.node_cmd import format_start_line, node_config_from_args, parse_start_line
 
-ZAKURA = [sys.executable, "-m", "node_core"]
+ZAKURA = [sys.executable, "-m", "zakura"]
 SCRIPT = Path(sys.executable).parent / "zakura"
 
 
@@ -387,7 +381,7 @@ async def test_demo_quits_on_ctrl_c(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- shutdown safety net
 async def test_leftover_task_that_swallows_one_cancel_is_finished() -> None:
     """The 3.11 ``wait_for`` race eats one cancellation; re-cancelling must still end the task."""
-    from node_core.cli import finish_leftover_tasks
+    from zakura.process import finish_leftover_tasks
 
     swallowed = 0
 
@@ -411,7 +405,7 @@ async def test_leftover_task_that_swallows_one_cancel_is_finished() -> None:
 def test_task_that_never_stops_cannot_hang_the_process() -> None:
     code = (
         "import asyncio\n"
-        "from node_core.cli import finish_leftover_tasks\n"
+        "from zakura.process import finish_leftover_tasks\n"
         "async def immortal():\n"
         "    while True:\n"
         "        try:\n"

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node_core.testnet import (
+from zakura.testnet import (
     HOSTILE_LEAD_BLOCKS,
     FleetEntry,
     Testnet,
@@ -36,7 +36,7 @@ from node_core.testnet import (
     toml_string,
 )
 
-ZAKURA = [sys.executable, "-m", "node_core"]
+ZAKURA = [sys.executable, "-m", "zakura"]
 ACCEPTANCE_NODES = 8
 ACCEPTANCE_SECS = 20.0
 
@@ -628,8 +628,8 @@ async def test_hostile_usage_errors_name_the_flag(
 
 @pytest.mark.parametrize("command", ["testnet", "node"])
 def test_help_teaches_every_hostile_mode(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from node_core.cli import main
     from node_core.header_sync.hostile import MODE_HELP
+    from zakura.cli import main
 
     with pytest.raises(SystemExit) as info:
         main([command, "--help"])

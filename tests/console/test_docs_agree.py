@@ -21,7 +21,7 @@ from console.app import VIEWS, ZakuraConsole
 from console.policy import ACTIONS
 from console.screens.base import ConsoleScreen
 from console.screens.peer_detail import PeerDetailScreen
-from node_core.cli import build_parser
+from zakura.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

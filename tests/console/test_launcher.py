@@ -32,8 +32,9 @@ import pytest
 
 from console.client import ActionRequest
 from console.fixture import FixtureClient
-from console.launcher import LauncherConsole, NodeUnavailable, PendingClient, ThreadedClient
+from console.launcher import LauncherConsole, NodeUnavailable, PendingClient
 from themes import load_themes
+from zakura.node_thread import ThreadedClient
 
 ZAKURA = Path(sys.executable).with_name("zakura")
 COLS, ROWS = 160, 45
@@ -359,6 +360,7 @@ def test_a_crashing_app_still_stops_everything(
     """An exception inside the app (here: in a poll, once the node is attached) ends the app
     with code 1; the node and every testnet process are stopped all the same."""
     from console import launcher
+    from zakura.console_cmd import run_console
 
     class Crashing(LauncherConsole):
         async def poll(self) -> None:
@@ -394,7 +396,7 @@ def test_a_crashing_app_still_stops_everything(
         watcher = asyncio.ensure_future(watch())
         try:
             async with asyncio.timeout(60):
-                return await launcher.run_console(args)
+                return await run_console(args)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -22,10 +22,10 @@ from typing import IO, Any
 import aiohttp
 
 from node_core.api.tokens import TokenStore
-from node_core.cli import parse_start_line
 from node_core.control import Role
+from zakura.node_cmd import parse_start_line
 
-ZAKURA = [sys.executable, "-m", "node_core"]
+ZAKURA = [sys.executable, "-m", "zakura"]
 START_SECS = 60.0
 POLL_SECS = 0.02
 PR_SET_PDEATHSIG = 1

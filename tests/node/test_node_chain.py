@@ -10,11 +10,12 @@ import orjson
 from nodekit import Cluster, wait_until
 
 from node_core.chain import genesis_hash, pregenerate
-from node_core.cli import build_parser, node_config_from_args
 from node_core.node import Node, NodeConfig
 from node_core.observe.journal import JournalEvent
 from node_core.protocol.limits import NetworkId
-from node_core.testnet import Testnet
+from zakura.cli import build_parser
+from zakura.node_cmd import node_config_from_args
+from zakura.testnet import Testnet
 
 
 async def test_chain_id_is_the_network_genesis_hash(cluster: Cluster) -> None:

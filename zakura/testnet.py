@@ -6,7 +6,7 @@ interpreter, data dir (``node-00``, ``node-01`` ...) and log file (``<data dir>/
 
 Lifecycle rules, because leaked node processes hold ports and CPU long after a test failed:
 
-- A child is *ready* when it prints its start line (:func:`node_core.cli.format_start_line`);
+- A child is *ready* when it prints its start line (:func:`zakura.node_cmd.format_start_line`);
   that line also reports the ports it really bound, so children started with port 0 never race
   another program for a port picked in advance.
 - Node 0 starts first and every other node bootstraps from it. It is the miner: with
@@ -41,17 +41,29 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-import node_core
 from node_core.block_sync.hostile import (
     ALL_HOSTILE_MODES,
     ALL_MODE_HELP,
     BlockHostileMode,
     parse_any_mode,
 )
-from node_core.cli import UsageError, check_hostile_delay, check_hostile_rate, parse_start_line
 from node_core.header_sync.hostile import ASKED_MODES
+from zakura.args import (
+    UsageError,
+    add_hostile_mode,
+    add_hostile_rate,
+    add_log_level,
+    check_hostile_delay,
+    check_hostile_rate,
+    count,
+    hostile_modes_help,
+    port_number,
+    seconds,
+)
+from zakura.node_cmd import parse_start_line
+from zakura.process import setup_logging
 
 HOST = "127.0.0.1"
 STOP_GRACE_SECS = 3.0
@@ -63,8 +75,9 @@ LOG_TAIL_LINES = 15
 #: beyond node 0's chain: the honest nodes must ask it for them, which is when it attacks.
 HOSTILE_LEAD_BLOCKS = 100
 _PR_SET_PDEATHSIG = 1
-#: The directory holding the ``node_core`` package this process runs; children import it too.
-_SRC_ROOT = str(Path(node_core.__file__).resolve().parent.parent)
+#: The directory holding the ``zakura`` package this process runs (``node_core`` and
+#: ``console`` sit beside it); children import the same code from there, installed or not.
+_SRC_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class TestnetError(Exception):
@@ -361,7 +374,7 @@ class Testnet:
         args = [
             sys.executable,
             "-m",
-            "node_core",
+            "zakura",
             "node",
             "--listen",
             f"{HOST}:{port}",
@@ -404,7 +417,7 @@ class Testnet:
         log_path = node_dir / "node.log"
         token = make_operator_token(node_dir) if self.api_base_port is not None else None
         env = dict(os.environ)
-        # The child must import the same node_core as this process, installed or not.
+        # The child must import the same zakura and node_core as this process, installed or not.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_SRC_ROOT, env.get("PYTHONPATH")) if p)
         with _open_log(log_path) as log_file:
             proc = await asyncio.create_subprocess_exec(
@@ -696,6 +709,161 @@ def check_hostile(nodes: int, hostile: int, mode: str | None) -> None:
 
 
 # ---------------------------------------------------------------------- zakura testnet
+HOSTILE_HELP = hostile_modes_help(
+    "hostile modes (--hostile N --hostile-mode MODE: the last N nodes, never node 0, run a\n"
+    "hostile header sync (the first eight) or block sync (the last four); each victim's records\n"
+    "show in its snapshot's misbehavior list):"
+)
+
+HELP = """\
+Run a local network of N node processes on 127.0.0.1 and print their addresses.
+
+Each node is a child process (`python -m zakura node ...`) with its own data dir named
+node-00, node-01, ... under --data-dir; every node bootstraps from node 0 and then finds the
+others through discovery. With --blocks N, node 0 is the miner and starts with the seeded chain
+up to height N; the others start from genesis and sync its headers. With --mine-interval S,
+node 0 also mines a block every S seconds and announces it with NewBlock, so every tip keeps
+moving. Each child logs to <its data dir>/node.log.
+Once every node has reported ready, a table of index, label, listen and API address and pid is
+printed. With --api-base-port each node gets an operator API token, written to
+<its data dir>/operator.token (mode 0600). Ctrl-C or SIGTERM stops every child (SIGTERM,
+then SIGKILL after 3 s); if the testnet process itself is killed, even with SIGKILL, the
+children are told to stop by the kernel (Linux).
+
+Only with --api-base-port, the testnet also writes two files into its data dir (--data-dir, or
+the temp dir) and prints their paths under the table:
+  fleet.toml               the fleet file `zakura attach --fleet FILE` reads: one [[node]]
+                           table per node with name ("node-00" ...), url
+                           ("http://127.0.0.1:PORT", its API) and token_file (the absolute
+                           path of its operator.token), all TOML strings
+  prometheus-targets.json  a Prometheus file_sd_configs file: one target group listing every
+                           node's API address (its /metrics needs no token), labels
+                           job="zakura" and testnet=<the data dir's name>; docs/grafana/ has
+                           a prometheus.yml snippet and a Grafana dashboard over it
+
+With --hostile N --hostile-mode MODE the last N nodes attack the others' header or block sync
+(see the modes below); the table gets a role column marking them. They get node 0's --blocks
+chain too; in malformed-headers, slow-responder and silent mode, and in every block mode, 100
+blocks more of it, which only they can serve, so the honest nodes have to ask them and meet the
+attack (a wrong-body or silent-blocks node never serves those: the honest nodes keep their
+header tip 100 above their verified tip and keep meeting the attack)."""
+
+EXAMPLE = f"""\
+{HOSTILE_HELP}
+
+example:
+  zakura testnet --nodes 8 --api-base-port 9100
+  curl -s -H "Authorization: Bearer $(cat DATA/node-00/operator.token)" \\
+      127.0.0.1:9100/api/v1/snapshot          # node 0's view (DATA: the printed data dir)
+  zakura testnet --nodes 3 --api-base-port 9100 --data-dir tn
+      # then: zakura attach --fleet tn/fleet.toml; Prometheus: tn/prometheus-targets.json
+  zakura testnet --nodes 4 --blocks 5000 --mine-interval 5 --api-base-port 9100
+  zakura testnet --nodes 5 --blocks 2000 --hostile 2 --hostile-mode malformed-headers"""
+
+
+def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """Add ``testnet`` to the ``zakura`` subcommands ``sub``."""
+    testnet = sub.add_parser(
+        "testnet",
+        help="run a local network of node processes",
+        description=HELP,
+        epilog=EXAMPLE,
+        formatter_class=formatter_class,
+    )
+    testnet.add_argument(
+        "--nodes",
+        type=count(1),
+        required=True,
+        metavar="N",
+        help="number of node processes (required)",
+    )
+    testnet.add_argument(
+        "--base-port",
+        type=port_number,
+        default=0,
+        metavar="P",
+        help="node i listens on P+i; 0 lets each node pick a free port (default: 0)",
+    )
+    testnet.add_argument(
+        "--api-base-port",
+        type=port_number,
+        default=None,
+        metavar="P",
+        help="node i serves its API on 127.0.0.1:P+i; 0 picks free ports; also writes "
+        "fleet.toml and prometheus-targets.json (default: no API, no files)",
+    )
+    testnet.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="parent of the node-NN data dirs, kept at exit "
+        "(default: a fresh temp dir, removed at exit)",
+    )
+    testnet.add_argument(
+        "--target-peers",
+        type=count(0),
+        default=4,
+        metavar="N",
+        help="--target-peers of every node (default: 4)",
+    )
+    testnet.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="start every node with --allow-faults (default: off)",
+    )
+    testnet.add_argument(
+        "--trace-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="node i writes its trace tables into DIR/node-NN (default: off)",
+    )
+    testnet.add_argument(
+        "--blocks",
+        type=count(0),
+        default=0,
+        metavar="N",
+        help="node 0 is the miner: it pre-generates the seeded chain up to height N before it "
+        "listens; the other nodes start from genesis (default: 0)",
+    )
+    testnet.add_argument(
+        "--seed",
+        type=count(0),
+        default=1,
+        metavar="S",
+        help="seed of node 0's --blocks chain (default: 1)",
+    )
+    testnet.add_argument(
+        "--mine-interval",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help="node 0 (the miner) gets --mine-interval S: it mines a block on its tip every S "
+        "seconds and announces it with NewBlock, which the others relay; S > 0 "
+        "(default: off, the chain stays at --blocks)",
+    )
+    testnet.add_argument(
+        "--hostile",
+        type=count(0),
+        default=0,
+        metavar="N",
+        help="the last N nodes run a hostile header or block sync (--hostile-mode); node 0 never "
+        "does, "
+        "so N must be less than --nodes (default: 0)",
+    )
+    add_hostile_mode(testnet, "what the --hostile nodes do (listed below; required with --hostile)")
+    testnet.add_argument(
+        "--hostile-delay",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="--hostile-mode slow-responder only: each hostile answer's delay (default: 35)",
+    )
+    add_hostile_rate(testnet)
+    add_log_level(testnet, "info", "here on stderr and in every node's node.log")
+
+
 def format_table(net: Testnet) -> str:
     """The table ``zakura testnet`` prints once every node is ready.
 
@@ -850,3 +1018,9 @@ async def _supervise(net: Testnet, stop: asyncio.Event) -> int:
         return 0
     finally:
         stopper.cancel()
+
+
+def run(args: argparse.Namespace) -> int:
+    """``zakura testnet``: logs on stderr, the testnet until a signal. Raises UsageError."""
+    setup_logging(args.log_level)
+    return asyncio.run(run_testnet_cli(args))

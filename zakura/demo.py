@@ -3,7 +3,7 @@ Textual console, is the default and what ``make run`` starts now).
 
 Kept because it needs no full-screen terminal: piped into a log it prints a text summary every
 second, which makes it handy in CI and over dumb terminals. It starts a local
-:class:`~node_core.testnet.Testnet`, runs the operator's own node in this process, and shows
+:class:`~zakura.testnet.Testnet`, runs the operator's own node in this process, and shows
 that node's peers live. Every figure on screen comes from ``node.snapshot()`` alone - the same
 rule the Textual console follows - so this view is also a running check that the snapshot
 carries what an operator needs. The renderers below are pure functions of one snapshot
@@ -27,7 +27,7 @@ import time
 import unicodedata
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console, Group, JustifyMethod, RenderableType
 from rich.live import Live
@@ -35,9 +35,12 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
-from node_core.cli import finish_leftover_tasks
-from node_core.node import Node, NodeConfig
-from node_core.testnet import HOST, Testnet, TestnetError
+from zakura.args import add_demo_chain, add_log_level, count, seconds
+from zakura.process import finish_leftover_tasks, setup_logging
+from zakura.testnet import HOST, Testnet, TestnetError
+
+if TYPE_CHECKING:
+    from node_core.node import Node
 
 T = TypeVar("T")
 
@@ -230,8 +233,65 @@ async def _wait(stop: asyncio.Event, timeout: float) -> None:
             await stop.wait()
 
 
+HELP = """\
+The interim operator view, a rich table in the terminal (`zakura console` is the default now).
+
+Starts a local testnet of --peers node processes, then the operator's own node inside this
+process (fault injection enabled, target peers = --peers, bootstrapped from testnet node 0),
+and shows a live table of that node's peers built from its snapshot: routine state per service
+(● running, ○ exited, ■ panicked, ◐ parked) with its generation, traffic, misbehavior, and the
+peers closed in the last 10 s. Testnet node 0 is a miner: it starts with a --blocks chain and
+mines a block every --mine-interval seconds; your node starts at genesis, and the header line
+shows its header tip syncing up to the testnet's and then following it. When stdout is not a
+terminal it prints a text summary every second instead. Ctrl-C stops the node and the
+testnet."""
+
+EXAMPLE = """\
+example:
+  zakura demo --peers 8
+  zakura demo --peers 3 --duration 10 | tee demo.log
+  zakura demo --blocks 0 --mine-interval 0             # no chain: peers and routines only"""
+
+
+def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """Add ``demo`` to the ``zakura`` subcommands ``sub``."""
+    demo = sub.add_parser(
+        "demo",
+        help="the interim rich-table view of a local testnet and your own node",
+        description=HELP,
+        epilog=EXAMPLE,
+        formatter_class=formatter_class,
+    )
+    demo.add_argument(
+        "--peers",
+        type=count(1),
+        default=6,
+        metavar="N",
+        help="number of testnet node processes to start (default: 6)",
+    )
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep all data under DIR (your node in DIR/node, the testnet in DIR/testnet) "
+        "(default: a temp dir, removed at exit)",
+    )
+    demo.add_argument(
+        "--duration",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="exit by itself this long after the view starts (default: run until Ctrl-C)",
+    )
+    add_demo_chain(demo, " (the header line's headers figure)")
+    add_log_level(demo, "warning")
+
+
 async def run_demo(args: argparse.Namespace) -> int:
     """``zakura demo``: testnet + own node + live peer view, until Ctrl-C or ``--duration``."""
+    from node_core.node import Node, NodeConfig
+
     console = Console()
     tty = console.is_terminal
     if tty:
@@ -327,3 +387,9 @@ async def _summaries(node: Node, stop: asyncio.Event, deadline: float | None) ->
         if _done(stop, deadline):
             return
         await _wait(stop, _remaining(deadline, SUMMARY_INTERVAL_SECS))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``zakura demo``: logs on stderr (through the live view on a terminal)."""
+    setup_logging(args.log_level)
+    return asyncio.run(run_demo(args))

@@ -1,0 +1,36 @@
+"""``zakura attach URL``: the console on a node that runs elsewhere, over its control API.
+
+The attach app itself (its flags, the token, the remote client, the Fleet view) lives with the
+console in :mod:`console.attach`; this module puts it on the command line and turns its
+start-up errors into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from zakura.args import UsageError, fail_line
+
+PROG = "zakura attach"
+
+
+def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """Add ``attach`` to the ``zakura`` subcommands ``sub`` (Textual is imported only by run)."""
+    from console.attach import add_parser as add_attach_parser
+
+    add_attach_parser(sub, formatter_class)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``zakura attach``. Raises :class:`~zakura.args.UsageError`."""
+    from console.attach import AttachError, run_attach
+    from console.launcher import NotATerminal, OptionError
+
+    try:
+        return asyncio.run(run_attach(args))
+    except (AttachError, NotATerminal) as exc:
+        return fail_line(PROG, str(exc))
+    except OptionError as err:
+        raise UsageError(err.flag, err.problem) from None

@@ -1,0 +1,300 @@
+"""``zakura node``: one headless node until SIGINT or SIGTERM.
+
+``zakura node`` prints exactly one line on stdout once it is listening (see
+:func:`format_start_line`); :mod:`zakura.testnet` waits for that line to know a child is
+ready and to learn the ports it actually bound, so its shape is a contract.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from node_core.block_sync.hostile import BLOCK_HOSTILE_MODES, DEFAULT_HOSTILE_RATE
+from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
+from zakura.args import (
+    MINE_INTERVAL_HELP,
+    NETWORKS,
+    UsageError,
+    add_hostile_mode,
+    add_hostile_rate,
+    add_log_level,
+    api_addr,
+    check_data_dir,
+    check_hostile_delay,
+    check_hostile_rate,
+    count,
+    describe,
+    dial_addr,
+    hostile_modes_help,
+    listen_addr,
+    seconds,
+)
+from zakura.process import finish_leftover_tasks, setup_logging
+
+if TYPE_CHECKING:
+    from node_core.node import NodeConfig
+
+log = logging.getLogger(__name__)
+
+START_LINE_RE = re.compile(r"^zakura node ready: label=(\S+) listen=(\S+) api=(\S+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class StartLine:
+    """What a ``zakura node`` child announced when it became ready."""
+
+    label: str
+    listen: str
+    api: str | None
+
+
+def format_start_line(label: str, listen: str, api: str | None) -> str:
+    """The one line ``zakura node`` prints when it is listening (parsed by the testnet)."""
+    return f"zakura node ready: label={label} listen={listen} api={api or 'off'}"
+
+
+def parse_start_line(line: str) -> StartLine | None:
+    """Inverse of :func:`format_start_line`; ``None`` for any other line."""
+    m = START_LINE_RE.match(line)
+    if m is None:
+        return None
+    api = None if m.group(3) == "off" else m.group(3)
+    return StartLine(label=m.group(1), listen=m.group(2), api=api)
+
+
+HOSTILE_HELP = hostile_modes_help(
+    "hostile modes (--hostile-mode MODE; testnets only - the node attacks its peers' header\n"
+    "sync (the first eight) or block sync (the last four) instead of syncing that way; give it a\n"
+    "chain with --blocks so peers behind it ask it for work):"
+)
+
+HELP = """\
+Run one headless node until SIGINT or SIGTERM, then stop it cleanly (exit 0).
+
+The node listens for peers on --listen, keeps --target-peers connections (dialing addresses
+learned through discovery), and keeps redialing every --bootstrap peer while it is down. Its
+Ed25519 identity lives in --data-dir/node_key (created 0600 on first start; a key readable by
+others is refused); its chain in --data-dir/chain.sqlite3, starting at the --network's genesis
+(resumed on restart). Once listening it prints one line on stdout:
+
+  zakura node ready: label=peer:<16 hex> listen=HOST:PORT api=HOST:PORT|off
+
+The API (--api) serves /healthz and /metrics to anyone and every /api/v1 route only with a
+bearer token from `zakura token create` (see `zakura token --help`); bound to an address that
+is not loopback, it refuses to start until the data dir has a token.
+
+Input errors (bad address, port in use, unusable data dir or key, a non-loopback --api with
+no token) print one line on stderr naming the flag, and exit with code 2."""
+
+EXAMPLE = f"""\
+{HOSTILE_HELP}
+
+example:
+  zakura node --listen 127.0.0.1:9000 --data-dir ./node-a --api 9100
+  zakura node --listen 127.0.0.1:9001 --data-dir ./node-b --bootstrap 127.0.0.1:9000
+  zakura node --listen 127.0.0.1:9002 --data-dir ./node-c --bootstrap 127.0.0.1:9000 \\
+      --blocks 500 --hostile-mode slow-responder --hostile-delay 40
+  zakura token create --data-dir ./node-a --name me --role operator | tail -n 1 > me.token
+  curl -s -H "Authorization: Bearer $(cat me.token)" 127.0.0.1:9100/api/v1/snapshot"""
+
+
+def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
+    """Add ``node`` to the ``zakura`` subcommands ``sub``."""
+    node = sub.add_parser(
+        "node",
+        help="run one headless node",
+        description=HELP,
+        epilog=EXAMPLE,
+        formatter_class=formatter_class,
+    )
+    node.add_argument(
+        "--listen",
+        type=listen_addr,
+        required=True,
+        metavar="HOST:PORT",
+        help="address to accept peers on; port 0 picks a free port (required)",
+    )
+    node.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory for the identity key and node state; created if missing (required)",
+    )
+    node.add_argument(
+        "--bootstrap",
+        type=dial_addr,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="peer to dial and keep redialing; repeat for several (default: none)",
+    )
+    node.add_argument(
+        "--api",
+        type=api_addr,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the read-only control API here; a bare PORT means 127.0.0.1:PORT "
+        "(default: off)",
+    )
+    node.add_argument(
+        "--allow-faults",
+        action="store_true",
+        help="accept fault injection (disconnect, panic a routine ...) (default: refused)",
+    )
+    node.add_argument(
+        "--trace-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the journal as JSONL trace tables into DIR (default: off)",
+    )
+    node.add_argument(
+        "--target-peers",
+        type=count(0),
+        default=4,
+        metavar="N",
+        help="connections to keep, inbound ones included (default: 4)",
+    )
+    node.add_argument(
+        "--network",
+        choices=sorted(NETWORKS),
+        default="regtest",
+        help="network id sent in the handshake; peers must match, and so must the chain id, "
+        "which is this network's genesis hash (default: regtest)",
+    )
+    node.add_argument(
+        "--blocks",
+        type=count(0),
+        default=0,
+        metavar="N",
+        help="before listening, pre-generate the seeded chain up to height N in "
+        "--data-dir/chain.sqlite3 (a miner node starts with its chain); a restart keeps what is "
+        "stored and adds only what is missing (default: 0, start from genesis)",
+    )
+    node.add_argument(
+        "--seed",
+        type=count(0),
+        default=1,
+        metavar="S",
+        help="seed of the --blocks chain: the same seed gives the same chain, byte for byte "
+        "(default: 1)",
+    )
+    node.add_argument(
+        "--mine-interval",
+        type=seconds,
+        default=None,
+        metavar="S",
+        help=f"{MINE_INTERVAL_HELP} (S must be positive, e.g. 5)",
+    )
+    node.add_argument(
+        "--headers-only",
+        action="store_true",
+        help="sync and serve headers but never download block bodies (no block-sync stream); "
+        "bodies this node already has stay in its store (default: off, bodies are synced)",
+    )
+    add_hostile_mode(
+        node, "run a hostile header or block sync that attacks peers in MODE (listed below)"
+    )
+    node.add_argument(
+        "--hostile-delay",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="--hostile-mode slow-responder only: hold each answer back this long; past the "
+        "peers' 30 s request timeout they time out, at or under it they are served "
+        "(default: 35)",
+    )
+    add_hostile_rate(node)
+    add_log_level(node, "info")
+
+
+def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
+    """Build the :class:`NodeConfig` for ``zakura node`` (imported late to keep --help quick)."""
+    from node_core.node import NodeConfig
+
+    host, port = args.listen
+    return NodeConfig(
+        data_dir=args.data_dir,
+        listen_host=host,
+        listen_port=port,
+        bootstrap=tuple(args.bootstrap),
+        api=args.api,
+        allow_faults=args.allow_faults,
+        trace_dir=args.trace_dir,
+        target_peers=args.target_peers,
+        network_id=int(NETWORKS[args.network]),
+        blocks=args.blocks,
+        chain_seed=args.seed,
+        mine_interval=args.mine_interval,
+        sync_blocks=not args.headers_only,
+        hostile_mode=args.hostile_mode,
+        hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
+        hostile_rate_bytes=DEFAULT_HOSTILE_RATE if args.hostile_rate is None else args.hostile_rate,
+    )
+
+
+async def run_node(args: argparse.Namespace) -> int:
+    """Start the node, print the start line, wait for SIGINT/SIGTERM, stop cleanly."""
+    from node_core.api import ApiStartError
+    from node_core.chain.chainstate import ChainStateError
+    from node_core.chain.store import StoreError
+    from node_core.identity import IdentityError
+    from node_core.node import Node
+
+    check_hostile_delay(args)
+    check_hostile_rate(args)
+    check_data_dir(args.data_dir)
+    try:
+        node = Node(node_config_from_args(args))
+    except IdentityError as exc:
+        raise UsageError("--data-dir", str(exc)) from None
+    except OSError as exc:
+        # The identity loaded, so the data dir is fine: the trace writer could not start.
+        raise UsageError("--trace-dir", f"{args.trace_dir}: {describe(exc)}") from None
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            await node.start()
+        except (ChainStateError, StoreError) as exc:
+            raise UsageError("--data-dir", str(exc)) from None
+        except ApiStartError as exc:
+            raise UsageError("--api", str(exc)) from None
+        except OSError as exc:
+            # listen comes first in Node.start: a still-unbound listener means it was --listen.
+            bad_listen = node.transport.listen_port == 0
+            flag, (host, port) = ("--listen", args.listen) if bad_listen else ("--api", args.api)
+            raise UsageError(flag, f"{host}:{port}: {describe(exc)}") from None
+        print(format_start_line(node.label, node.listen, node.api_address), flush=True)
+        if args.hostile_mode is not None:
+            log.warning(
+                "node %s runs a HOSTILE %s (%s): it attacks its peers instead of syncing that way",
+                node.label,
+                "block sync" if args.hostile_mode in BLOCK_HOSTILE_MODES else "header sync",
+                args.hostile_mode,
+            )
+        await stop.wait()
+        log.info("signal received, stopping node %s", node.label)
+    finally:
+        await node.stop()
+        await finish_leftover_tasks()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """``zakura node``: logs on stderr, the node until a signal. Raises :class:`UsageError`."""
+    setup_logging(args.log_level)
+    return asyncio.run(run_node(args))

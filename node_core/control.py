@@ -22,19 +22,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from node_core.faults import (
     FaultError,
+    FaultInjector,
     FaultInvalid,
     FaultOutcome,
     FaultsDisabled,
     RoutineNotRunning,
     UnknownPeer,
 )
-
-if TYPE_CHECKING:
-    from node_core.node import Node
 
 __all__ = [
     "ACTIONS",
@@ -52,6 +50,7 @@ __all__ = [
     "ActionKind",
     "ActionResult",
     "ControlPolicy",
+    "Controlled",
     "Principal",
     "Refusal",
     "Role",
@@ -358,8 +357,15 @@ def parse_throttle_kib(text: str) -> float:
     return kib
 
 
+class Controlled(Protocol):
+    """What :func:`apply` needs of a node (a :class:`~node_core.node.Node`): its injector."""
+
+    @property
+    def faults(self) -> FaultInjector: ...
+
+
 async def apply(
-    node: Node,
+    node: Controlled,
     action: Action,
     *,
     principal: Principal = LOCAL_OPERATOR,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from node_core.observe.journal import JournalEvent
 from node_core.transport.connection import Connection
@@ -19,9 +19,14 @@ from node_core.transport.routine import InjectedPanic
 from node_core.transport.supervise import RoutineHandle
 
 if TYPE_CHECKING:
+    from node_core.block_sync.core import BlockSyncCore
     from node_core.block_sync.routine import BlockSyncRoutine
+    from node_core.header_sync.reactor import HeaderSyncReactor
     from node_core.header_sync.routine import HeaderSyncRoutine
-    from node_core.node import Node
+    from node_core.header_sync.service import HeaderSyncService
+    from node_core.observe.journal import Journal
+    from node_core.observe.metrics import NodeMetrics
+    from node_core.transport.endpoint import Transport
 
 
 class FaultError(Exception):
@@ -63,10 +68,31 @@ class FaultOutcome:
     reason: str | None
 
 
+class FaultTarget(Protocol):
+    """The parts of a node that faults act on and watch (a :class:`~node_core.node.Node`).
+
+    Why a protocol: the node builds its injector, so the injector must not know the node's
+    class (docs/ARCHITECTURE.md, "Layers and packages").
+    """
+
+    @property
+    def transport(self) -> Transport: ...
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def metrics(self) -> NodeMetrics: ...
+    @property
+    def header_sync(self) -> HeaderSyncReactor: ...
+    @property
+    def header_sync_service(self) -> HeaderSyncService: ...
+    @property
+    def block_sync(self) -> BlockSyncCore: ...
+
+
 class FaultInjector:
     """Applies faults to a node and reports what the node did about them."""
 
-    def __init__(self, node: Node, *, enabled: bool) -> None:
+    def __init__(self, node: FaultTarget, *, enabled: bool) -> None:
         self.node = node
         self.enabled = enabled
         self._ids = itertools.count(1)

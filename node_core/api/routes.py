@@ -9,16 +9,33 @@ for a bad request, ``field``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from node_core.control import ACTIONS, Action, ActionInvalid, Principal, Refusal, apply
-from node_core.observe.snapshot import build_snapshot
+from node_core.observe.snapshot import SnapshotSource, build_snapshot
 
-if TYPE_CHECKING:
-    from node_core.node import Node
+
+class ApiConfig(Protocol):
+    """The settings the API reads (a :class:`~node_core.node.NodeConfig`)."""
+
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def allow_faults(self) -> bool: ...
+
+
+class ApiNode(SnapshotSource, Protocol):
+    """The node an API serves (a :class:`~node_core.node.Node`, which starts its API and so
+    is not imported here; docs/ARCHITECTURE.md, "Layers and packages")."""
+
+    @property
+    def config(self) -> ApiConfig: ...
+    def snapshot(self) -> dict[str, Any]: ...
+
 
 #: Largest JSON body a write route reads (a real one is under 100 bytes).
 MAX_BODY = 64 * 1024
@@ -52,7 +69,7 @@ def error(status: int, message: str, **extra: object) -> web.Response:
 class Routes:
     """The handlers of one node's API."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ApiNode) -> None:
         self.node = node
 
     def register(self, app: web.Application) -> None:

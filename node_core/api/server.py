@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from node_core.api import badrequests
-from node_core.api.routes import PRINCIPAL, Routes, error, json_response
+from node_core.api.routes import PRINCIPAL, ApiNode, Routes, error, json_response
 from node_core.api.stream import StreamHub
 from node_core.api.tokens import TokenError, TokenStore
-
-if TYPE_CHECKING:
-    from node_core.node import Node
 
 __all__ = ["ApiServer", "ApiStartError", "is_loopback"]
 
@@ -45,7 +41,7 @@ def is_loopback(host: str) -> bool:
 class ApiServer:
     """Serves one node's control API."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ApiNode) -> None:
         self.node = node
         badrequests.install()  # a malformed request is one short line, never a traceback
         self.tokens = TokenStore(node.config.data_dir)

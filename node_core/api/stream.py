@@ -27,15 +27,12 @@ import asyncio
 import contextlib
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from aiohttp import WSCloseCode, web
 
-from node_core.api.routes import error
-
-if TYPE_CHECKING:
-    from node_core.node import Node
+from node_core.api.routes import ApiNode, error
 
 __all__ = ["MAX_BUFFERED", "MAX_STREAMS", "SnapshotCache", "StreamHub"]
 
@@ -61,7 +58,7 @@ class SlowClient(Exception):
 class SnapshotCache:
     """The encoded snapshot, rebuilt at most once per ``max_age`` whoever asks."""
 
-    def __init__(self, node: Node, max_age: float = 0.1) -> None:
+    def __init__(self, node: ApiNode, max_age: float = 0.1) -> None:
         self.node = node
         self.max_age = max_age
         self._built = -1.0
@@ -81,7 +78,7 @@ class SnapshotCache:
 class StreamHub:
     """Serves every stream client of one node."""
 
-    def __init__(self, node: Node, *, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(self, node: ApiNode, *, max_streams: int = MAX_STREAMS) -> None:
         self.node = node
         self.max_streams = max_streams
         self.cache = SnapshotCache(node)

@@ -16,22 +16,36 @@ import contextlib
 import logging
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from node_core.chain.miner import MIN_PREGEN_BODY, make_block
 from node_core.chain.model import Block, BlockHeader
 
 if TYPE_CHECKING:
-    from node_core.node import Node
+    from node_core.chain.chainstate import ChainState
+    from node_core.header_sync.reactor import HeaderSyncReactor
+    from node_core.observe.journal import Journal
 
 log = logging.getLogger(__name__)
+
+
+class MinerHost(Protocol):
+    """The parts of a node the miner uses (a :class:`~node_core.node.Node`, which builds the
+    miner and so must not be imported by it)."""
+
+    @property
+    def chain(self) -> ChainState: ...
+    @property
+    def header_sync(self) -> HeaderSyncReactor: ...
+    @property
+    def journal(self) -> Journal: ...
 
 
 class Miner:
     """Mines on the node's best header tip once its body is verified; start/stop with the node."""
 
     def __init__(
-        self, node: Node, interval: float, *, seed: int | None = None, avg_body: int = 8192
+        self, node: MinerHost, interval: float, *, seed: int | None = None, avg_body: int = 8192
     ) -> None:
         if interval <= 0:
             raise ValueError(f"mine interval must be positive: {interval}")

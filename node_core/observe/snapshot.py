@@ -10,21 +10,88 @@ connections, no I/O, no sorting beyond the peer list.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from node_core.observe.schema import SCHEMA_VERSION
 from node_core.protocol.limits import STREAM_KIND_LABELS
 
 if TYPE_CHECKING:
-    from node_core.node import Node
+    from node_core.block_sync.core import BlockSyncCore
+    from node_core.block_sync.service import BlockSyncService
+    from node_core.chain.chainstate import ChainState
+    from node_core.discovery.dialer import Dialer
+    from node_core.discovery.service import DiscoveryService
+    from node_core.faults import FaultInjector
+    from node_core.header_sync.reactor import HeaderSyncReactor
+    from node_core.header_sync.service import HeaderSyncService
+    from node_core.observe.journal import Journal
+    from node_core.observe.looplag import LoopLagMonitor
+    from node_core.observe.metrics import NodeMetrics
+    from node_core.observe.misbehavior import MisbehaviorLog
     from node_core.observe.schema import ChainSection, PeerRow, RoutineRow, Snapshot
+    from node_core.observe.trace import TraceWriter
     from node_core.transport.connection import Connection
+    from node_core.transport.endpoint import Transport
     from node_core.transport.supervise import RoutineHandle
 
-__all__ = ["SCHEMA_VERSION", "build_snapshot"]
+__all__ = ["SCHEMA_VERSION", "SnapshotSource", "build_snapshot"]
 
 
-def _routine(handle: RoutineHandle, node: Node) -> RoutineRow:
+class SnapshotSource(Protocol):
+    """Everything a snapshot reads: a :class:`~node_core.node.Node`.
+
+    Why a protocol: the node builds its own snapshot (``Node.snapshot()``), so this module
+    must not import the node's class (docs/ARCHITECTURE.md, "Layers and packages"); mypy
+    checks that the node has every member, with these types.
+    """
+
+    @property
+    def node_id(self) -> bytes: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def listen(self) -> str: ...
+    @property
+    def api_address(self) -> str | None: ...
+    @property
+    def boot_id(self) -> str: ...
+    @property
+    def chain_id(self) -> bytes: ...
+    @property
+    def started_wall(self) -> float: ...
+    @property
+    def uptime(self) -> float: ...
+    @property
+    def faults(self) -> FaultInjector: ...
+    @property
+    def transport(self) -> Transport: ...
+    @property
+    def dialer(self) -> Dialer: ...
+    @property
+    def discovery(self) -> DiscoveryService: ...
+    @property
+    def chain(self) -> ChainState: ...
+    @property
+    def header_sync(self) -> HeaderSyncReactor: ...
+    @property
+    def header_sync_service(self) -> HeaderSyncService: ...
+    @property
+    def block_sync(self) -> BlockSyncCore: ...
+    @property
+    def block_sync_service(self) -> BlockSyncService: ...
+    @property
+    def journal(self) -> Journal: ...
+    @property
+    def metrics(self) -> NodeMetrics: ...
+    @property
+    def misbehavior(self) -> MisbehaviorLog: ...
+    @property
+    def loop_lag(self) -> LoopLagMonitor: ...
+    @property
+    def trace(self) -> TraceWriter | None: ...
+
+
+def _routine(handle: RoutineHandle, node: SnapshotSource) -> RoutineRow:
     out: RoutineRow = {
         "service": handle.service,
         "state": handle.state.value,
@@ -58,7 +125,7 @@ def _routine(handle: RoutineHandle, node: Node) -> RoutineRow:
     return out
 
 
-def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> PeerRow:
+def _peer(conn: Connection, node: SnapshotSource, misbehavior: dict[str, int]) -> PeerRow:
     limits = conn.negotiated.limits
     return {
         "label": conn.peer.label,
@@ -99,7 +166,7 @@ def _peer(conn: Connection, node: Node, misbehavior: dict[str, int]) -> PeerRow:
     }
 
 
-def _chain(node: Node) -> ChainSection:
+def _chain(node: SnapshotSource) -> ChainSection:
     chain = node.chain
     (h_height, h_hash), (v_height, v_hash) = chain.header_tip, chain.verified_tip
     return {
@@ -111,7 +178,7 @@ def _chain(node: Node) -> ChainSection:
     }
 
 
-def build_snapshot(node: Node) -> Snapshot:
+def build_snapshot(node: SnapshotSource) -> Snapshot:
     """The snapshot document (schema :data:`SCHEMA_VERSION`)."""
     transport = node.transport
     cfg = transport.config

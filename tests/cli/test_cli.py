@@ -105,6 +105,20 @@ def test_console_script_is_installed_and_matches_module() -> None:
     assert result.stdout == run("testnet", "--help").stdout
 
 
+def test_python_m_node_core_points_to_the_command() -> None:
+    """node_core is the library under the command line: it only says where the command is."""
+    result = subprocess.run(
+        [sys.executable, "-m", "node_core", "node", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "python -m zakura" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
 # ---------------------------------------------------------------------- bad input
 def assert_usage_error(result: subprocess.CompletedProcess[str], flag: str, *words: str) -> None:
     assert result.returncode == 2, (result.stdout, result.stderr)

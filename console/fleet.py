@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from console.client import ClientUnavailable
-from console.remote import RemoteNodeClient
+from console.client import ClientUnavailable, NodeClient
 
 __all__ = ["Fleet", "FleetError", "FleetMember", "FleetRow", "fleet_rows", "load_fleet_file"]
 
@@ -30,10 +29,14 @@ class FleetError(Exception):
 
 @dataclass
 class FleetMember:
-    """One node of the fleet: its name, its client, and what was last read from it."""
+    """One node of the fleet: its name, its client, and what was last read from it.
+
+    The client is usually a :class:`~console.remote.RemoteNodeClient`; ``zakura console``
+    also lists its own in-process node, whose client has no URL and needs no first contact.
+    """
 
     name: str
-    client: RemoteNodeClient
+    client: NodeClient
     snapshot: dict[str, Any] | None = None
     error: str | None = None
     read_at: float = 0.0
@@ -73,6 +76,9 @@ class Fleet:
         await asyncio.gather(*(self._read(m) for m in self.members))
 
     async def _read(self, member: FleetMember) -> None:
+        if getattr(member.client, "attached", True) is False:
+            member.error = "starting"  # the console's own node is not up yet
+            return
         try:
             member.snapshot = await member.client.snapshot()
             member.error = None
@@ -86,15 +92,19 @@ class Fleet:
         """Learn each member's role (first contact); unreachable members stay in the list."""
 
         async def one(member: FleetMember) -> None:
+            connect = getattr(member.client, "connect", None)
+            if connect is None:
+                return
             try:
-                await member.client.connect()
+                await connect()
             except ClientUnavailable as exc:
                 member.error = exc.short
 
         await asyncio.gather(*(one(m) for m in self.members))
 
     async def close(self) -> None:
-        await asyncio.gather(*(m.client.close() for m in self.members))
+        closers = [getattr(m.client, "close", None) for m in self.members]
+        await asyncio.gather(*(close() for close in closers if close is not None))
 
 
 def fleet_rows(members: Sequence[FleetMember]) -> list[FleetRow]:
@@ -110,7 +120,7 @@ def fleet_rows(members: Sequence[FleetMember]) -> list[FleetRow]:
             rows.append(
                 FleetRow(
                     name=m.name,
-                    url=m.client.url,
+                    url=str(getattr(m.client, "url", "in this process")),
                     reachable=False,
                     label=None,
                     peers=None,
@@ -130,7 +140,7 @@ def fleet_rows(members: Sequence[FleetMember]) -> list[FleetRow]:
         rows.append(
             FleetRow(
                 name=m.name,
-                url=m.client.url,
+                url=str(getattr(m.client, "url", "in this process")),
                 reachable=m.error is None,
                 label=str(snap["node"]["label"]),
                 peers=int(snap["dialer"]["connected"]),

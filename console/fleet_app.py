@@ -38,6 +38,14 @@ class FleetConsole(ZakuraConsole):
         self.fleet = fleet
         self.chosen = 0
 
+    def help_rows(self) -> list[tuple[str, str]]:
+        rows = super().help_rows()
+        return [
+            ("0", "Fleet view: every node; Enter opens one"),
+            ("escape", "back to the Fleet view from a node's views"),
+            *rows,
+        ]
+
     def view_titles(self) -> list[tuple[str, str]]:
         return [("0", "Fleet"), *((key, title) for key, _mode, title in VIEWS)]
 

@@ -25,8 +25,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from console.app import ZakuraConsole
 from console.client import ActionRequest, ActionResult, JournalRow, NodeClient, Snapshot
+from console.fleet import Fleet, FleetMember
+from console.fleet_app import FleetConsole
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +105,22 @@ class PendingClient:
 
 
 # ---------------------------------------------------------------------- the app
-class LauncherConsole(ZakuraConsole):
+class LauncherConsole(FleetConsole):
     """The console as ``zakura console`` runs it: over a :class:`PendingClient`.
 
     What it adds to the app, and why:
+
+    - It is a fleet console whose first member is your own node: view ``0`` lists it and
+      every testnet node (:meth:`add_fleet` once the testnet is up), ``Enter`` opens any of
+      them and ``0`` or ``Esc`` comes back. It opens on your node's Overview, as before.
 
     - Polls are skipped until the node is attached: there is no snapshot document to show
       before the node exists, which the views already render as "waiting for the node...".
     - :attr:`first_frame` is set (and the time since process start logged) once the first
       frame is on screen; the launcher starts the network only then.
     """
+
+    DEFAULT_MODE = "overview"
 
     def __init__(
         self,
@@ -123,12 +130,18 @@ class LauncherConsole(ZakuraConsole):
         theme: str | None = None,
         ascii: bool = False,
     ) -> None:
-        super().__init__(client, refresh_interval=refresh_interval, theme=theme, ascii=ascii)
+        fleet = Fleet([FleetMember("your node", client)])
+        super().__init__(fleet, refresh_interval=refresh_interval, theme=theme, ascii=ascii)
         self.pending = client
         self.first_frame = asyncio.Event()
 
+    def add_fleet(self, members: list[FleetMember]) -> None:
+        """The testnet is up: list its nodes in the Fleet view beside yours."""
+        self.fleet.members.extend(members)
+        self.render_current()
+
     async def poll(self) -> None:
-        if self.pending.attached:
+        if self.pending.attached or self.in_fleet_view:
             await super().poll()
 
     def node_attached(self) -> None:

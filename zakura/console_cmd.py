@@ -52,8 +52,10 @@ from zakura.args import (
 from zakura.process import finish_leftover_tasks
 
 if TYPE_CHECKING:
+    from console.fleet import FleetMember
     from console.launcher import LauncherConsole, PendingClient
     from zakura.node_thread import ThreadBackend
+    from zakura.testnet import TestnetNode
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,10 @@ node..." until it is up. Testnet node 0 is a miner: it starts with a --blocks ch
 a block every --mine-interval seconds, while your node starts at genesis, so the Overview's
 header-sync panel shows it syncing headers up to the testnet's tip and then following it.
 
-Views: 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior, 5 Parked; Enter on a peer opens its
-detail; ? lists every key, ctrl+p opens the command palette. q or Ctrl+C quits and stops the
+Views: 0 Fleet, 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior, 5 Parked; Enter on a peer
+opens its detail; the Fleet view lists your node and every testnet node (each serves its API
+with an operator token), Enter there opens that node's views, 0 or Esc comes back; ? lists
+every key, ctrl+p opens the command palette. q or Ctrl+C quits and stops the
 node and every testnet process it started (also when the console crashes or gets
 SIGTERM/SIGHUP).
 
@@ -185,10 +189,23 @@ async def _bring_up(
         return
     client.attach(inner)
     app.node_attached()
+    app.add_fleet(fleet_members(backend.network.testnet.nodes))
     log.info("console attached to %s", inner.description)
     # The node thread only ends when told to; if it ends by itself, the console is blind.
     await backend.wait_ended()
     _give_up(app, client, "the node stopped unexpectedly", 1, log_file)
+
+
+def fleet_members(nodes: list[TestnetNode]) -> list[FleetMember]:
+    """A Fleet view row for each testnet node, through its API and operator token."""
+    from console.fleet import FleetMember as Member
+    from console.remote import RemoteNodeClient
+
+    return [
+        Member(n.name, RemoteNodeClient(f"http://{n.api}", n.token or ""))
+        for n in nodes
+        if n.api is not None
+    ]
 
 
 def _give_up(

@@ -58,6 +58,9 @@ class LocalNetwork:
             log_level=log_level,
             blocks=blocks,
             mine_interval=mine_interval,
+            # Each testnet node serves its API on a free loopback port with an operator
+            # token, so the console's Fleet view (0) can list and open every one of them.
+            api_base_port=0,
         )
         self.node: Node | None = None
 

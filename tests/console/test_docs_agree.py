@@ -49,12 +49,17 @@ def own_bindings(cls: type[object]) -> list[Binding]:
 
 
 def app_bindings() -> list[Binding]:
-    return own_bindings(ZakuraConsole)
+    """The app's keys as ``zakura console`` runs it: the base app's, plus the Fleet view's."""
+    from console.fleet_app import FleetConsole
+
+    return [*own_bindings(ZakuraConsole), *own_bindings(FleetConsole)]
 
 
 def view_screens() -> list[type[ConsoleScreen]]:
     """Every screen an operator reaches: one per view, plus the peer detail (Enter)."""
-    modes = [cls for cls in ZakuraConsole.MODES.values() if isinstance(cls, type)]
+    from console.fleet_app import FleetConsole
+
+    modes = [cls for cls in FleetConsole.MODES.values() if isinstance(cls, type)]
     return [*modes, PeerDetailScreen]
 
 
@@ -116,25 +121,33 @@ def keys_table(guide: str) -> list[str]:
 
 # ---------------------------------------------------------------------- views
 def test_the_app_binds_every_view_and_nothing_else() -> None:
-    switches = [b for b in app_bindings() if b.action.startswith("switch_mode")]
+    switches = [b for b in own_bindings(ZakuraConsole) if b.action.startswith("switch_mode")]
     assert [(b.key, b.action) for b in switches] == [
         (key, f"switch_mode('{mode}')") for key, mode, _title in VIEWS
     ]
     assert [mode for _key, mode, _title in VIEWS] == list(ZakuraConsole.MODES)
 
 
+def console_views() -> list[tuple[str, str]]:
+    """The views of the console ``zakura console`` runs: the Fleet view, then the node's."""
+    from console.launcher import LauncherConsole
+
+    assert LauncherConsole.MODES.keys() - ZakuraConsole.MODES.keys() == {"fleet"}
+    return [("0", "Fleet"), *((key, title) for key, _mode, title in VIEWS)]
+
+
 def test_console_help_lists_every_view(console_help: str) -> None:
     m = re.search(r"Views: (.*?);", console_help)
     assert m, "zakura console --help no longer has its 'Views: ...;' sentence"
     named = re.findall(r"(\d+) ([A-Z][A-Za-z]+)", m.group(1))
-    assert named == [(key, title) for key, _mode, title in VIEWS], m.group(0)
+    assert named == console_views(), m.group(0)
 
 
 def test_readme_lists_every_view(guide: str) -> None:
     rows = table_rows(subsection(guide, "Views"))
     numbered = [(first.strip("`"), view) for first, view in rows if re.fullmatch(r"`\d+`", first)]
-    assert numbered == [(key, title) for key, _mode, title in VIEWS]
-    view_keys = [key for key, _mode, _title in VIEWS]
+    assert numbered == console_views()
+    view_keys = [key for key, _title in console_views()]
     assert [k for k in keys_table(guide) if k.isdigit()] == view_keys
 
 
@@ -189,7 +202,10 @@ def test_read_only_help_names_every_action(console_help: str) -> None:
 
 
 async def test_in_app_help_lists_every_app_key() -> None:
-    app = ZakuraConsole(ScriptedClient())
+    from console.fleet import Fleet, FleetMember
+    from console.fleet_app import FleetConsole
+
+    app = FleetConsole(Fleet([FleetMember("n", ScriptedClient())]))
     async with app.run_test(size=(120, 40)):
         listed = {key_name(key) for key, _does in app.help_rows()}
     for binding in app_bindings():

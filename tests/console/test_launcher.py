@@ -503,3 +503,55 @@ async def test_node_thread_design_under_load_runs_the_console(tmp_path: Path) ->
     assert [p.mode for p in run.phases] == list(MODES)
     assert all(p.peers_shown >= 2 for p in run.phases if p.mode != "headless")
     assert processes_mentioning(str(tmp_path)) == {}
+
+
+async def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Re-check ``cond`` as the loop runs, up to ``timeout`` (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_the_consoles_fleet_view_lists_its_node_and_the_testnet(tmp_path: Path) -> None:
+    """``make run``'s console: view 0 lists your node and every testnet node (each reached
+    over its API with the testnet's operator token); Enter opens one, Esc comes back."""
+    from console.fleet import fleet_rows
+    from console.screens.fleet import FleetScreen
+    from console.screens.overview import OverviewScreen
+    from zakura.console_cmd import _bring_up
+    from zakura.local_network import LocalNetwork
+    from zakura.node_thread import ThreadBackend
+
+    backend = ThreadBackend(LocalNetwork(2, tmp_path, log_level="warning"))
+    client = PendingClient(read_only=False)
+    app = LauncherConsole(client, refresh_interval=0.3)
+    try:
+        async with app.run_test(size=(COLS, ROWS)) as pilot:
+            up = asyncio.get_running_loop().create_task(
+                _bring_up(app, client, backend, False, tmp_path / "console.log")
+            )
+            await wait_for(lambda: len(app.fleet.members) == 3, "the testnet in the fleet", 60)
+            await pilot.press("0")
+            await wait_for(lambda: isinstance(app.screen, FleetScreen), "the Fleet view")
+            await wait_for(
+                lambda: [r.reachable for r in fleet_rows(app.fleet.members)] == [True] * 3,
+                "three reachable rows",
+                30,
+            )
+            assert [m.name for m in app.fleet.members] == ["your node", "node-00", "node-01"]
+            app.screen.query_one("DataTable").move_cursor(row=1)  # type: ignore[attr-defined]
+            await pilot.press("enter")
+            await wait_for(lambda: isinstance(app.screen, OverviewScreen), "node-00's views")
+            await wait_for(lambda: app.state.snapshot is not None, "node-00's first frame")
+            assert app.state.snapshot["node"]["label"] == fleet_rows(app.fleet.members)[1].label
+            await pilot.press("escape")
+            await wait_for(lambda: isinstance(app.screen, FleetScreen), "back on the fleet")
+            up.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await up
+    finally:
+        await app.fleet.close()
+        await backend.stop()
+    assert processes_mentioning(str(tmp_path)) == {}

@@ -231,7 +231,10 @@ async def test_a_panic_through_the_api_closes_only_that_peer(net: Net) -> None:
     closed = [
         r for r in journal["rows"] if r["table"] == "conn" and r["event"].startswith("closed")
     ]
-    assert [r["peer"] for r in closed] == [net.b_label]
+    # Only B's connections closed (B may redial and lose a duplicate race under load, so
+    # count peers, not closes); the first close is the panic's.
+    assert {r["peer"] for r in closed} == {net.b_label}
+    assert str(closed[0]["fields"]["reason"]).startswith("panic:")
     # A keeps serving: its API answers, and B comes back by redialing.
     await wait_for_snapshot(
         net.http,

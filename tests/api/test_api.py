@@ -66,7 +66,9 @@ class Net:
 async def net(tmp_path: Path) -> AsyncIterator[Net]:
     procs = Procs()
     try:
-        a = await procs.start(tmp_path / "a", "--allow-faults", "--blocks", "30")
+        a = await procs.start(
+            tmp_path / "a", "--allow-faults", "--blocks", "30", "--trace-dir", str(tmp_path / "tr")
+        )
         b = await procs.start(tmp_path / "b", "--bootstrap", a.listen)
         store = TokenStore(a.data_dir)
         tokens = {
@@ -250,9 +252,30 @@ async def test_tokens_never_reach_logs_traces_or_the_journal(net: Net) -> None:
         await net.get("/api/v1/snapshot", who)
         await net.post(f"/api/v1/peers/{net.b_label}/throttle", who, b'{"rate": 0}')
     _status, journal = await net.get("/api/v1/journal?since=0&limit=5000", "operator")
-    text = str(journal) + net.a.log.read_text(errors="replace")
+    traces = net.a.data_dir.parent / "tr"
+    trace_text = "".join(p.read_text(errors="replace") for p in traces.rglob("*.jsonl"))
+    assert "fault" in trace_text  # the traces did record the actions
+    text = str(journal) + net.a.log.read_text(errors="replace") + trace_text
     stored = (net.a.data_dir / "api_tokens.json").read_text()
     for token in net.tokens.values():
         assert token not in text
         assert token not in stored
     assert (net.a.data_dir / "api_tokens.json").stat().st_mode & 0o077 == 0
+
+
+async def test_a_non_loopback_api_without_tokens_is_refused_at_start(tmp_path: Path) -> None:
+    """The node refuses before binding anything: one line naming --api and the fix, exit 2."""
+    import asyncio
+
+    from prockit import ZAKURA
+
+    proc = await asyncio.create_subprocess_exec(
+        *ZAKURA, "node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "n"),
+        "--api", "0.0.0.0:0",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, (out, err)
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    assert len(lines) == 1 and "--api" in lines[0] and "zakura token create" in lines[0], lines
+    assert not (tmp_path / "n" / "api_tokens.json").exists()

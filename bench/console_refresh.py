@@ -2,7 +2,7 @@
 
 Why: issue 3 sets the bar at <= 50 ms per refresh with 1,000 peers, and at 4 Hz every
 millisecond of it is time the shared event loop is not serving the node. The view diffs each
-frame against the cells it rendered last and writes only what changed (python-practice §2.5);
+frame against the cells it rendered last and writes only what changed;
 this benchmark shows what that costs.
 
 Set-up: ``ZakuraConsole`` in ``run_test(headless=True, size=(200, 60))`` on the Peers view,

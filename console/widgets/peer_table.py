@@ -1,6 +1,6 @@
 """The peer table: one row per peer, refreshed in place several times a second.
 
-Why it is built the way it is (python-practice §2.5, dolphie's process list):
+Why it is built the way it is (like dolphie's process list):
 
 * Rows are keyed by peer label, so a row is the same row from frame to frame whatever the
   sort order, and the cursor follows a peer, not a row index (htop's "killed the wrong

@@ -169,7 +169,7 @@ async def metric(http: aiohttp.ClientSession, node: NodeProc, name: str) -> floa
     return 0.0
 
 
-async def test_stream_needs_a_token_and_has_a_cap(tmp_path: Path) -> None:
+async def test_stream_needs_a_token_and_a_sane_interval(tmp_path: Path) -> None:
     procs, a, _b = await start(tmp_path)
     try:
         async with aiohttp.ClientSession() as http:

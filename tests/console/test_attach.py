@@ -11,7 +11,6 @@ same data dir and port and the console resumes by itself with the new run's jour
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from node_core.api.tokens import TokenStore
 from node_core.control import Role
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-from prockit import NodeProc, Procs, wait_for_snapshot
+from prockit import NodeProc, Procs, free_port, wait_for_snapshot
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,12 +57,6 @@ async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 15.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def status_text(app: ZakuraConsole) -> str:

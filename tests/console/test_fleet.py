@@ -9,7 +9,6 @@ unreachable within 5 s and recovers once restarted on the same data dir and port
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from node_core.api.tokens import TokenStore
 from node_core.control import Role
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
-from prockit import NodeProc, Procs
+from prockit import NodeProc, Procs, free_port
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -45,12 +44,6 @@ async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 20.0)
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def member(name: str, snapshot: dict[str, Any] | None, error: str | None = None) -> FleetMember:

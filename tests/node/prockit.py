@@ -12,6 +12,7 @@ import asyncio
 import ctypes
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +30,13 @@ ZAKURA = [sys.executable, "-m", "zakura"]
 START_SECS = 60.0
 POLL_SECS = 0.02
 PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a node that must come back on the same one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def die_with_parent() -> Callable[[], None]:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from node_core.block_sync.core import BlockSyncConfig, BlockSyncCore, BlockSyncMetrics
 from node_core.block_sync.hostile import (
@@ -48,6 +48,9 @@ from node_core.protocol.limits import PROTOCOL_VERSION, NetworkId
 from node_core.transport.config import TransportConfig
 from node_core.transport.endpoint import Transport
 from node_core.transport.service import Service, ServiceRegistry
+
+if TYPE_CHECKING:
+    from node_core.ssh import SshConfig
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,9 @@ class NodeConfig:
     hostile_delay: float = DEFAULT_HOSTILE_DELAY
     #: ``slow-blocks``: bytes per second the hostile block server is throttled to.
     hostile_rate_bytes: int = DEFAULT_HOSTILE_RATE
+    #: Serve the console and script commands over SSH (``--ssh``); it needs the API, so a
+    #: node with SSH and no ``api`` serves one on 127.0.0.1 with a free port.
+    ssh: SshConfig | None = None
 
     def __post_init__(self) -> None:
         if self.hostile_mode is not None:
@@ -209,6 +215,7 @@ class Node:
         self.loop_lag.on_sample = self.metrics.record_loop_lag
         self.faults = FaultInjector(self, enabled=config.allow_faults)
         self.api: Any = None
+        self.ssh: Any = None
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
         self._started = False
@@ -232,11 +239,19 @@ class Node:
         self.started_wall = time.time()
         self.loop_lag.start()
         self.dialer.start()
-        if self.config.api is not None:
+        api = self.config.api
+        if api is None and self.config.ssh is not None:
+            api = ("127.0.0.1", 0)  # SSH consoles attach through the API, on loopback
+        if api is not None:
             from node_core.api import ApiServer
 
             self.api = ApiServer(self)
-            await self.api.start(*self.config.api)
+            await self.api.start(*api)
+        if self.config.ssh is not None:
+            from node_core.ssh import SshServer
+
+            self.ssh = SshServer(self, self.api, self.config.ssh, self.config.data_dir)
+            await self.ssh.start()
         self.journal.emit(
             "node",
             "started",
@@ -251,6 +266,9 @@ class Node:
             return
         self._stopped = True
         self.journal.emit("node", "stopping")
+        if self.ssh is not None:
+            with contextlib.suppress(Exception):
+                await self.ssh.stop()
         if self.api is not None:
             with contextlib.suppress(Exception):
                 await self.api.stop()
@@ -280,6 +298,10 @@ class Node:
     @property
     def api_address(self) -> str | None:
         return None if self.api is None else str(self.api.address)
+
+    @property
+    def ssh_address(self) -> str | None:
+        return None if self.ssh is None else str(self.ssh.address)
 
     @property
     def uptime(self) -> float:

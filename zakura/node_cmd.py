@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from node_core.block_sync.hostile import BLOCK_HOSTILE_MODES, DEFAULT_HOSTILE_RATE
 from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
+from zakura.api_flag import add_api, api_start_error, check_api
 from zakura.args import (
     MINE_INTERVAL_HELP,
     NETWORKS,
@@ -25,7 +26,6 @@ from zakura.args import (
     add_hostile_mode,
     add_hostile_rate,
     add_log_level,
-    api_addr,
     check_data_dir,
     check_hostile_delay,
     check_hostile_rate,
@@ -37,13 +37,16 @@ from zakura.args import (
     seconds,
 )
 from zakura.process import finish_leftover_tasks, setup_logging
+from zakura.ssh_args import SSH_HELP, add_ssh_flags, ssh_config_from_args
 
 if TYPE_CHECKING:
     from node_core.node import NodeConfig
 
 log = logging.getLogger(__name__)
 
-START_LINE_RE = re.compile(r"^zakura node ready: label=(\S+) listen=(\S+) api=(\S+)\s*$")
+START_LINE_RE = re.compile(
+    r"^zakura node ready: label=(\S+) listen=(\S+) api=(\S+)(?: ssh=(\S+))?\s*$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,11 +56,13 @@ class StartLine:
     label: str
     listen: str
     api: str | None
+    ssh: str | None = None
 
 
-def format_start_line(label: str, listen: str, api: str | None) -> str:
+def format_start_line(label: str, listen: str, api: str | None, ssh: str | None = None) -> str:
     """The one line ``zakura node`` prints when it is listening (parsed by the testnet)."""
-    return f"zakura node ready: label={label} listen={listen} api={api or 'off'}"
+    line = f"zakura node ready: label={label} listen={listen} api={api or 'off'}"
+    return line if ssh is None else f"{line} ssh={ssh}"
 
 
 def parse_start_line(line: str) -> StartLine | None:
@@ -66,7 +71,7 @@ def parse_start_line(line: str) -> StartLine | None:
     if m is None:
         return None
     api = None if m.group(3) == "off" else m.group(3)
-    return StartLine(label=m.group(1), listen=m.group(2), api=api)
+    return StartLine(label=m.group(1), listen=m.group(2), api=api, ssh=m.group(4))
 
 
 HOSTILE_HELP = hostile_modes_help(
@@ -84,11 +89,12 @@ Ed25519 identity lives in --data-dir/node_key (created 0600 on first start; a ke
 others is refused); its chain in --data-dir/chain.sqlite3, starting at the --network's genesis
 (resumed on restart). Once listening it prints one line on stdout:
 
-  zakura node ready: label=peer:<16 hex> listen=HOST:PORT api=HOST:PORT|off
+  zakura node ready: label=peer:<16 hex> listen=HOST:PORT api=HOST:PORT|off [ssh=HOST:PORT]
 
 The API (--api) serves /healthz and /metrics to anyone and every /api/v1 route only with a
 bearer token from `zakura token create` (see `zakura token --help`); bound to an address that
-is not loopback, it refuses to start until the data dir has a token.
+is not loopback, it refuses to start until the data dir has a token. With --ssh and no --api
+the API is served on 127.0.0.1 with a free port, for the SSH consoles.
 
 Input errors (bad address, port in use, unusable data dir or key, a non-loopback --api with
 no token) print one line on stderr naming the flag, and exit with code 2."""
@@ -96,13 +102,19 @@ no token) print one line on stderr naming the flag, and exit with code 2."""
 EXAMPLE = f"""\
 {HOSTILE_HELP}
 
+{SSH_HELP}
+
 example:
   zakura node --listen 127.0.0.1:9000 --data-dir ./node-a --api 9100
   zakura node --listen 127.0.0.1:9001 --data-dir ./node-b --bootstrap 127.0.0.1:9000
   zakura node --listen 127.0.0.1:9002 --data-dir ./node-c --bootstrap 127.0.0.1:9000 \\
       --blocks 500 --hostile-mode slow-responder --hostile-delay 40
   zakura token create --data-dir ./node-a --name me --role operator | tail -n 1 > me.token
-  curl -s -H "Authorization: Bearer $(cat me.token)" 127.0.0.1:9100/api/v1/snapshot"""
+  curl -s -H "Authorization: Bearer $(cat me.token)" 127.0.0.1:9100/api/v1/snapshot
+  echo "zakura-role=operator $(cat ~/.ssh/id_ed25519.pub)" > ./node-a/ssh_keys
+  zakura node --listen 127.0.0.1:9000 --data-dir ./node-a --ssh 2222 \
+      --ssh-authorized-keys ./node-a/ssh_keys
+  ssh -p 2222 127.0.0.1            # the console;  ssh -p 2222 127.0.0.1 peers  # a command"""
 
 
 def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -136,14 +148,7 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         metavar="HOST:PORT",
         help="peer to dial and keep redialing; repeat for several (default: none)",
     )
-    node.add_argument(
-        "--api",
-        type=api_addr,
-        default=None,
-        metavar="HOST:PORT",
-        help="serve the read-only control API here; a bare PORT means 127.0.0.1:PORT "
-        "(default: off)",
-    )
+    add_api(node, "DIR")
     node.add_argument(
         "--allow-faults",
         action="store_true",
@@ -213,6 +218,7 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         "(default: 35)",
     )
     add_hostile_rate(node)
+    add_ssh_flags(node)
     add_log_level(node, "info")
 
 
@@ -238,6 +244,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         hostile_mode=args.hostile_mode,
         hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
         hostile_rate_bytes=DEFAULT_HOSTILE_RATE if args.hostile_rate is None else args.hostile_rate,
+        ssh=ssh_config_from_args(args),
     )
 
 
@@ -248,10 +255,13 @@ async def run_node(args: argparse.Namespace) -> int:
     from node_core.chain.store import StoreError
     from node_core.identity import IdentityError
     from node_core.node import Node
+    from node_core.ssh import SshStartError
 
     check_hostile_delay(args)
     check_hostile_rate(args)
     check_data_dir(args.data_dir)
+    if args.api is not None:
+        check_api(args.api, args.data_dir)  # before a long --blocks pre-generation, not after
     try:
         node = Node(node_config_from_args(args))
     except IdentityError as exc:
@@ -269,14 +279,18 @@ async def run_node(args: argparse.Namespace) -> int:
             await node.start()
         except (ChainStateError, StoreError) as exc:
             raise UsageError("--data-dir", str(exc)) from None
-        except ApiStartError as exc:
-            raise UsageError("--api", str(exc)) from None
-        except OSError as exc:
-            # listen comes first in Node.start: a still-unbound listener means it was --listen.
-            bad_listen = node.transport.listen_port == 0
-            flag, (host, port) = ("--listen", args.listen) if bad_listen else ("--api", args.api)
-            raise UsageError(flag, f"{host}:{port}: {describe(exc)}") from None
-        print(format_start_line(node.label, node.listen, node.api_address), flush=True)
+        except SshStartError as exc:
+            raise UsageError(exc.flag, exc.problem) from None
+        except (ApiStartError, OSError) as exc:
+            err = api_start_error(exc, node, args.api)
+            if err is None:  # Node.start binds --listen first: it was that one
+                host, port = args.listen
+                err = UsageError("--listen", f"{host}:{port}: {describe(exc)}")
+            raise err from None
+        print(
+            format_start_line(node.label, node.listen, node.api_address, node.ssh_address),
+            flush=True,
+        )
         if args.hostile_mode is not None:
             log.warning(
                 "node %s runs a HOSTILE %s (%s): it attacks its peers instead of syncing that way",

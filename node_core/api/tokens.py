@@ -68,6 +68,9 @@ class TokenStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / TOKEN_FILE
         self._tokens: dict[str, TokenInfo] = {}  # sha256 hex -> info
+        #: Tokens of live sessions (an SSH console's child): in memory only, never in the
+        #: file, gone when the session ends or the node stops.
+        self._sessions: dict[str, TokenInfo] = {}
         self._stamp: tuple[int, int, int] | None = None
 
     # ------------------------------------------------------------------ reading
@@ -124,10 +127,26 @@ class TokenStore:
             return None
         self.reload_if_changed()
         digest = _digest(token)
-        for known, info in self._tokens.items():
+        for known, info in (*self._tokens.items(), *self._sessions.items()):
             if hmac.compare_digest(known, digest):
                 return Principal(info.name, info.role)
         return None
+
+    # ------------------------------------------------------------------ sessions
+    def add_session(self, name: str, role: Role) -> str:
+        """A token that lives only as long as one session (see :meth:`drop_session`).
+
+        It is never written anywhere, so a session's child process can be given a token of
+        exactly its key's role without touching the operator's token file; ``name`` (free
+        text, e.g. ``ssh:alice:SHA256:...``) is what the journal shows as ``by``."""
+        token = new_token()
+        digest = _digest(token)
+        self._sessions[digest] = TokenInfo(name, Role(role), time.time(), digest)
+        return token
+
+    def drop_session(self, token: str) -> None:
+        """End a session token: requests carrying it are refused from now on."""
+        self._sessions.pop(_digest(token), None)
 
     # ------------------------------------------------------------------ writing
     def _write(self, tokens: dict[str, TokenInfo]) -> None:

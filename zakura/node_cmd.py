@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from node_core.block_sync.hostile import BLOCK_HOSTILE_MODES, DEFAULT_HOSTILE_RATE
 from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
-from zakura.api_flag import add_api, api_start_error, check_api
+from zakura.api_flag import add_api, check_api, start_usage_error
 from zakura.args import (
     MINE_INTERVAL_HELP,
     NETWORKS,
@@ -282,10 +282,9 @@ async def run_node(args: argparse.Namespace) -> int:
         except SshStartError as exc:
             raise UsageError(exc.flag, exc.problem) from None
         except (ApiStartError, OSError) as exc:
-            err = api_start_error(exc, node, args.api)
-            if err is None:  # Node.start binds --listen first: it was that one
-                host, port = args.listen
-                err = UsageError("--listen", f"{host}:{port}: {describe(exc)}")
+            err = start_usage_error(exc, node, api=args.api, listen=args.listen)
+            if err is None:
+                raise
             raise err from None
         print(
             format_start_line(node.label, node.listen, node.api_address, node.ssh_address),

@@ -20,7 +20,7 @@ from node_core.api.routes import PRINCIPAL, ApiNode, Routes, error, json_respons
 from node_core.api.stream import StreamHub
 from node_core.api.tokens import TokenError, TokenStore
 
-__all__ = ["ApiServer", "ApiStartError", "is_loopback"]
+__all__ = ["ApiServer", "ApiStartError", "check_exposure", "is_loopback"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,6 +36,29 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_exposure(host: str, port: int, tokens: TokenStore) -> None:
+    """Refuse an API on a non-loopback address while the node has no token (or an unreadable
+    token file).
+
+    A function of its own, not only part of :meth:`ApiServer.start`, because a command may
+    have to know before it starts anything: ``zakura console`` runs a testnet and a full-screen
+    app long before its node binds the API, and a refusal then would leave them to tear down.
+
+    Raises:
+        ApiStartError: The one line to print, naming ``--api`` and the command that fixes it.
+    """
+    try:
+        tokens.reload_if_changed()
+    except TokenError as exc:
+        raise ApiStartError(str(exc)) from None
+    if not is_loopback(host) and len(tokens) == 0:
+        raise ApiStartError(
+            f"--api {host}:{port} is not a loopback address and this node has no API "
+            f"tokens: create one first with 'zakura token create --data-dir "
+            f"{tokens.path.parent} --name NAME --role viewer|operator'"
+        )
 
 
 class ApiServer:
@@ -61,16 +84,7 @@ class ApiServer:
         return f"{self.host}:{self.port}"
 
     async def start(self, host: str, port: int) -> None:
-        try:
-            self.tokens.reload_if_changed()
-        except TokenError as exc:
-            raise ApiStartError(str(exc)) from None
-        if not is_loopback(host) and len(self.tokens) == 0:
-            raise ApiStartError(
-                f"--api {host}:{port} is not a loopback address and this node has no API "
-                f"tokens: create one first with 'zakura token create --data-dir "
-                f"{self.node.config.data_dir} --name NAME --role viewer|operator'"
-            )
+        check_exposure(host, port, self.tokens)
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         site = web.TCPSite(self.runner, host, port)

@@ -117,6 +117,8 @@ class _Door(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.authenticated:
             self.server.failures.failed(self.address, time.monotonic())
+            if self.keys is not None:  # it tried to log in (not a port scan)
+                self.server.refused("no authorized key", self.address, self.user)
 
     def begin_auth(self, username: str) -> bool:
         assert self.conn is not None
@@ -309,8 +311,8 @@ class SshServer:
     ) -> tuple[str, int]:
         if len(self.sessions) >= self.config.max_sessions:
             process.stdout.write(
-                f"zakura: this node already has {len(self.sessions)} console sessions open, "
-                f"the most it allows (--ssh-max-sessions); try again later\r\n".encode()
+                f"zakura: {len(self.sessions)} console sessions are open, the most this node "
+                "allows\r\n(--ssh-max-sessions): try again later\r\n".encode()
             )
             self.refused("session limit", login.address, login.user)
             return "session limit", 1

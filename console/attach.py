@@ -44,6 +44,7 @@ examples:
   zakura attach http://10.0.0.5:9100 --token-file me.token
   ZAKURA_TOKEN=$(cat viewer.token) zakura attach http://127.0.0.1:9100
   zakura attach --fleet /tmp/zakura-testnet-xyz/fleet.toml     # view 0: every node
+  zakura attach http://127.0.0.1:9100 --token-file me.token --serve 8080  # in a browser
 
 With several URLs or --fleet the console opens on the Fleet view (0): one row per node
 (reachable, peers, header and verified tip against the best in the fleet, blocks/s, panics,
@@ -106,6 +107,25 @@ def add_parser(sub: object, formatter_class: type[argparse.HelpFormatter]) -> No
         metavar="PATH",
         help="where the console logs (default: a file in the temp dir, named at exit)",
     )
+    p.add_argument(
+        "--serve",
+        type=_serve_addr,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve this console to web browsers at http://HOST:PORT instead of drawing it "
+        "here (one console per tab, same token and role); a bare PORT means 127.0.0.1:PORT; "
+        "an address that is not loopback needs --read-only (default: off)",
+    )
+
+
+def _serve_addr(text: str) -> tuple[str, int]:
+    """``--serve``: HOST:PORT or a bare PORT (loopback); port 0 is refused (the page's links
+    name the port)."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]") if sep else "127.0.0.1"
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or PORT (1-65535), got {text!r}")
+    return host, int(port)
 
 
 def read_token(path: Path | None, environ: dict[str, str] | os._Environ[str]) -> str:

@@ -256,7 +256,13 @@ class NotATerminal(Exception):
 
 
 def check_terminal() -> None:
-    """Refuse early: Textual on a pipe would write escape codes into someone's log file."""
+    """Refuse early: Textual on a pipe would write escape codes into someone's log file.
+
+    A console served to a browser (``zakura attach --serve``) runs on pipes on purpose:
+    textual-serve names its web driver in ``TEXTUAL_DRIVER``, which speaks a protocol, not
+    escape codes, so that case passes."""
+    if os.environ.get("TEXTUAL_DRIVER", "").endswith(":WebDriver"):
+        return
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise NotATerminal(
             "the console draws a full-screen UI and needs a terminal on stdin and stdout "

@@ -29,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     from console.launcher import NotATerminal, OptionError
 
     try:
+        if args.serve is not None:
+            from zakura.serve import serve
+
+            return serve(args)
         return asyncio.run(run_attach(args))
     except (AttachError, NotATerminal) as exc:
         return fail_line(PROG, str(exc))

@@ -70,6 +70,9 @@ def serve(args: argparse.Namespace) -> int:
     from textual_serve.server import Server
 
     command = shlex.join(child_argv(args))
+    # Every tab inherits this environment; a browser draws true colour, so the console keeps
+    # its own theme instead of falling back to the terminal-palette one (``ansi``).
+    os.environ.setdefault("COLORTERM", "truecolor")
     where = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     print(f"zakura attach: serving the console on {where} (Ctrl+C stops)", flush=True)
     server = Server(command, host=host, port=port, title="zakura console", public_url=where)

@@ -177,3 +177,24 @@ def test_quitting_the_console_ends_the_ssh_session(rig: Rig) -> None:
     wait_until(lambda: rig.tmux.pane_dead("quit"), "ssh to exit after q")
     wait_until(lambda: gone(pid), "the console child to be reaped")
     rig.tmux.kill("quit")
+
+
+def test_an_idle_session_is_ended_with_a_message(tmp_path: Path) -> None:
+    key = make_key(tmp_path, "idle")
+    keys_file = tmp_path / "authorized_keys"
+    keys_file.write_text(public_line(key) + "\n")
+    nodes = Nodes()
+    try:
+        with tmux() as t:
+            node = nodes.start(
+                tmp_path / "n", "--ssh", "127.0.0.1:0", "--ssh-authorized-keys", str(keys_file),
+                "--ssh-idle-timeout", "2",
+            )  # fmt: skip
+            t.new("idle", ssh_argv(node, key, user="idle", tty=True))
+            wait_until(lambda: t.pane_dead("idle"), "the idle session to be ended", APPEAR_SECS)
+            assert "no input for 2 s: session closed" in t.screen("idle", True)
+            wait_until(lambda: not node.children(), "the console child to be reaped")
+            logout = [r for r in node.journal() if (r["table"], r["event"]) == ("ssh", "logout")]
+            assert logout[-1]["fields"]["reason"] == "idle"  # type: ignore[index]
+    finally:
+        nodes.stop_all()

@@ -16,7 +16,13 @@ import orjson
 from aiohttp import web
 
 from node_core.control import ACTIONS, Action, ActionInvalid, Principal, Refusal, apply
-from node_core.observe.snapshot import SnapshotSource, build_snapshot
+from node_core.observe.snapshot import (
+    SnapshotSource,
+    misbehavior_rows,
+    misbehavior_tally,
+    parked_rows,
+    peer_row,
+)
 
 
 class ApiConfig(Protocol):
@@ -118,21 +124,23 @@ class Routes:
         )
 
     async def misbehavior(self, _request: web.Request) -> web.Response:
-        snap = build_snapshot(self.node)
-        return json_response({"records": snap["misbehavior"], "tally": snap["misbehavior_tally"]})
+        """The snapshot's misbehavior sections, built alone (not the whole snapshot)."""
+        node = self.node
+        return json_response({"records": misbehavior_rows(node), "tally": misbehavior_tally(node)})
 
     async def peer(self, request: web.Request) -> web.Response:
-        """The peer detail document: its snapshot entry, its misbehavior, its parked record."""
+        """The peer detail document: its snapshot entry, its misbehavior, its parked record,
+        each built alone from the snapshot's per-part builders (not the whole snapshot)."""
         label = request.match_info["label"]
-        snap = build_snapshot(self.node)
-        peer = next((p for p in snap["peers"] if p["label"] == label), None)
+        node = self.node
+        peer = peer_row(node, label)
         if peer is None:
             return error(404, f"no connected peer {label[:64]!r}", field="label")
         return json_response(
             {
                 "peer": peer,
-                "misbehavior": [r for r in snap["misbehavior"] if r["label"] == label],
-                "parked": [p for p in snap["parked"] if p["label"] == label],
+                "misbehavior": [r for r in misbehavior_rows(node) if r["label"] == label],
+                "parked": [p for p in parked_rows(node) if p["label"] == label],
             }
         )
 

@@ -28,13 +28,29 @@ if TYPE_CHECKING:
     from node_core.observe.looplag import LoopLagMonitor
     from node_core.observe.metrics import NodeMetrics
     from node_core.observe.misbehavior import MisbehaviorLog
-    from node_core.observe.schema import ChainSection, PeerRow, RoutineRow, Snapshot
+    from node_core.observe.schema import (
+        ChainSection,
+        MisbehaviorRow,
+        MisbehaviorTallyRow,
+        ParkedPeer,
+        PeerRow,
+        RoutineRow,
+        Snapshot,
+    )
     from node_core.observe.trace import TraceWriter
     from node_core.transport.connection import Connection
     from node_core.transport.endpoint import Transport
     from node_core.transport.supervise import RoutineHandle
 
-__all__ = ["SCHEMA_VERSION", "SnapshotSource", "build_snapshot"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "SnapshotSource",
+    "build_snapshot",
+    "misbehavior_rows",
+    "misbehavior_tally",
+    "parked_rows",
+    "peer_row",
+]
 
 
 class SnapshotSource(Protocol):
@@ -178,14 +194,70 @@ def _chain(node: SnapshotSource) -> ChainSection:
     }
 
 
+def _misbehavior_counts(node: SnapshotSource) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rec in node.misbehavior.records:
+        counts[rec.label] = counts.get(rec.label, 0) + 1
+    return counts
+
+
+def _connections(node: SnapshotSource) -> list[Connection]:
+    return sorted(node.transport.peers.connections(), key=lambda c: c.peer.conn_id)
+
+
+def peer_row(node: SnapshotSource, label: str) -> PeerRow | None:
+    """The snapshot's ``peers`` entry for ``label`` (the first by connection id, as in the
+    full document), or None when no such peer is connected; builds only that row."""
+    conn = min(
+        (c for c in node.transport.peers.connections() if c.peer.label == label),
+        key=lambda c: c.peer.conn_id,
+        default=None,
+    )
+    if conn is None:
+        return None
+    count = sum(1 for rec in node.misbehavior.records if rec.label == label)
+    return _peer(conn, node, {label: count})
+
+
+def parked_rows(node: SnapshotSource) -> list[ParkedPeer]:
+    """The snapshot's ``parked`` section."""
+    return [
+        {
+            "label": p.label,
+            "service": p.service,
+            "reason": p.reason,
+            "since": p.since,
+            "work_returned": p.work_returned,
+        }
+        for p in node.header_sync.parked.values()
+    ]
+
+
+def misbehavior_rows(node: SnapshotSource) -> list[MisbehaviorRow]:
+    """The snapshot's ``misbehavior`` section: the last 100 records."""
+    return [
+        {
+            "time": r.wall,
+            "label": r.label,
+            "service": r.service,
+            "reason": r.reason,
+            "action": r.action,
+        }
+        for r in list(node.misbehavior.records)[-100:]
+    ]
+
+
+def misbehavior_tally(node: SnapshotSource) -> list[MisbehaviorTallyRow]:
+    """The snapshot's ``misbehavior_tally`` section: every record ever, by (service, reason)."""
+    return [{"service": s, "reason": r, "count": n} for (s, r), n in node.misbehavior.tally.items()]
+
+
 def build_snapshot(node: SnapshotSource) -> Snapshot:
     """The snapshot document (schema :data:`SCHEMA_VERSION`)."""
     transport = node.transport
     cfg = transport.config
-    misbehavior: dict[str, int] = {}
-    for rec in node.misbehavior.records:
-        misbehavior[rec.label] = misbehavior.get(rec.label, 0) + 1
-    conns = sorted(transport.peers.connections(), key=lambda c: c.peer.conn_id)
+    misbehavior = _misbehavior_counts(node)
+    conns = _connections(node)
     peers = [_peer(c, node, misbehavior) for c in conns]
     summary: dict[str, dict[str, int]] = {}
     for p in peers:
@@ -222,16 +294,7 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
         "chain": _chain(node),
         "header_sync": node.header_sync.snapshot(),
         "block_sync": node.block_sync.snapshot(),
-        "parked": [
-            {
-                "label": p.label,
-                "service": p.service,
-                "reason": p.reason,
-                "since": p.since,
-                "work_returned": p.work_returned,
-            }
-            for p in node.header_sync.parked.values()
-        ],
+        "parked": parked_rows(node),
         "peers": peers,
         "recently_closed": [
             {
@@ -260,18 +323,7 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
             "panics": node.metrics.value("zakura_pipe_panic_total"),
             "trace_rows_dropped": 0 if node.trace is None else node.trace.dropped,
         },
-        "misbehavior": [
-            {
-                "time": r.wall,
-                "label": r.label,
-                "service": r.service,
-                "reason": r.reason,
-                "action": r.action,
-            }
-            for r in list(node.misbehavior.records)[-100:]
-        ],
-        "misbehavior_tally": [
-            {"service": s, "reason": r, "count": n} for (s, r), n in node.misbehavior.tally.items()
-        ],
+        "misbehavior": misbehavior_rows(node),
+        "misbehavior_tally": misbehavior_tally(node),
         "journal_seq": node.journal.last_seq,
     }

@@ -25,6 +25,12 @@ from node_core.observe.schema import (
     decode_snapshot,
     validate_snapshot,
 )
+from node_core.observe.snapshot import (
+    misbehavior_rows,
+    misbehavior_tally,
+    parked_rows,
+    peer_row,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
 from nodekit import Cluster, wait_until
@@ -156,6 +162,19 @@ def bootstrap(node: Node) -> tuple[tuple[str, int]]:
     return (("127.0.0.1", node.transport.listen_port),)
 
 
+#: Fields computed from the clock when the document is built.
+CLOCK_KEYS = frozenset({"age_s", "stalled_for_s"})
+
+
+def without_clock(doc: Any) -> Any:
+    """``doc`` with :data:`CLOCK_KEYS` removed at every depth."""
+    if isinstance(doc, dict):
+        return {k: without_clock(v) for k, v in doc.items() if k not in CLOCK_KEYS}
+    if isinstance(doc, list):
+        return [without_clock(v) for v in doc]
+    return doc
+
+
 def running_services(node: Node, label: str) -> set[str]:
     return {
         r["service"]
@@ -213,6 +232,21 @@ async def test_a_live_cluster_snapshot_matches_the_schema(tmp_path: Path) -> Non
         assert views["discovery"]["discovery"]["outcome"] in ("running", "complete")
         assert snap["chain"]["verified_tip"]["height"] == 40
         assert snap["boot_id"] == hub.boot_id
+
+        # The API's peer and misbehavior routes build only their parts; each part is the
+        # same as in the whole document (built in the same synchronous step, so only what
+        # reads the clock may differ).
+        hub.misbehavior.record(slowed.label, "header_sync", "schema_test", action="logged")
+        whole = hub.snapshot()
+        for leaf in leaves:
+            row = peer_row(hub, leaf.label)
+            expected = next((p for p in whole["peers"] if p["label"] == leaf.label), None)
+            assert without_clock(row) == without_clock(expected), leaf.label
+        assert (peer_row(hub, slowed.label) or {}).get("misbehavior_count") == 1
+        assert peer_row(hub, "peer:ffffffffffffffff") is None
+        assert parked_rows(hub) == whole["parked"]
+        assert misbehavior_rows(hub) == whole["misbehavior"]
+        assert misbehavior_tally(hub) == whole["misbehavior_tally"]
 
         for leaf in leaves:  # the other side: block-sync windows measured, blocks accepted
             leaf_snap = assert_matches(leaf.snapshot())

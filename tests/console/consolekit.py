@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from collections.abc import Callable
@@ -83,6 +84,18 @@ async def until(
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what or cond}"
         await pilot.pause(0.02)
+
+
+async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Re-check ``cond`` as the loop runs (never a fixed sleep) until it holds; fail naming
+    ``what`` after ``timeout`` seconds, a deadline that only stops a broken run. For tests
+    whose app runs without a :class:`Pilot` at hand, or that wait on a node rather than an
+    app."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 async def start(app: ZakuraConsole, pilot: Pilot[Any]) -> None:

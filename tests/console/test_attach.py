@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,15 @@ from node_core.api.tokens import TokenStore
 from node_core.control import Role
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+from consolekit import wait_until
 from prockit import NodeProc, Procs, free_port, wait_for_snapshot
 
 pytestmark = pytest.mark.timeout(120)
 
 SIZE = (140, 40)
+#: Seconds a wait on the app or the nodes may take before the test fails (a deadline,
+#: not a timing requirement).
+WAIT = 15.0
 
 
 class RecordingConsole(ZakuraConsole):
@@ -47,16 +49,6 @@ class RecordingConsole(ZakuraConsole):
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
         self.notes.append(str(message))
         super().notify(message, **kwargs)
-
-
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def status_text(app: ZakuraConsole) -> str:
@@ -87,18 +79,22 @@ async def test_attach_acts_with_an_operator_token_and_survives_a_restart(
         assert not client.read_only and client.role == "operator"
         app = RecordingConsole(client, refresh_interval=0.2)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+            await wait_until(lambda: app.state.snapshot is not None, "the first frame", WAIT)
             assert "READ-ONLY" not in status_text(app)
             await pilot.press("2")
-            await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view")
+            await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view", WAIT)
             table = app.screen.query_one(PeerTable)
-            await wait_until(lambda: table.live_count == 1, "B's row")
+            await wait_until(lambda: table.live_count == 1, "B's row", WAIT)
             victim = table.selected_label()
             assert victim is not None
             await pilot.press("d")
-            await wait_until(lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            await wait_until(
+                lambda: isinstance(app.screen, ConfirmScreen), "the confirmation", WAIT
+            )
             await pilot.press("y")
-            await wait_until(lambda: any("connection_closed" in n for n in app.notes), "the effect")
+            await wait_until(
+                lambda: any("connection_closed" in n for n in app.notes), "the effect", WAIT
+            )
             rows = await journal(a)
             injected = [r for r in rows if r["table"] == "fault" and r["event"] == "injected"]
             assert [(r["peer"], r["fields"]["by"]) for r in injected] == [(victim, "alice")]
@@ -116,13 +112,14 @@ async def test_attach_acts_with_an_operator_token_and_survives_a_restart(
             async with aiohttp.ClientSession() as http:
                 await wait_for_snapshot(http, again, lambda s: True, 20, "A back")
             await wait_until(lambda: "OFFLINE" not in status_text(app), "back online", 40)
-            await wait_until(lambda: app.state.restarts == 1, "the restart seen")
+            await wait_until(lambda: app.state.restarts == 1, "the restart seen", WAIT)
             await wait_until(
                 lambda: any(
                     r["table"] == "node" and r["event"] == "started" and r["seq"] < before
                     for r in list(app.state.journal)[-200:]
                 ),
                 "the new run's journal rows",
+                WAIT,
             )
             assert sum(1 for n in app.notes if n.startswith("lost the node")) == 1
     finally:
@@ -140,12 +137,12 @@ async def test_a_viewer_token_is_read_only_and_refused(tmp_path: Path) -> None:
         assert client.read_only
         app = RecordingConsole(client, refresh_interval=0.2)
         async with app.run_test(size=SIZE) as pilot:
-            await wait_until(lambda: app.state.snapshot is not None, "the first frame")
+            await wait_until(lambda: app.state.snapshot is not None, "the first frame", WAIT)
             assert "READ-ONLY" in status_text(app)
             await pilot.press("2")
-            await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view")
+            await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view", WAIT)
             table = app.screen.query_one(PeerTable)
-            await wait_until(lambda: table.live_count == 1, "B's row")
+            await wait_until(lambda: table.live_count == 1, "B's row", WAIT)
             await pilot.press("d")
             await pilot.pause()
             assert not isinstance(app.screen, ConfirmScreen)  # refused before asking

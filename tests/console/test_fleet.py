@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +27,16 @@ from node_core.api.tokens import TokenStore
 from node_core.control import Role
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
+from consolekit import wait_until
 from prockit import NodeProc, Procs, free_port
 
 pytestmark = pytest.mark.timeout(150)
 
 SIZE = (140, 36)
 NODES = 6
-
-
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+#: Seconds a wait on the app or the nodes may take before the test fails (a deadline,
+#: not a timing requirement).
+WAIT = 20.0
 
 
 def member(name: str, snapshot: dict[str, Any] | None, error: str | None = None) -> FleetMember:
@@ -138,8 +131,8 @@ async def drive(
             def reachable() -> list[bool]:
                 return [r.reachable for r in fleet_rows(fleet.members)]
 
-            await wait_until(lambda: reachable() == [True] * NODES, "six reachable rows")
-            await wait_until(lambda: table.row_count == NODES, "six rows on screen")
+            await wait_until(lambda: reachable() == [True] * NODES, "six reachable rows", WAIT)
+            await wait_until(lambda: table.row_count == NODES, "six rows on screen", WAIT)
             # All of them reach node 0's tip, which the view shows as the best.
             await wait_until(
                 lambda: all(r.verified_tip == 100 for r in fleet_rows(fleet.members)),
@@ -162,9 +155,11 @@ async def drive(
             # Enter opens a node's views; Esc comes back to the fleet.
             table.move_cursor(row=2)
             await pilot.press("enter")
-            await wait_until(lambda: isinstance(app.screen, OverviewScreen), "node-2's Overview")
+            await wait_until(
+                lambda: isinstance(app.screen, OverviewScreen), "node-2's Overview", WAIT
+            )
             assert app.client is fleet.members[2].client
-            await wait_until(lambda: app.state.snapshot is not None, "node-2's first frame")
+            await wait_until(lambda: app.state.snapshot is not None, "node-2's first frame", WAIT)
             assert app.state.snapshot["node"]["label"] == fleet_rows(fleet.members)[2].label
             await pilot.press("escape")
-            await wait_until(lambda: isinstance(app.screen, FleetScreen), "back on the fleet")
+            await wait_until(lambda: isinstance(app.screen, FleetScreen), "back on the fleet", WAIT)

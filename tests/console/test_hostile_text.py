@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -25,6 +23,7 @@ from console.widgets.peer_table import PeerTable
 from node_core.node import Node, NodeConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "hostile"))
+from consolekit import wait_until
 from rawpeer import HelloParams, RawPeer
 
 #: A close reason the protocol accepts (printable: control characters make the node record
@@ -34,16 +33,6 @@ HOSTILE = "[bold red]x[/ [link=http://x]y[/link]"
 ESCAPES = "\x1b]0;pwned\x07\x1b[31mred\x1b[0m"
 SHOWN = "[bold red]x[/"
 SIZE = (160, 40)
-
-
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def screen_text(app: ZakuraConsole) -> str:

@@ -16,12 +16,12 @@ new connection id, whichever the frame caught.
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from consolekit import wait_until
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input, RadioSet
@@ -64,17 +64,6 @@ class RecordingConsole(ZakuraConsole):
     def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
         self.notes.append((str(message), str(kwargs.get("severity", "information"))))
         super().notify(message, **kwargs)
-
-
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Re-check ``cond`` as the loop runs (never a fixed sleep)."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

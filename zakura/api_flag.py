@@ -69,22 +69,37 @@ def probe_bind(host: str, port: int) -> None:
             sock.bind(address)
 
 
-def check_api(api: tuple[str, int], data_dir: Path) -> None:
+def check_api(api: tuple[str, int], data_dir: Path | None, token_dir: str = "DIR") -> None:
     """Before anything starts: the token rule for the node in ``data_dir``, then a trial bind.
+
+    Args:
+        api: The ``--api`` address.
+        data_dir: The node's data dir; None when the node will get a fresh one (a console
+            without ``--data-dir``), which holds no token yet.
+        token_dir: Where the operator makes tokens, in the command's terms (for that case).
 
     Raises:
         zakura.args.UsageError: Naming ``--api``: no token for an exposed address (with the
             command that makes one), an unreadable token file, or an address that cannot be
             bound (in use, not this machine's, unknown name).
     """
-    from node_core.api.server import ApiStartError, check_exposure
+    from node_core.api.server import ApiStartError, check_exposure, is_loopback
     from node_core.api.tokens import TokenStore
 
     host, port = api
-    try:
-        check_exposure(host, port, TokenStore(data_dir))
-    except ApiStartError as exc:
-        raise UsageError("--api", str(exc)) from None
+    if data_dir is None:
+        if not is_loopback(host):
+            raise UsageError(
+                "--api",
+                f"{host}:{port} is not a loopback address and without --data-dir the node "
+                "starts with no API tokens: give --data-dir DIR and create one first with "
+                f"'zakura token create --data-dir {token_dir} --name NAME --role viewer|operator'",
+            )
+    else:
+        try:
+            check_exposure(host, port, TokenStore(data_dir))
+        except ApiStartError as exc:
+            raise UsageError("--api", str(exc)) from None
     try:
         probe_bind(host, port)
     except OSError as exc:

@@ -131,8 +131,9 @@ def port_number(text: str) -> int:
     return int(text)
 
 
-def count(minimum: int) -> Callable[[str], int]:
-    """An integer type with a lower bound and a message that says so."""
+def count(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer type with a lower bound (and, if given, an upper one) and a message that
+    says so."""
 
     def parse(text: str) -> int:
         try:
@@ -141,6 +142,8 @@ def count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
 
     return parse
@@ -185,13 +188,15 @@ def add_log_level(p: argparse.ArgumentParser, default: str, where: str = "on std
     )
 
 
-def add_hostile_mode(p: argparse.ArgumentParser, what: str) -> None:
+def add_hostile_mode(p: argparse.ArgumentParser, what: str, default: str = "honest") -> None:
+    """``--hostile-mode``; its value stays None when not given, so a command can tell "not
+    given" from a mode (``default`` is only what --help says happens then)."""
     p.add_argument(
         "--hostile-mode",
         choices=ALL_HOSTILE_MODES,
         default=None,
         metavar="MODE",
-        help=f"{what}: {', '.join(ALL_HOSTILE_MODES)} (default: honest)",
+        help=f"{what}: {', '.join(ALL_HOSTILE_MODES)} (default: {default})",
     )
 
 

@@ -19,8 +19,13 @@ Safety rules this module keeps, because a console that leaks node processes is w
   PDEATHSIG (see :mod:`zakura.testnet`) for the cases where no ``finally`` runs at all.
 - Logging goes to a file, configured before the app starts: Textual swaps the process-wide
   stdout and stderr while it runs, and a stream handler made earlier would paint over the UI.
-- Errors found before the app starts (an unknown theme, an unwritable log file) are
-  :class:`~zakura.args.UsageError`\\ s: one line naming the flag, exit code 2.
+- Errors found before the app starts (an unknown theme, an unwritable log file, hostile
+  settings that do not fit, an ``--api`` address that is refused, in use or not this
+  machine's) are :class:`~zakura.args.UsageError`\\ s: one line naming the flag, exit code 2,
+  and nothing started. ``--api`` is checked that early (:func:`zakura.api_flag.check_api`)
+  because the node binds it only after the testnet is up, seconds into the app; should
+  another program take the port in between, the app ends with the same line and exit code 2,
+  and everything it started is stopped.
 
 Textual is imported only when the command runs, so every other command (and ``--help``)
 starts quickly.
@@ -40,13 +45,17 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zakura.api_flag import add_api, check_api, start_usage_error
 from zakura.args import (
+    EXIT_USAGE,
     UsageError,
     add_demo_chain,
+    add_hostile_mode,
     add_log_level,
     check_data_dir,
     count,
     fail_line,
+    hostile_modes_help,
     seconds,
 )
 from zakura.process import finish_leftover_tasks
@@ -65,13 +74,22 @@ PROG = "zakura console"
 DEFAULT_REFRESH = 0.25
 #: The network starts after the first frame, or after this long if the frame never comes.
 FIRST_FRAME_WAIT_SECS = 2.0
+#: How long the notification saying where ``--api`` listens stays up.
+API_NOTICE_SECS = 20.0
+#: ``--hostile``: each hostile peer is one more node process; a handful shows every defence.
+MAX_HOSTILE = 8
+#: ``--hostile`` without ``--hostile-mode``: status-spam attacks at once, unasked (a Status every
+#: 100 ms), and is record-only, so view 4 fills within seconds while the hostile peers stay
+#: connected and visible in the Peers view.
+DEFAULT_HOSTILE_MODE = "status-spam"
 
 HELP = """\
 The operator console (what `make run` starts, and `zakura` with no subcommand).
 
 Opens the full-screen console at once and, behind it, starts a local testnet of --peers node
-processes and the operator's own node inside this process (fault injection enabled, target
-peers = --peers, bootstrapped from testnet node 0); the status bar says "waiting for the
+processes (plus --hostile ones) and the operator's own node inside this process (fault
+injection enabled, target peers = every testnet node, bootstrapped from testnet node 0); the
+status bar says "waiting for the
 node..." until it is up. Testnet node 0 is a miner: it starts with a --blocks chain and mines
 a block every --mine-interval seconds, while your node starts at genesis, so the Overview's
 header-sync panel shows it syncing headers up to the testnet's tip and then following it.
@@ -83,18 +101,43 @@ every key, ctrl+p opens the command palette. q or Ctrl+C quits and stops the
 node and every testnet process it started (also when the console crashes or gets
 SIGTERM/SIGHUP).
 
+Misbehavior: --hostile N adds N hostile nodes to the local testnet (after the --peers honest
+ones; node 0 stays honest) running --hostile-mode (default: status-spam, a Status every 100 ms
+that your node records as status_spam and keeps the connection). Your node connects to them
+too, so view 4 Misbehavior shows its records within seconds, and the Fleet view marks them
+"hostile". --hostile-mode needs --hostile N (N >= 1): given alone it is an error, not ignored.
+
+API: --api HOST:PORT serves your node's control API as `zakura node --api` does: /healthz and
+/metrics to anyone, every /api/v1 route only with a token from `zakura token create --data-dir
+DIR/node` (DIR is --data-dir; a running node picks a new token up at its next request); an
+address that is not loopback is refused until DIR/node has a token. Where it listens goes to
+the log (`your node: zakura node ready: ... api=HOST:PORT`) and to a notification. A bad
+address or a port in use is one line and exit code 2, before anything starts.
+
 Logs never go to the terminal while the console runs: they go to --log-file, and each testnet
 node logs to <data dir>/testnet/node-NN/node.log. Without --data-dir everything lives in a
 temp dir removed at exit (kept, and its path printed, when the console exits with an error).
 Input errors print one line on stderr naming the flag, and exit with code 2."""
 
-EXAMPLE = """\
+HOSTILE_HELP = hostile_modes_help(
+    "hostile modes (--hostile N --hostile-mode MODE; the N hostile nodes attack header sync\n"
+    "(the first eight) or block sync (the last four); your node is one of their victims):"
+)
+
+EXAMPLE = f"""\
+{HOSTILE_HELP}
+
 example:
   zakura                                   # same as: zakura console
   zakura console --peers 8 --refresh 0.5
   zakura console --blocks 20000 --mine-interval 1   # a longer sync, a faster tip
   zakura console --blocks 0 --mine-interval 0       # no chain: peers and routines only
-  zakura console --read-only --theme zakura-light --data-dir ./console-data"""
+  zakura console --read-only --theme zakura-light --data-dir ./console-data
+  zakura console --hostile 2               # two status-spam peers: press 4 for Misbehavior
+  zakura console --hostile 1 --hostile-mode backwards-time   # a forged header, refused
+  zakura console --data-dir ./c --api 9100 # then, in another shell:
+  zakura token create --data-dir ./c/node --name me --role operator | tail -n 1 > me.token
+  curl -s -H "Authorization: Bearer $(cat me.token)" 127.0.0.1:9100/api/v1/misbehavior"""
 
 
 def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -111,8 +154,8 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         type=count(1),
         default=6,
         metavar="N",
-        help="number of testnet node processes to start; your node aims to connect to all "
-        "of them (default: 6)",
+        help="number of honest testnet node processes to start (--hostile adds more); your "
+        "node aims to connect to all of them (default: 6)",
     )
     console.add_argument(
         "--data-dir",
@@ -132,7 +175,8 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     console.add_argument(
         "--read-only",
         action="store_true",
-        help="disable every action (disconnect, panic, park, stall, throttle); READ-ONLY shows "
+        help="disable every action (disconnect, panic, park, unpark, stall, throttle); READ-ONLY "
+        "shows "
         "in the status bar (default: actions allowed, each asks for confirmation)",
     )
     console.add_argument(
@@ -158,6 +202,21 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         "(default: <data dir>/console.log)",
     )
     add_demo_chain(console, " (the Overview's header-sync panel)")
+    console.add_argument(
+        "--hostile",
+        type=count(0, MAX_HOSTILE),
+        default=0,
+        metavar="N",
+        help="add N hostile nodes to the local testnet, beside the --peers honest ones; your "
+        f"node connects to them and records what they do (view 4); 0 to {MAX_HOSTILE} "
+        "(default: 0)",
+    )
+    add_hostile_mode(
+        console,
+        "what the --hostile nodes do (listed below; needs --hostile N)",
+        DEFAULT_HOSTILE_MODE,
+    )
+    add_api(console, "DIR/node")
     add_log_level(console, "info", "in --log-file and in every testnet node's node.log")
 
 
@@ -178,31 +237,48 @@ async def _bring_up(
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(FIRST_FRAME_WAIT_SECS):
             await app.first_frame.wait()
+    network = backend.network
     try:
         inner = await backend.start(read_only)
     except TestnetError as exc:
         _give_up(app, client, str(exc), exc.exit_code, log_file)
         return
     except Exception as exc:
+        node = network.node
+        usage = None if node is None else start_usage_error(exc, node, api=network.api)
+        if usage is not None:  # --api, refused or taken since run_console checked it
+            _give_up(app, client, f"argument {usage.flag}: {usage.problem}", EXIT_USAGE, log_file)
+            return
         log.exception("the operator node did not start")
         _give_up(app, client, f"the node did not start: {exc}", 1, log_file)
         return
     client.attach(inner)
     app.node_attached()
-    app.add_fleet(fleet_members(backend.network.testnet.nodes))
+    app.add_fleet(fleet_members(network.testnet.nodes))
     log.info("console attached to %s", inner.description)
+    if network.node is not None and (api := network.node.api_address) is not None:
+        app.notify(
+            f"your node's API: http://{api} (a token: zakura token create --data-dir "
+            f"{network.root / 'node'} --name NAME --role operator)",
+            title="--api",
+            timeout=API_NOTICE_SECS,
+        )
     # The node thread only ends when told to; if it ends by itself, the console is blind.
     await backend.wait_ended()
     _give_up(app, client, "the node stopped unexpectedly", 1, log_file)
 
 
 def fleet_members(nodes: list[TestnetNode]) -> list[FleetMember]:
-    """A Fleet view row for each testnet node, through its API and operator token."""
+    """A Fleet view row for each testnet node, through its API and operator token; a hostile
+    node's name says so (its misbehavior is what the operator is looking at)."""
     from console.fleet import FleetMember as Member
     from console.remote import RemoteNodeClient
 
     return [
-        Member(n.name, RemoteNodeClient(f"http://{n.api}", n.token or ""))
+        Member(
+            n.name if n.hostile_mode is None else f"{n.name} hostile",
+            RemoteNodeClient(f"http://{n.api}", n.token or ""),
+        )
         for n in nodes
         if n.api is not None
     ]
@@ -216,12 +292,35 @@ def _give_up(
     app.exit(return_code=code, message=f"zakura console: error: {message} (log: {log_file})")
 
 
+def hostile_settings(args: argparse.Namespace) -> tuple[int, str | None]:
+    """``--hostile`` and ``--hostile-mode`` as the testnet takes them: how many, and the mode.
+
+    The mode defaults to :data:`DEFAULT_HOSTILE_MODE` only with ``--hostile`` > 0; given alone
+    it is refused like ``zakura testnet`` refuses it (:func:`zakura.testnet.check_hostile`),
+    because silently running an honest testnet would hide the operator's mistake.
+
+    Raises:
+        zakura.args.UsageError: Naming the flag to fix.
+    """
+    from zakura.testnet import HostileSettingsError, check_hostile
+
+    hostile: int = getattr(args, "hostile", 0)
+    given: str | None = getattr(args, "hostile_mode", None)
+    mode = given if given is not None or not hostile else DEFAULT_HOSTILE_MODE
+    try:
+        check_hostile(args.peers + hostile, hostile, mode)
+    except HostileSettingsError as exc:
+        raise UsageError(exc.flag, str(exc)) from None
+    return hostile, mode
+
+
 async def run_console(args: argparse.Namespace) -> int:
     """``zakura console``: the app now, the network behind it, everything stopped at the end.
 
     Args:
         args: Parsed flags (``peers``, ``data_dir``, ``refresh``, ``read_only``, ``theme``,
-            ``ascii``, ``log_file``, ``log_level``, ``blocks``, ``mine_interval``).
+            ``ascii``, ``log_file``, ``log_level``, ``blocks``, ``mine_interval``; ``hostile``,
+            ``hostile_mode`` and ``api`` may be missing: no hostile nodes, no API).
 
     Returns:
         The exit code: 0 after a normal quit, 1 when the app crashed or the node failed, 2
@@ -243,8 +342,13 @@ async def run_console(args: argparse.Namespace) -> int:
             launcher.check_log_file(args.log_file)
     except launcher.OptionError as err:
         raise UsageError(err.flag, err.problem) from None
+    hostile, hostile_mode = hostile_settings(args)
+    api: tuple[str, int] | None = getattr(args, "api", None)
     if args.data_dir is not None:
         check_data_dir(args.data_dir)
+    if api is not None:
+        node_dir = None if args.data_dir is None else Path(args.data_dir) / "node"
+        check_api(api, node_dir, token_dir="DIR/node")
     launcher.check_terminal()
     owns_root = args.data_dir is None
     root = Path(tempfile.mkdtemp(prefix="zakura-console-")) if owns_root else Path(args.data_dir)
@@ -254,9 +358,12 @@ async def run_console(args: argparse.Namespace) -> int:
     try:
         log_file = Path(args.log_file) if args.log_file is not None else root / "console.log"
         handler = launcher.configure_logging(log_file, args.log_level)
+        hostiles = f" and {hostile} hostile ({hostile_mode})" if hostile else ""
         log.info(
-            "zakura console starting: %d peers, node 0 with %d blocks mining every %s, data in %s",
+            "zakura console starting: %d peers%s, node 0 with %d blocks mining every %s, "
+            "data in %s",
             args.peers,
+            hostiles,
             args.blocks,
             "(never)" if args.mine_interval is None else f"{args.mine_interval:g} s",
             root,
@@ -268,12 +375,15 @@ async def run_console(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             blocks=args.blocks,
             mine_interval=args.mine_interval,
+            hostile=hostile,
+            hostile_mode=hostile_mode,
+            api=api,
         )
         backend = ThreadBackend(network)
         chain = f" (node 0 pre-generates {args.blocks:,} blocks)" if args.blocks else ""
         client = launcher.PendingClient(
             read_only=args.read_only,
-            starting=f"starting a local testnet of {args.peers} peers{chain} in {root}",
+            starting=f"starting a local testnet of {args.peers} peers{hostiles}{chain} in {root}",
         )
         app = launcher.LauncherConsole(
             client,
@@ -294,6 +404,10 @@ async def run_console(args: argparse.Namespace) -> int:
             bring_up.cancel()
             with contextlib.suppress(BaseException):
                 await bring_up
+            # The Fleet view's HTTP sessions to the testnet nodes: closed here, or aiohttp
+            # prints "Unclosed connector" over the operator's shell after the app has gone.
+            with contextlib.suppress(Exception):
+                await app.fleet.close()
             await backend.stop()
             for sig in signals:
                 loop.remove_signal_handler(sig)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zakura.node_cmd import format_start_line
 from zakura.testnet import HOST, Testnet
 
 if TYPE_CHECKING:
@@ -27,8 +28,13 @@ class LocalNetwork:
     starts at genesis: with a chain on node 0 it has headers to sync, which is what the
     Overview's header-sync panel is there to show.
 
+    With ``hostile`` the testnet gets that many nodes *more*, the last ones, running
+    ``hostile_mode`` (:class:`~zakura.testnet.Testnet` keeps node 0 honest); the operator node
+    aims for them too, so it meets the attack and records it (the Misbehavior view), which an
+    all-honest testnet never shows.
+
     Args:
-        peers: Number of testnet node processes.
+        peers: Number of honest testnet node processes.
         root: Data root: the testnet in ``root/testnet``, the operator node in ``root/node``.
         extra_services: Extra services for the operator node (benchmarks add a stream).
         log_level: ``--log-level`` of the testnet children (they log to their own files).
@@ -36,6 +42,14 @@ class LocalNetwork:
             The testnet is ready only after that (:data:`~zakura.testnet.PREGEN_SECS_PER_BLOCK`
             stretches node 0's ready timeout), but the app is already on screen by then.
         mine_interval: Testnet node 0 mines a block every this many seconds (None: never).
+        hostile: Hostile testnet nodes added after the ``peers`` honest ones.
+        hostile_mode: What they run (one of
+            :data:`~node_core.block_sync.hostile.ALL_HOSTILE_MODES`); required with ``hostile``.
+        api: Serve the operator node's control API on this address (``--api``); None: no API.
+
+    Raises:
+        ValueError: Inconsistent hostile settings
+            (:class:`~zakura.testnet.HostileSettingsError` names the flag).
     """
 
     def __init__(
@@ -47,12 +61,17 @@ class LocalNetwork:
         log_level: str = "info",
         blocks: int = 0,
         mine_interval: float | None = None,
+        hostile: int = 0,
+        hostile_mode: str | None = None,
+        api: tuple[str, int] | None = None,
     ) -> None:
         self.peers = peers
+        self.hostile = hostile
         self.root = root
         self.extra_services = tuple(extra_services)
+        self.api = api
         self.testnet = Testnet(
-            peers,
+            peers + hostile,
             data_dir=root / "testnet",
             target_peers=TESTNET_TARGET_PEERS,
             log_level=log_level,
@@ -61,6 +80,8 @@ class LocalNetwork:
             # Each testnet node serves its API on a free loopback port with an operator
             # token, so the console's Fleet view (0) can list and open every one of them.
             api_base_port=0,
+            hostile=hostile,
+            hostile_mode=hostile_mode,
         )
         self.node: Node | None = None
 
@@ -70,6 +91,7 @@ class LocalNetwork:
         Raises:
             zakura.testnet.TestnetError: A testnet node did not come up.
             OSError, node_core.identity.IdentityError: The operator node could not start.
+            node_core.api.ApiStartError: Its API refused the address (no token for it).
         """
         from node_core.node import Node, NodeConfig
 
@@ -86,7 +108,8 @@ class LocalNetwork:
                     listen_port=0,
                     bootstrap=((HOST, self.testnet.nodes[0].listen_port),),
                     allow_faults=True,
-                    target_peers=self.peers,
+                    target_peers=self.peers + self.hostile,
+                    api=self.api,
                 ),
                 extra_services=self.extra_services,
             )
@@ -95,7 +118,8 @@ class LocalNetwork:
         except BaseException:
             await self.stop()
             raise
-        log.info("operator node %s listening on %s", node.label, node.listen)
+        # The line `zakura node` prints when it is up (the console's terminal is the app's).
+        log.info("your node: %s", format_start_line(node.label, node.listen, node.api_address))
         return node
 
     async def stop(self) -> None:

@@ -16,24 +16,33 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import re
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import termios
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from console.client import ActionRequest
 from console.fixture import FixtureClient
 from console.launcher import LauncherConsole, NodeUnavailable, PendingClient
+from node_core.api.tokens import TokenStore
+from node_core.control import Role
 from themes import load_themes
+from zakura.cli import build_parser, main
+from zakura.console_cmd import DEFAULT_HOSTILE_MODE, MAX_HOSTILE, hostile_settings
 from zakura.node_thread import ThreadedClient
 
 ZAKURA = Path(sys.executable).with_name("zakura")
@@ -195,6 +204,9 @@ def test_help_teaches_every_flag() -> None:
         "--blocks N",
         "--mine-interval S",
         "--log-level LEVEL",
+        "--hostile N",
+        "--hostile-mode MODE",
+        "--api HOST:PORT",
     ):
         assert flag in out
     assert "(default: 6)" in out and "0.25" in out and "console.log" in out
@@ -206,6 +218,8 @@ def test_help_teaches_every_flag() -> None:
     for theme in load_themes():
         assert theme.name in flat.replace("- ", "-")
     assert "example:" in out
+    assert "zakura console --hostile 2 " in out and "/api/v1/misbehavior" in out
+    assert f"(default: {DEFAULT_HOSTILE_MODE})" in flat and "needs --hostile N" in flat
 
 
 def test_root_help_names_console_the_default() -> None:
@@ -236,6 +250,91 @@ def test_bad_flags_print_one_line_and_exit_2(args: list[str], flag: str) -> None
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in res.stderr
     assert res.stdout == ""
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port some other program is listening on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "words"),
+    [
+        (["--hostile", "-1"], "--hostile", "at least 0"),
+        (["--hostile", str(MAX_HOSTILE + 1)], "--hostile", f"at most {MAX_HOSTILE}"),
+        (["--hostile", "two"], "--hostile", "whole number"),
+        (["--hostile", "1", "--hostile-mode", "flood"], "--hostile-mode", "invalid choice"),
+        (["--hostile-mode", "silent"], "--hostile", "--hostile-mode silent needs --hostile N"),
+        (["--api", "nonsense"], "--api", "HOST:PORT or PORT"),
+        (["--api", "70000"], "--api", "out of range"),
+        (["--api", "0.0.0.0:0"], "--api", "not a loopback address zakura token create"),
+        (["--api", "192.0.2.1:0", "--data-dir", "{tokens}"], "--api", "cannot bind that address"),
+        (["--api", "0.0.0.0:0", "--data-dir", "{empty}"], "--api",
+         "not a loopback address and this node has no API tokens"),
+    ],
+)  # fmt: skip
+def test_hostile_and_api_usage_errors_start_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], flag: str, words: str
+) -> None:
+    """One line naming the flag, exit 2, and nothing started: no testnet, no node key. In
+    process (the checks run before the terminal's), so the whole table takes milliseconds.
+    ``{tokens}``: a data dir whose node has an operator token, so only the bind can fail."""
+    data = tmp_path / "data"
+    if "{tokens}" in args:
+        TokenStore(data / "node").create("op", Role.OPERATOR)
+    args = [str(data) if a in ("{tokens}", "{empty}") else a for a in args]
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(["console", *args]))
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"zakura console: error: argument {flag}: "), err
+    for word in words.split():
+        assert word in err, err
+    assert not (data / "testnet").exists() and not (data / "node" / "node_key").exists()
+
+
+def test_api_port_in_use_is_refused_before_anything_starts(tmp_path: Path, busy_port: int) -> None:
+    """The real command, no terminal needed: --api is checked before the terminal is."""
+    data = tmp_path / "data"
+    res = subprocess.run(
+        [str(ZAKURA), "console", "--data-dir", str(data), "--api", str(busy_port)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    assert res.stderr == (
+        f"zakura console: error: argument --api: 127.0.0.1:{busy_port}: address already in use "
+        "(another node or program is listening there)\n"
+    )
+    assert res.stdout == "" and not (data / "testnet").exists()
+    assert_all_stopped(data)
+
+
+def test_hostile_mode_defaults_only_with_hostile_nodes() -> None:
+    parse = build_parser().parse_args
+    assert hostile_settings(parse(["console"])) == (0, None)
+    assert hostile_settings(parse(["console", "--hostile", "2"])) == (2, DEFAULT_HOSTILE_MODE)
+    args = parse(["console", "--hostile", "1", "--hostile-mode", "backwards-time"])
+    assert hostile_settings(args) == (1, "backwards-time")
+
+
+def test_local_network_adds_the_hostile_nodes_after_the_honest_ones(tmp_path: Path) -> None:
+    """--peers 2 --hostile 2: four testnet nodes, the last two hostile (node 0 never is)."""
+    from zakura.local_network import LocalNetwork
+
+    net = LocalNetwork(
+        2, tmp_path, blocks=50, hostile=2, hostile_mode="status-spam", api=("127.0.0.1", 0)
+    )
+    assert net.testnet.size == 4
+    assert [net.testnet.hostile_mode_of(i) for i in range(4)] == [None, None, *["status-spam"] * 2]
+    cmd = net.testnet.command(3, "127.0.0.1:1")
+    assert cmd[cmd.index("--hostile-mode") + 1] == "status-spam"
+    assert "--hostile-mode" not in net.testnet.command(1, "127.0.0.1:1")
+    assert (net.peers, net.hostile, net.api) == (2, 2, ("127.0.0.1", 0))
 
 
 def test_unwritable_log_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -348,6 +447,67 @@ def test_overview_shows_our_node_syncing_headers_and_following_the_miner(
     followers = [c for c in children.values() if "node-00" not in c]
     assert followers and not any("--blocks" in c or "--mine-interval" in c for c in followers)
 
+    term.press(b"q")
+    assert term.wait_exit() == 0
+    assert_all_stopped(data)
+
+
+def api_get(api: str, path: str, token: str | None) -> tuple[int, Any]:
+    """``GET http://API/PATH`` with the bearer token (if any): status and decoded JSON."""
+    req = urllib.request.Request(f"http://{api}{path}")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_hostile_peer_is_recorded_by_our_node_over_its_api_and_in_view_4(
+    tmp_path: Path, terminal: list[Terminal]
+) -> None:
+    """`zakura console --hostile 1 --api 0`: the testnet gets a status-spam node, our node
+    records it (GET /api/v1/misbehavior with an operator token made beforehand, as an operator
+    would with `zakura token create`), view 4 lists it, and q stops all of it. No chain and no
+    miner: the attack needs neither, and the test stays short."""
+    data = tmp_path / "data"
+    token = TokenStore(data / "node").create("op", Role.OPERATOR)
+    term = Terminal(["console", "--peers", "1", "--hostile", "1", "--blocks", "0",
+                     "--mine-interval", "0", "--api", "0", "--data-dir", str(data)])  # fmt: skip
+    terminal.append(term)
+    log = data / "console.log"
+
+    def api_address() -> str | None:
+        text = log.read_text() if log.exists() else ""
+        m = re.search(r"your node: zakura node ready: label=\S+ listen=\S+ api=(\S+)", text)
+        return m.group(1) if m else None
+
+    term.wait_until(lambda: api_address() is not None, "the API address in console.log", 60)
+    api = api_address()
+    assert api is not None and api.startswith("127.0.0.1:") and not api.endswith(":0")
+    assert api_get(api, "/api/v1/misbehavior", None)[0] == 401  # /api/v1 needs the token
+    hostile_dir = data / "testnet" / "node-01"  # --peers 1: node 0, then the hostile one
+    found = re.search(
+        r"node (peer:[0-9a-f]{16}) runs a HOSTILE header sync",
+        (hostile_dir / "node.log").read_text(),
+    )
+    assert found is not None
+    hostile = found.group(1)
+    assert "--hostile-mode status-spam" in " ".join(processes_mentioning(str(hostile_dir)).values())
+
+    def spam_recorded() -> bool:
+        status, body = api_get(api, "/api/v1/misbehavior", token)
+        assert status == 200, body
+        return any(
+            r["label"] == hostile and r["reason"] == "status_spam"
+            and r["action"] == "recorded"
+            for r in body["records"]
+        )  # fmt: skip
+
+    term.wait_until(spam_recorded, "a status_spam record of the hostile node", 30)
+    term.press(b"4")
+    term.wait_for(r"header_sync\s+status_spam")  # the by-reason tally of view 4
     term.press(b"q")
     assert term.wait_exit() == 0
     assert_all_stopped(data)
@@ -488,6 +648,32 @@ async def test_launcher_console_waits_then_shows_the_node_and_ctrl_c_quits() -> 
         await pilot.press("ctrl+c")
         await pilot.pause(0.1)
     assert app.return_code == 0
+
+
+async def test_api_port_taken_after_the_check_ends_the_app_with_exit_2(
+    tmp_path: Path, busy_port: int
+) -> None:
+    """The port is free when run_console checks it but taken when the node binds (seconds
+    later, after the testnet): the app ends with the usual one line and exit code 2, and
+    stopping the backend leaves nothing running."""
+    from zakura.console_cmd import _bring_up
+    from zakura.local_network import LocalNetwork
+    from zakura.node_thread import ThreadBackend
+
+    network = LocalNetwork(1, tmp_path, log_level="warning", api=("127.0.0.1", busy_port))
+    backend = ThreadBackend(network)
+    client = PendingClient(read_only=False)
+    app = LauncherConsole(client, refresh_interval=0.3)
+    try:
+        async with app.run_test(size=(COLS, ROWS)):
+            await _bring_up(app, client, backend, False, tmp_path / "console.log")
+            await wait_for(lambda: app.return_code is not None, "the app to end", 30)
+    finally:
+        await backend.stop()
+    assert app.return_code == 2
+    assert client.description.startswith(f"argument --api: 127.0.0.1:{busy_port}: "), client
+    assert "already in use" in client.description
+    assert processes_mentioning(str(tmp_path)) == {}
 
 
 # ---------------------------------------------------------------------- the node thread under load

@@ -4,8 +4,8 @@ Data flow: one timer polls the client (``--refresh``, 4 Hz by default) for a sna
 journal delta, stores them in :class:`~console.state.ConsoleState`, and asks the visible view
 to render. While paused the state is not replaced, so rows stay still under the cursor.
 
-Actions (``d`` disconnect, ``p`` panic, ``k`` park a peer's header sync, ``s`` stall its
-header- or block-sync reads, ``w`` throttle its bandwidth) all go through
+Actions (``d`` disconnect, ``p`` panic, ``k`` park a peer's header sync, ``u`` unpark it,
+``s`` stall its header- or block-sync reads, ``w`` throttle its bandwidth) all go through
 :meth:`ZakuraConsole.request_action`: policy check, target pick, confirmation naming the
 target, a re-check that the target still exists, the action, and a notification with the
 effect the node was seen to have.
@@ -54,7 +54,8 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
 #: Longest notification text (a node's sentence plus a quoted reason fits easily).
 NOTIFY_LIMIT = 400
 
-#: The service ``k`` parks, and the one ``s`` offers first (as it did before block sync).
+#: The service ``k`` parks and ``u`` unparks, and the one ``s`` offers first (as it did before
+#: block sync).
 HEADER_SYNC = "header_sync"
 
 #: What each action does to the target, for the confirmation (after the target line).
@@ -63,6 +64,9 @@ ACTION_EFFECTS = {
     "park": "Its header_sync service stops as if a never-drop command could not be queued "
     "to it: its ranges go back to the queue for other peers. The connection and its other "
     "routines stay up.",
+    "unpark": "Its header_sync service starts again as a new session on the same connection "
+    "(the old stream is reset, a new one opened): both sides send their Status and it is "
+    "asked for headers again. The ranges returned when it was parked stay in the queue.",
     "throttle": "We read from it no faster than that rate, as over a slow link: every service "
     "on the connection slows down, its block-sync window should shrink and the sync carry on "
     "through other peers. 0 lifts the throttle. The connection stays up.",
@@ -121,6 +125,9 @@ class ZakuraConsole(App[None]):
         Binding("k", "park", "Park"),
         Binding("s", "stall", "Stall"),
         Binding("w", "throttle", "Throttle"),
+        # After the keys that act on any peer: it only acts on a parked one, so a narrow
+        # footer cuts it first (``?`` and the Parked view's summary still name it).
+        Binding("u", "unpark", "Unpark"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("question_mark", "help", "Keys"),
         Binding("q", "quit", "Quit"),
@@ -262,6 +269,7 @@ class ZakuraConsole(App[None]):
             ("d", "disconnect the selected peer (asks first)"),
             ("p", "panic a routine of the selected peer (pick the routine, asks first)"),
             ("k", "park the selected peer's header-sync (asks first; Journal: kind filter)"),
+            ("u", "unpark the selected peer's parked header-sync: a new session (asks first)"),
             (
                 "s",
                 "stall the selected peer's header_sync or block_sync reads for N seconds "
@@ -278,7 +286,7 @@ class ZakuraConsole(App[None]):
             ("q", "quit (stops everything the console started)"),
         ]
         if self.policy.read_only:  # the keys answer with the refusal; say so up front
-            faults = {"d", "p", "k", "s", "w"}
+            faults = {"d", "p", "k", "u", "s", "w"}
             rows = [(k, f"{w} (disabled: --read-only)" if k in faults else w) for k, w in rows]
         screen = self.screen
         if isinstance(screen, ConsoleScreen):
@@ -318,6 +326,11 @@ class ZakuraConsole(App[None]):
             self.action_park,
         )
         yield SystemCommand(
+            "Unpark header-sync of selected peer",
+            "start its parked header_sync again, on the same connection (u)",
+            self.action_unpark,
+        )
+        yield SystemCommand(
             "Stall sync reads of selected peer",
             "hold its header_sync or block_sync reads for N seconds (s)",
             self.action_stall,
@@ -350,6 +363,9 @@ class ZakuraConsole(App[None]):
 
     def action_park(self) -> None:
         self.request_action("park")
+
+    def action_unpark(self) -> None:
+        self.request_action("unpark")
 
     def action_stall(self) -> None:
         self.request_action("stall")
@@ -396,7 +412,7 @@ class ZakuraConsole(App[None]):
             service = await self.push_screen_wait(PickServiceScreen(label, running))
             if service is None:
                 return
-        elif kind == "park":
+        elif kind in ("park", "unpark"):
             service = HEADER_SYNC
             refusal = _header_sync_refusal(kind, label, latest.get(service))
             if refusal:
@@ -444,9 +460,17 @@ class ZakuraConsole(App[None]):
 
 
 def _header_sync_refusal(kind: str, label: str, state: object) -> str | None:
-    """Why ``k`` cannot act on this peer's header sync (``None`` when it can)."""
+    """Why ``k`` or ``u`` cannot act on this peer's header sync (``None`` when it can).
+
+    Said before the confirmation, from the frame the operator sees, so a key that would only
+    be refused by the node does not ask first; the node checks again when it acts.
+    """
     if state is None:
         return f"{label} has no {HEADER_SYNC} routine to {kind}"
+    if kind == "unpark":  # only a parked routine resumes; the node says the same words
+        return (
+            None if state == "parked" else f"{label}: {HEADER_SYNC} is not parked (it is {state})"
+        )
     if kind == "park" and state == "parked":
         return f"{label}: {HEADER_SYNC} is already parked"
     if state != "running":  # the node parks and stalls running routines only

@@ -30,6 +30,7 @@ from node_core.faults import (
     FaultInvalid,
     FaultOutcome,
     FaultsDisabled,
+    NotParked,
     RoutineNotRunning,
     UnknownPeer,
 )
@@ -66,6 +67,7 @@ class ActionKind(StrEnum):
     DISCONNECT = "disconnect"
     PANIC = "panic"
     PARK = "park"
+    UNPARK = "unpark"
     STALL = "stall"
     THROTTLE = "throttle"
 
@@ -75,7 +77,7 @@ ACTIONS: tuple[str, ...] = tuple(k.value for k in ActionKind)
 
 #: Routines a panic can target (one per ordered stream of a peer).
 PANIC_SERVICES = ("discovery", "header_sync", "block_sync")
-#: Services that can be parked (only header sync has never-drop commands).
+#: Services that can be parked, and so unparked (only header sync has never-drop commands).
 PARK_SERVICES = ("header_sync",)
 #: Routines a stall can target.
 STALL_SERVICES = ("header_sync", "block_sync")
@@ -140,10 +142,10 @@ def _number(field: str, value: object) -> float:
 class Action:
     """One request: ``kind`` on peer ``label``.
 
-    ``service`` names the routine of a panic (required), a park or a stall (default
-    ``header_sync``); ``seconds`` is a stall's length (default 30); ``rate`` is a throttle's
-    read rate in KiB/s, the unit operators type (None or 0 lifts the throttle). Fields an
-    action does not use must be None.
+    ``service`` names the routine of a panic (required), a park, an unpark or a stall
+    (default ``header_sync``); ``seconds`` is a stall's length (default 30); ``rate`` is a
+    throttle's read rate in KiB/s, the unit operators type (None or 0 lifts the throttle).
+    Fields an action does not use must be None.
     """
 
     #: A plain string is accepted and turned into its :class:`ActionKind` (or refused).
@@ -175,6 +177,7 @@ class Action:
         allowed = {
             ActionKind.PANIC: PANIC_SERVICES,
             ActionKind.PARK: PARK_SERVICES,
+            ActionKind.UNPARK: PARK_SERVICES,
             ActionKind.STALL: STALL_SERVICES,
         }.get(kind)
         if allowed is None:
@@ -236,7 +239,7 @@ class Action:
 
     @property
     def effective_service(self) -> str | None:
-        if self.action_kind in (ActionKind.PARK, ActionKind.STALL):
+        if self.action_kind in (ActionKind.PARK, ActionKind.UNPARK, ActionKind.STALL):
             return self.service or "header_sync"
         return self.service
 
@@ -247,6 +250,8 @@ class Action:
             return f"panic the {self.service} routine of {label}"
         if kind is ActionKind.PARK:
             return f"park the {self.effective_service} service of {label}"
+        if kind is ActionKind.UNPARK:
+            return f"unpark the {self.effective_service} service of {label}"
         if kind is ActionKind.STALL:
             seconds = STALL_DEFAULT_S if self.seconds is None else self.seconds
             return f"stall {self.effective_service} reads of {label} for {seconds:g} s"
@@ -266,6 +271,8 @@ class Refusal(StrEnum):
     INVALID = "invalid"
     UNKNOWN_PEER = "unknown_peer"
     NOT_RUNNING = "not_running"
+    #: An unpark of a peer whose service is not parked.
+    NOT_PARKED = "not_parked"
     NO_EFFECT = "no_effect"
 
 
@@ -388,6 +395,8 @@ async def apply(
             outcome = await faults.panic(action.label, action.service or "", actor=by)
         elif kind is ActionKind.PARK:
             outcome = await faults.park(action.label, action.effective_service or "", actor=by)
+        elif kind is ActionKind.UNPARK:
+            outcome = await faults.unpark(action.label, action.effective_service or "", actor=by)
         elif kind is ActionKind.STALL:
             seconds = STALL_DEFAULT_S if action.seconds is None else float(action.seconds)
             outcome = await faults.stall(
@@ -403,6 +412,8 @@ async def apply(
         return ActionResult(False, str(exc), refusal=Refusal.UNKNOWN_PEER, field="label")
     except RoutineNotRunning as exc:
         return ActionResult(False, str(exc), refusal=Refusal.NOT_RUNNING)
+    except NotParked as exc:
+        return ActionResult(False, str(exc), refusal=Refusal.NOT_PARKED)
     except FaultInvalid as exc:
         return ActionResult(False, str(exc), refusal=Refusal.INVALID, field=exc.field)
     except FaultError as exc:

@@ -8,14 +8,16 @@ started with ``--allow-faults``; that check lives in :meth:`FaultInjector._check
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from node_core.observe.journal import JournalEvent
+from node_core.protocol.limits import CloseCode
 from node_core.transport.connection import Connection
-from node_core.transport.routine import InjectedPanic
+from node_core.transport.routine import InjectedPanic, RoutineState
 from node_core.transport.supervise import RoutineHandle
 
 if TYPE_CHECKING:
@@ -43,6 +45,10 @@ class UnknownPeer(FaultError):
 
 class RoutineNotRunning(FaultError):
     """The peer has no such routine, or it is not running (parked, exited)."""
+
+
+class NotParked(FaultError):
+    """Unpark was asked of a peer whose service is not parked: there is nothing to resume."""
 
 
 class FaultInvalid(FaultError):
@@ -258,6 +264,73 @@ class FaultInjector:
             connection_open=not conn.closed,
         )
         return FaultOutcome(fid, "park", label, service, "service_parked", reason)
+
+    async def unpark(
+        self,
+        label: str,
+        service: str = "header_sync",
+        *,
+        timeout: float = 5.0,
+        actor: Actor | None = None,
+    ) -> FaultOutcome:
+        """Resume ``label``'s parked header sync: a new session on a new stream.
+
+        The reactor keeps a peer parked until a new session of it connects (§3.13
+        PeerConnected clears the parked record), so resuming *is* starting one, on the
+        connection that stayed up. Not a new routine on the old stream: nobody read that
+        stream while the peer was parked, so it holds (and the wire still carries) frames of
+        the parked session, answers to requests that session made among them, and the peer's
+        routine still holds that session's state and will not send its Status again. So the
+        old stream is reset, which ends the peer's session too (its routine exits normally,
+        ``stream_reset:peer:fault:<id>:unpark``), and a new one is opened: both sides start
+        a session, send their Status and schedule as after a reconnect. The ranges returned
+        when the peer was parked stay in the queue; nothing is returned again, and the new
+        session starts with nothing in flight under a new generation. The parked routine's
+        record becomes ``exited``: that session is over.
+        """
+        self._check()
+        if service != "header_sync":
+            raise FaultInvalid(
+                "service", f"only the header_sync service can be unparked, not {service!r}"
+            )
+        conn = self._connection(label)
+        handle = conn.routine(service)
+        if label not in self.node.header_sync.parked or handle is None:
+            state = "absent" if handle is None else handle.state.value
+            raise NotParked(f"peer {label}: {service} is not parked (it is {state})")
+        fid = next(self._ids)
+        self._injected(fid, "unpark", label, service, actor)
+        task = handle.task
+        if task is not None and not task.done():
+            # Parked an instant ago: its routine is still unwinding. Its teardown must come
+            # before the new session, or the peer would briefly have two header-sync routines.
+            await asyncio.wait({task}, timeout=timeout)
+            if not task.done():
+                raise TimeoutError(f"the parked {service} routine of {label} did not exit")
+        if conn.closed:
+            raise UnknownPeer(f"no connected peer {label[:64]!r}")
+        svc = self.node.header_sync_service
+        for old in [s for s in conn.streams.values() if s.kind == svc.kind]:
+            old.reset(CloseCode.NEUTRAL, f"fault:{fid}:unpark")
+        svc.add_peer(conn, conn.open_stream(svc.kind, svc.version, svc.frame_cap))
+        resumed = conn.routine(service)
+        if resumed is None or resumed is handle or label in self.node.header_sync.parked:
+            raise RoutineNotRunning(f"the {service} routine of {label} did not resume")
+        # The parked session is over now: its record says so, or the snapshot (the routines
+        # matrix, the peer detail) would go on showing a parked routine on this peer.
+        handle.state = RoutineState.EXITED
+        reason = f"generation={resumed.ctx.generation}"
+        self.node.journal.emit(
+            "fault",
+            "observed",
+            peer=label,
+            service=service,
+            kind="unpark",
+            fault_id=fid,
+            effect="service_resumed",
+            reason=reason,
+        )
+        return FaultOutcome(fid, "unpark", label, service, "service_resumed", reason)
 
     async def stall(
         self,

@@ -45,6 +45,9 @@ OPERATOR = Principal("ci", Role.OPERATOR, "127.0.0.1:6666")
         ("panic", {}, "service"),
         ("panic", {"service": "mempool"}, "service"),
         ("park", {"service": "block_sync"}, "service"),
+        ("unpark", {"service": "block_sync"}, "service"),
+        ("unpark", {"seconds": 3}, "seconds"),
+        ("unpark", {"rate": 64}, "rate"),
         ("disconnect", {"service": "header_sync"}, "service"),
         ("disconnect", {"colour": "red"}, "colour"),
     ],
@@ -70,6 +73,10 @@ def test_good_actions_and_their_sentences() -> None:
         Action("throttle", "peer:a", rate=0).describe() == "lift the bandwidth throttle of peer:a"
     )
     assert Action("panic", "peer:a", "block_sync").kind is ActionKind.PANIC
+    unpark = Action.from_fields("unpark", "peer:a", {})
+    assert unpark.kind is ActionKind.UNPARK and unpark.effective_service == "header_sync"
+    assert unpark.describe() == "unpark the header_sync service of peer:a"
+    assert Action("unpark", "peer:a", "header_sync").describe() == unpark.describe()
     assert set(ACTIONS) == {k.value for k in ActionKind}
 
 
@@ -81,6 +88,12 @@ def test_the_policy_refuses_before_anything_happens() -> None:
     assert read_only is not None and read_only.refusal is Refusal.READ_ONLY
     unknown = ControlPolicy().refuse("explode", OPERATOR)
     assert unknown is not None and unknown.refusal is Refusal.INVALID
+    # Unpark is a fault like the others: operators only, and never on a read-only console.
+    assert ControlPolicy().refuse("unpark", OPERATOR) is None
+    viewer_unpark = ControlPolicy().refuse("unpark", VIEWER)
+    assert viewer_unpark is not None and viewer_unpark.refusal is Refusal.ROLE
+    read_only_unpark = ControlPolicy(read_only=True).refuse("unpark", OPERATOR)
+    assert read_only_unpark is not None and read_only_unpark.refusal is Refusal.READ_ONLY
 
 
 async def test_apply_on_real_nodes(tmp_path: Path) -> None:
@@ -113,5 +126,36 @@ async def test_apply_on_real_nodes(tmp_path: Path) -> None:
         assert injected[0].fields["by"] == "ci"
         assert injected[0].fields["role"] == "operator"
         assert injected[0].fields["remote"] == "127.0.0.1:6666"
+    finally:
+        await cluster.stop()
+
+
+async def test_unpark_refusals_on_real_nodes(tmp_path: Path) -> None:
+    """Each refusal of an unpark says why, changes nothing and journals nothing."""
+    cluster = Cluster(tmp_path)
+    try:
+        node = await cluster.start("node", allow_faults=True)
+        closed = await cluster.start("closed")  # no --allow-faults
+        peer = await cluster.start("peer", bootstrap=(("127.0.0.1", node.transport.listen_port),))
+        await wait_until(lambda: peer.label in node.header_sync.peers, 10, "header sync runs")
+        since = node.journal.last_seq
+        unpark = Action("unpark", peer.label)
+
+        not_parked = await apply(node, unpark, principal=OPERATOR)
+        assert not not_parked.ok and not_parked.refusal is Refusal.NOT_PARKED
+        assert not_parked.message == f"peer {peer.label}: header_sync is not parked (it is running)"
+        unknown = await apply(node, Action("unpark", "peer:nobody"), principal=OPERATOR)
+        assert unknown.refusal is Refusal.UNKNOWN_PEER and unknown.field == "label"
+        viewer = await apply(node, unpark, principal=VIEWER)
+        assert viewer.refusal is Refusal.ROLE
+        read_only = await apply(
+            node, unpark, principal=OPERATOR, policy=ControlPolicy(read_only=True)
+        )
+        assert read_only.refusal is Refusal.READ_ONLY
+        # Refused before the peer is even looked up, as every fault is.
+        disabled = await apply(closed, Action("unpark", node.label), principal=OPERATOR)
+        assert disabled.refusal is Refusal.FAULTS_DISABLED
+        assert not [e for e in node.journal.since(since, 100) if e.table == "fault"]
+        assert peer.label in node.header_sync.peers and not node.header_sync.parked
     finally:
         await cluster.stop()

@@ -20,7 +20,7 @@ HELP = f"""\
 Manage the control API's bearer tokens of a node's data dir ({TOKEN_FILE}, mode 0600).
 
 Roles: viewer reads every /api/v1 route; operator also acts (disconnect, panic, park,
-stall, throttle). /healthz and /metrics need no token. The token is printed once, alone on
+unpark, stall, throttle). /healthz and /metrics need no token. The token is printed once, alone on
 the last line of stdout; only its SHA-256 hash is stored, so a lost token is revoked and
 created again, never recovered. A running node sees changes at its next request.
 

@@ -3,8 +3,9 @@
 A peer's header-sync routine is parked when a command that must never be dropped (a Headers
 response, a DropExpectation) cannot be queued to it; its assigned ranges go back to the shared
 queue ("work returned"). The empty state says so, and how to make one (``k``), because an
-empty list is the normal case and the operator should still learn what would fill it. ``d``,
-``p``, ``k`` and ``s`` act on the selected row's peer while it is connected.
+empty list is the normal case and the operator should still learn what would fill it. ``u``
+unparks the selected row's peer (a new header-sync session on the same connection), so the
+summary names it first; ``d``, ``p`` and ``s`` act on that peer too while it is connected.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from console.widgets.parked_table import ParkedTable, parked_rows
 
 EMPTY_TEXT = (
     "no parked peers — a peer's header-sync is parked when a never-drop command "
-    "(Headers response, DropExpectation) cannot be queued; press k on a peer to park it"
+    "(Headers response, DropExpectation) cannot be queued; press k on a peer to park it "
+    "and u to unpark it"
 )
 
 
@@ -95,5 +97,8 @@ def _summary(count: int, returned: int, hint: bool = True) -> Content:
         ("  ·  ", "$foreground-muted"),
         (str(returned), "bold"),
         f" range{'' if returned == 1 else 's'} returned to the queue",
-        ("   d / p / k / s act on the selected row's peer" if hint else "", "$foreground-muted"),
+        (
+            "   u unparks the selected row's peer; d / p / s act on it" if hint else "",
+            "$foreground-muted",
+        ),
     )

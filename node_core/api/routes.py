@@ -56,6 +56,7 @@ STATUS: dict[Refusal, int] = {
     Refusal.FAULTS_DISABLED: 403,
     Refusal.UNKNOWN_PEER: 404,
     Refusal.NOT_RUNNING: 409,
+    Refusal.NOT_PARKED: 409,
     Refusal.INVALID: 422,
     Refusal.NO_EFFECT: 504,
 }

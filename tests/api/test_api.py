@@ -125,7 +125,7 @@ async def test_every_api_route_refuses_a_missing_unknown_or_revoked_token(
             status, body = await net.get(path, who)
             assert "token" in body["error"]
         assert status == 401, (path, who)
-    for action in ("disconnect", "panic", "park", "stall", "throttle"):
+    for action in ("disconnect", "panic", "park", "unpark", "stall", "throttle"):
         status, _ = await net.post(f"/api/v1/peers/{net.b_label}/{action}", who)
         assert status == 401, (action, who)
     assert await net.b_connection() == before
@@ -153,6 +153,7 @@ async def test_a_viewer_is_refused_every_action_and_nothing_changes(net: Net) ->
         ("disconnect", None),
         ("panic", b'{"service": "block_sync"}'),
         ("park", None),
+        ("unpark", None),
         ("stall", b'{"seconds": 5}'),
         ("throttle", b'{"rate": 1}'),
     ):
@@ -171,6 +172,7 @@ async def test_a_viewer_is_refused_every_action_and_nothing_changes(net: Net) ->
         ("stall", b'{"seconds": "ten"}', 422, "seconds"),
         ("stall", b'{"seconds": -5}', 422, "seconds"),
         ("stall", b'{"seconds": 1e9}', 422, "seconds"),
+        ("unpark", b'{"service": "block_sync"}', 422, "service"),
         ("throttle", b'{"rate": -1}', 422, "rate"),
         ("throttle", b'{"rate": 1e300}', 422, "rate"),
         ("throttle", b'{"speed": 3}', 422, "speed"),  # unknown field
@@ -201,6 +203,45 @@ async def test_unknown_peer_and_routine_not_running(net: Net) -> None:
         f"/api/v1/peers/{net.b_label}/stall", "operator", b'{"service": "header_sync"}'
     )
     assert status == 409 and doc["refusal"] == "not_running", doc
+
+
+async def test_unpark_through_the_api(net: Net) -> None:
+    """POST .../unpark: 409 while the peer is not parked, 403 for a viewer, and for an
+    operator a new header-sync session on the same connection, journaled with the token."""
+    url = f"/api/v1/peers/{net.b_label}/unpark"
+    status, doc = await net.post(url, "operator")
+    assert status == 409 and doc["refusal"] == "not_parked", doc
+    assert doc["error"] == f"peer {net.b_label}: header_sync is not parked (it is running)"
+    status, doc = await net.post(f"/api/v1/peers/{net.b_label}/park", "operator")
+    assert status == 200 and doc["effect"] == "service_parked", doc
+    conn_id, routines = await net.b_connection()
+    assert "header_sync:parked" in routines
+
+    status, doc = await net.post(url, "viewer")
+    assert status == 403 and doc["refusal"] == "role", doc
+    _status, snap = await net.get("/api/v1/snapshot", "viewer")
+    assert [p["label"] for p in snap["parked"]] == [net.b_label]  # still parked
+
+    status, doc = await net.post(url, "operator", b'{"service": "header_sync"}')
+    assert status == 200 and doc["ok"] and doc["effect"] == "service_resumed", doc
+    _status, snap = await net.get("/api/v1/snapshot", "operator")
+    assert snap["parked"] == []
+    peer = next(p for p in snap["peers"] if p["label"] == net.b_label)
+    assert peer["conn_id"] == conn_id  # the connection stayed up
+    header_sync = [r for r in peer["routines"] if r["service"] == "header_sync"]
+    assert header_sync[-1]["state"] == "running"
+    assert doc["reason"] == f"generation={header_sync[-1]['generation']}"
+
+    _status, journal = await net.get("/api/v1/journal?since=0&limit=5000", "operator")
+    faults = [
+        r for r in journal["rows"] if r["table"] == "fault" and r["fields"]["kind"] == "unpark"
+    ]
+    assert [r["event"] for r in faults] == ["injected", "observed"]
+    fields = faults[0]["fields"]
+    assert (fields["by"], fields["role"]) == ("ci-op", "operator")
+    assert fields["remote"].startswith("127.0.0.1")
+    assert faults[1]["fields"]["effect"] == "service_resumed"
+    assert faults[0]["fields"]["fault_id"] == doc["fault_id"]
 
 
 async def test_faults_disabled_is_a_403_that_says_so(tmp_path: Path) -> None:

@@ -138,8 +138,8 @@ def footer_keys(app: ZakuraConsole) -> list[str]:
 
 @pytest.mark.parametrize("read_only", [False, True])
 async def test_read_only_footer_does_not_advertise_fault_keys(read_only: bool) -> None:
-    """Defect 8: ``--read-only`` refused d p k s w, but the footer still offered them. The
-    keys still answer (with the refusal), they are just not advertised."""
+    """Defect 8: ``--read-only`` refused d p k s w (now also u), but the footer still offered
+    them. The keys still answer (with the refusal), they are just not advertised."""
     client = ScriptedClient(read_only=read_only)
     app = ZakuraConsole(client, refresh_interval=NO_TIMER)
     async with app.run_test(size=(200, 30), notifications=True) as pilot:
@@ -148,8 +148,8 @@ async def test_read_only_footer_does_not_advertise_fault_keys(read_only: bool) -
         await until(pilot, lambda: isinstance(app.screen, PeersScreen), "Peers")
         await pilot.pause()
         keys = footer_keys(app)
-        faults = {"d", "p", "k", "s", "w"} & set(keys)
-        assert faults == (set() if read_only else {"d", "p", "k", "s", "w"}), keys
+        faults = {"d", "p", "k", "u", "s", "w"} & set(keys)
+        assert faults == (set() if read_only else {"d", "p", "k", "u", "s", "w"}), keys
         assert "q" in keys and "question_mark" in keys
         if read_only:
             await pilot.press("d")

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from node_core.chain.chainstate import CHAIN_FILE
-from node_core.header_sync.reactor import HeaderSyncConfig
+from node_core.header_sync.entries import HeaderSyncConfig
 from node_core.protocol.header_sync import MAX_HEADERS_PER_RESPONSE
 
 #: Headers per response on servers and client: the protocol maximum (the default is 1000).

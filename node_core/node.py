@@ -33,9 +33,10 @@ from node_core.discovery.dialer import Dialer
 from node_core.discovery.records import make_record
 from node_core.discovery.service import SERVICE_ID, DiscoveryConfig, DiscoveryService
 from node_core.faults import FaultInjector
+from node_core.header_sync.entries import HeaderSyncConfig
 from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY, HostileHeaderSync
 from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
-from node_core.header_sync.reactor import HeaderSyncConfig, HeaderSyncReactor
+from node_core.header_sync.reactor import HeaderSyncReactor
 from node_core.header_sync.service import HeaderSyncService
 from node_core.identity import Identity, load_or_create
 from node_core.observe.journal import Journal

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from node_core.transport.routine import RoutineContext
     from node_core.transport.stream import Stream
 
-#: Must equal ``node_core.header_sync.reactor.SERVICE`` (a test checks): peers and the console
+#: Must equal ``node_core.header_sync.entries.SERVICE`` (a test checks): peers and the console
 #: label routines by it. Not imported, so the CLI can list the modes without loading the node.
 SERVICE = "header_sync"
 

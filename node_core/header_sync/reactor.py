@@ -6,6 +6,15 @@ timeouts, commit ordering (through the header index and the committer of
 :mod:`node_core.header_sync.committer`), serving slots,
 the NewBlock pipeline and relay, status broadcasts, parking and misbehavior records.
 
+The reactor holds that state and routes every event to its handler. Each part of the work
+that is a concept of its own lives in its own module, which the reactor owns or calls and
+which never imports the reactor: the records it keeps (:mod:`~node_core.header_sync.entries`),
+which ranges to ask for and fork search (:mod:`~node_core.header_sync.planning`), Headers
+responses to our requests (:mod:`~node_core.header_sync.responses`), the NewBlock relay
+(:mod:`~node_core.header_sync.relay`), giving up headers whose bodies nobody serves
+(:mod:`~node_core.header_sync.abandon`) and what it shows the operator
+(:mod:`~node_core.header_sync.observe`).
+
 Invariants:
 
 - The reactor never awaits inside a handler: every handler is a synchronous section, so an
@@ -32,7 +41,8 @@ Invariants:
   and further below (affine ranges only that peer takes) until one links; the part that
   differs becomes the competing branch, which that peer extends until it has more work than
   ours above the fork, and then the store switches to it in one transaction. Never below the
-  finalized height.
+  finalized height (:mod:`~node_core.header_sync.planning`,
+  :mod:`~node_core.header_sync.responses`).
 """
 
 from __future__ import annotations
@@ -41,41 +51,35 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from node_core.chain.genesis import Checkpoints, genesis_header
-from node_core.chain.miner import ChainError, validate_block
+from node_core.chain.genesis import genesis_header
 from node_core.chain.model import Block, BlockHeader
-from node_core.chain.pow import DEMO_BITS
-from node_core.header_sync.chain_index import (
-    CommitPlan,
-    HeaderIndex,
-    LinkError,
-    PlanKind,
-    validate_run,
-)
+from node_core.header_sync.abandon import Abandonment
+from node_core.header_sync.chain_index import HeaderIndex
 from node_core.header_sync.commands import (
     DropExpectation,
     EnqueueOutcome,
     ForwardNewBlock,
-    HeaderSyncCommandSink,
     SendHeaders,
     Wake,
 )
 from node_core.header_sync.committer import (
-    CommitBlock,
     CommitFailed,
-    CommitHeaders,
     Committed,
     HeaderCommitter,
-    ReorgHeaders,
     Result,
     ServeHeaders,
     ServeReady,
-    TruncateHeaders,
+)
+from node_core.header_sync.entries import (
+    SERVICE,
+    HeaderSyncConfig,
+    Outstanding,
+    ParkRecord,
+    PeerEntry,
 )
 from node_core.header_sync.events import (
     InboundGetHeadersRequested,
@@ -88,20 +92,29 @@ from node_core.header_sync.events import (
     PeerWorkAssigned,
     RoutineEvent,
 )
-from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
-from node_core.header_sync.peer_state import HsPeerState, RateMeter
+from node_core.header_sync.observe import (
+    CommitRate,
+    HeaderSyncMetrics,
+    HeaderSyncTrace,
+    header_sync_section,
+    peer_session_view,
+    reactor_depths,
+)
+from node_core.header_sync.planning import (
+    ProbeEnd,
+    best_advertised,
+    branch_extension,
+    forward_range,
+    next_probe,
+)
 from node_core.header_sync.range_queue import RangeRequest, ReturnReason, SharedHeaderRangeQueue
+from node_core.header_sync.relay import NewBlockRelay
+from node_core.header_sync.responses import HeadersResponses
 from node_core.header_sync.unavailable import UnavailableHeaders
-from node_core.protocol.errors import CodecError
 from node_core.protocol.header_sync import (
-    DEFAULT_HEADERS_PER_RESPONSE,
-    DEFAULT_INFLIGHT_REQUESTS,
     HS_FRAME_CAP,
     MAX_HEADERS_PER_RESPONSE,
-    MAX_HS_MESSAGE_BYTES,
-    NewBlock,
     Status,
-    encode_header_sync,
     inbound_serving_limit,
 )
 from node_core.protocol.limits import FRAME_HEADER_BYTES
@@ -112,86 +125,12 @@ if TYPE_CHECKING:
     from node_core.observe.journal import Journal
     from node_core.observe.misbehavior import MisbehaviorLog
     from node_core.observe.schema import HeaderSyncSection, ReactorDepths
-    from node_core.transport.supervise import RoutineHandle
 
 log = logging.getLogger(__name__)
 
-SERVICE = "header_sync"
 EVENTS_CAPACITY = 128
-ACTIONS_CAPACITY = 128
-SEEN_CAPACITY = 4096
 #: Headers per store read when the index is rebuilt at start.
 LOAD_CHUNK = 20_000
-#: Window of the committed-headers rate shown by the console.
-RATE_WINDOW_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderSyncConfig:
-    """Header-sync settings; defaults are the reference's (§3.1) unless noted."""
-
-    request_timeout: float = 30.0
-    #: Reactor housekeeping tick (timeouts): ``min(request_timeout, 1 s)`` in the reference.
-    tick_interval: float = 1.0
-    max_headers_per_response: int = DEFAULT_HEADERS_PER_RESPONSE
-    max_inflight_requests: int = DEFAULT_INFLIGHT_REQUESTS
-    #: Minimum difficulty of every header (our synthetic chain's proof of work).
-    min_bits: int = DEMO_BITS
-    checkpoints: Checkpoints = field(default_factory=Checkpoints)
-    accept_new_blocks: bool = True
-    new_block_interval: float = 5.0
-    #: First fork-search step below a failed anchor; each failed probe multiplies it by 4.
-    fork_search_step: int = 16
-
-
-@dataclass(slots=True)
-class Outstanding:
-    """A request the reactor times out: the range, its session and its deadline."""
-
-    range: RangeRequest
-    forward: bool
-    generation: int
-    deadline: float
-
-
-@dataclass(slots=True)
-class ForkSearch:
-    """Where a peer's chain leaves ours: it agrees at ``low``, differs at or below ``high``."""
-
-    low: int
-    high: int
-    step: int
-
-
-@dataclass(slots=True)
-class PeerEntry:
-    """The reactor's record of one peer's current header-sync session."""
-
-    label: str
-    generation: int
-    sink: HeaderSyncCommandSink[Status]
-    #: The connection's negotiated ``max_message_bytes``: what we send this peer must fit it.
-    max_message: int = MAX_HS_MESSAGE_BYTES
-    state: HsPeerState | None = None
-    handle: RoutineHandle | None = None
-    status: Status | None = None
-    outstanding: deque[Outstanding] = field(default_factory=deque)
-    late_covered: int = 0
-    served_inflight: int = 0
-    last_sent_status: Status | None = None
-    new_block_meter: RateMeter = field(default_factory=lambda: RateMeter(5.0))
-    fork: ForkSearch | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ParkRecord:
-    """A parked peer, as the Parked view shows it."""
-
-    label: str
-    service: str
-    reason: str
-    since: float
-    work_returned: int
 
 
 class HeaderSyncReactor:
@@ -218,7 +157,6 @@ class HeaderSyncReactor:
         self.index = HeaderIndex(genesis_header(chain.network_id), finalized_height=finalized)
         #: Headers abandoned because no peer served their bodies (refused for a while).
         self.unavailable = UnavailableHeaders()
-        self.abandoned = 0
         self.peers: dict[str, PeerEntry] = {}
         self.parked: dict[str, ParkRecord] = {}
         self._wakers: set[Callable[[], None]] = set()
@@ -227,15 +165,54 @@ class HeaderSyncReactor:
         self._results: deque[Result] = deque()
         self.committer = HeaderCommitter(lambda: self.chain.store, self._on_committer_result)
         self._bell = asyncio.Event()
-        self.seen: OrderedDict[bytes, None] = OrderedDict()
         self.committed_total = 0
-        self._rate: deque[tuple[float, int]] = deque()
+        self._rate = CommitRate()
         self._tasks: list[asyncio.Task[None]] = []
         #: Components that follow the durable header tip (block-sync produces work from it).
         self.tip_listeners: list[Callable[[int, bytes], None]] = []
         #: Called with the fork height when the index switches to another branch (block-sync
         #: forgets its work above it).
         self.on_reorg: Callable[[int], None] | None = None
+        self.responses = HeadersResponses(
+            peers=self.peers,
+            index=self.index,
+            queue=self.queue,
+            unavailable=self.unavailable,
+            committer=self.committer,
+            config=self.config,
+            metrics=metrics,
+            trace=trace,
+            journal=journal,
+            record=self._record,
+            command=self._command,
+            park=self._park,
+            schedule=self._schedule,
+            reorged=self._reorged,
+        )
+        self.relay = NewBlockRelay(
+            peers=self.peers,
+            index=self.index,
+            committer=self.committer,
+            config=self.config,
+            metrics=metrics,
+            trace=trace,
+            record=self._record,
+            cover=self.responses.cover,
+            command=self._command,
+            schedule=self._schedule,
+            block_available=self.block_available,
+        )
+        self._abandonment = Abandonment(
+            peers=self.peers,
+            index=self.index,
+            queue=self.queue,
+            unavailable=self.unavailable,
+            committer=self.committer,
+            metrics=metrics,
+            journal=journal,
+            reorged=self._reorged,
+            schedule=self._schedule,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -326,146 +303,66 @@ class HeaderSyncReactor:
     def abandon_above(self, height: int, reason: str) -> bool:
         """Give up the header chain above ``height``: nobody serves the bodies above it.
 
-        Called by block sync when the height after ``height`` has had no body and no request
-        in flight for too long (docs/ARCHITECTURE.md, "Bodies nobody serves"). The index and
-        the store drop the headers above ``height`` (they have no bodies, so nothing verified
-        is lost), the header at ``height + 1`` is refused for a while so the peers that still
-        advertise it cannot hand it straight back, and block sync resets above ``height``
-        exactly as for a reorg. Returns False when there is nothing above ``height`` or it is
-        below the finalized height.
+        Called by block sync (docs/ARCHITECTURE.md, "Bodies nobody serves"); see
+        :meth:`Abandonment.abandon_above`. False when there is nothing to give up.
         """
-        index = self.index
-        if height >= index.tip_height or height < index.finalized_height:
-            return False
-        now = time.monotonic()
-        dropped = index.hash_at(height + 1)
-        assert dropped is not None
-        old_tip = index.tip_height
-        self.unavailable.add(dropped, height + 1, now)
-        index.truncate_to(height)
-        branch = index.branch
-        if branch is not None and branch.fork_height > height:
-            index.drop_branch()
-        self.queue.reset_above(height)
-        self.queue.uncover_above(height)
-        for entry in self.peers.values():
-            entry.fork = None
-            status = entry.status
-            if status is not None and self.unavailable.height_of(status.tip_hash, now) is not None:
-                self.queue.cap_peer(entry.label, height)
-        self.abandoned += 1
-        self.metrics.abandoned.inc()
-        self.journal.emit(
-            "header_sync",
-            "abandoned",
-            service=SERVICE,
-            height=height + 1,
-            hash=dropped.hex(),
-            dropped=old_tip - height,
-            reason=reason,
-        )
-        self.committer.put(TruncateHeaders(height, index.tip_hash))
-        if self.on_reorg is not None:
-            self.on_reorg(height)
-        self._schedule()
-        return True
+        return self._abandonment.abandon_above(height, reason)
 
     def block_available(self, hash_: bytes) -> None:
-        """A peer sent the block ``hash_`` with a valid body: stop refusing its header.
+        """A peer sent the block ``hash_`` with a valid body: stop refusing its header."""
+        self._abandonment.block_available(hash_)
 
-        Only a body proves it: a Status claiming a block proves nothing (a hostile peer could
-        lift every refusal with one).
-        """
-        if not self.unavailable.discard(hash_):
-            return
-        for label in self.peers:
-            self.queue.uncap_peer(label)
-        self._schedule()
+    @property
+    def abandoned(self) -> int:
+        """Header chains given up so far because no peer served their bodies."""
+        return self._abandonment.count
 
     def submit_local_block(self, block: Block) -> bool:
         """A block our own miner made: accept it like a relayed one, announce it to all."""
         header = block.header
         if header.prev_hash != self.index.tip_hash or header.height != self.index.tip_height + 1:
             return False
-        self._accept_block(block, source=None)
+        self.relay.accept(block, source=None)
         return True
 
     # ------------------------------------------------------------------ observation
     @property
     def depths(self) -> ReactorDepths:
-        return {
-            "events": len(self._events),
-            "events_max": EVENTS_CAPACITY,
-            "lifecycle": len(self._lifecycle),
-            "actions": len(self.committer),
-            "actions_max": ACTIONS_CAPACITY,
-        }
+        return reactor_depths(
+            events=len(self._events),
+            events_max=EVENTS_CAPACITY,
+            lifecycle=len(self._lifecycle),
+            actions=len(self.committer),
+        )
 
     def headers_per_s(self, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        while self._rate and self._rate[0][0] < now - RATE_WINDOW_S:
-            self._rate.popleft()
-        if not self._rate:
-            return 0.0
-        return sum(n for _, n in self._rate) / RATE_WINDOW_S
+        return self._rate.per_s(time.monotonic() if now is None else now)
 
     def live_generations(self) -> dict[str, int]:
         """Each live (unparked) peer's current generation, for the invariant check."""
         return {label: e.generation for label, e in self.peers.items()}
 
     def snapshot(self) -> HeaderSyncSection:
-        q = self.queue
-        covered = q.covered
-        branch = self.index.branch
-        return {
-            "range_queue": {
-                "forward": len(q.forward),
-                "backward": len(q.backward),
-                "assigned": len(q.assigned),
-                "covered_intervals": len(covered),
-                "covered_to": covered[0][1] if covered and covered[0][0] == 0 else -1,
-            },
-            "reactor": self.depths,
-            "peers": len(self.peers),
-            "peers_with_status": sum(1 for e in self.peers.values() if e.status is not None),
-            "parked": len(self.parked),
-            "anchor": {"height": self.index.tip_height, "hash": self.index.tip_hash.hex()},
-            "candidate": None
-            if branch is None
-            else {
-                "fork_height": branch.fork_height,
-                "tip_height": branch.tip_height,
-                "peer": branch.peer,
-            },
-            "pending_commits": self.committer.pending_commits,
-            "seen_cache": len(self.seen),
-            "reorgs": self.index.reorgs,
-            "abandoned": self.abandoned,
-            "unavailable": self.unavailable.view(time.monotonic()),
-            "headers_per_s": round(self.headers_per_s(), 1),
-            "committed_total": self.committed_total,
-        }
+        return header_sync_section(
+            queue=self.queue,
+            index=self.index,
+            peers=self.peers,
+            parked=len(self.parked),
+            depths=self.depths,
+            pending_commits=self.committer.pending_commits,
+            seen_cache=len(self.relay.seen),
+            abandoned=self.abandoned,
+            unavailable=self.unavailable.view(time.monotonic()),
+            headers_per_s=self.headers_per_s(),
+            committed_total=self.committed_total,
+        )
 
     def peer_view(self, label: str, generation: int) -> dict[str, Any] | None:
         """The reactor-side fields of one session (outstanding, serving slots)."""
         entry = self.peers.get(label)
         if entry is None or entry.generation != generation:
             return None
-        now = time.monotonic()
-        return {
-            "served_inflight": entry.served_inflight,
-            "outstanding": [
-                {
-                    "start_height": o.range.start_height,
-                    "count": o.range.count,
-                    "deadline_in_s": round(o.deadline - now, 1),
-                }
-                for o in entry.outstanding
-            ],
-            "fork_search": None
-            if entry.fork is None
-            else {"low": entry.fork.low, "high": entry.fork.high},
-        }
+        return peer_session_view(entry, time.monotonic())
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
@@ -516,11 +413,11 @@ class HeaderSyncReactor:
         elif isinstance(ev, PeerWorkAssigned):
             self._on_work_assigned(ev)
         elif isinstance(ev, PeerHeadersReceived):
-            self._on_headers(ev)
+            self.responses.on_headers(ev)
         elif isinstance(ev, InboundGetHeadersRequested):
             self._on_get_headers(ev)
         elif isinstance(ev, NewBlockCandidate):
-            self._on_new_block(ev)
+            self.relay.on_new_block(ev)
 
     def _on_disconnected(self, ev: PeerDisconnected) -> None:
         entry = self.peers.get(ev.peer)
@@ -571,213 +468,6 @@ class HeaderSyncReactor:
             in_flight_count=len(entry.outstanding),
         )
 
-    def _retry(self, o: Outstanding) -> None:
-        if o.range.peer is None:
-            self.queue.retry(o.range, forward=o.forward)
-
-    def _on_headers(self, ev: PeerHeadersReceived) -> None:
-        entry = self.peers.get(ev.peer)
-        if entry is None:
-            self._record(ev.peer, MisbehaviorReason.UNSOLICITED_HEADERS)
-            return
-        if not entry.outstanding:
-            if entry.late_covered > 0:
-                entry.late_covered -= 1
-                self.metrics.response_late_covered_dropped.inc()
-                return
-            self._record(ev.peer, MisbehaviorReason.UNSOLICITED_HEADERS)
-            return
-        o = entry.outstanding.popleft()
-        if o.range.peer is not None:
-            # An affine range is answered once; scheduling makes the next one if needed.
-            self.queue.clear_assignment(o.range)
-        self.metrics.response_received.inc()
-        self.trace.row(
-            "header_headers_received",
-            peer=ev.peer,
-            range_start=o.range.start_height,
-            range_count=len(ev.headers),
-            expected_count=o.range.count,
-        )
-        if len(ev.body_sizes) != len(ev.headers):
-            self._record(ev.peer, MisbehaviorReason.MALFORMED_MESSAGE)
-            self._retry(o)
-            return
-        if not ev.headers:
-            self.metrics.response_empty_returned.inc()
-            return  # the routine already returned the range and holds its slot for 1 s
-        if len(ev.headers) > o.range.count:
-            self._record(ev.peer, MisbehaviorReason.RESPONSE_TOO_LONG)
-            self._retry(o)
-            return
-        try:
-            headers = tuple(BlockHeader.decode(raw) for raw in ev.headers)
-        except CodecError:
-            self._reject_range(entry, o, "decode")
-            return
-        if any(self.config.checkpoints.contradicts(h) for h in headers):
-            self._reject_range(entry, o, "checkpoint")
-            return
-        try:
-            validate_run(
-                o.range.start_height,
-                o.range.anchor_hash,
-                headers,
-                # The anchor is ours (main chain or branch): its time bounds the first header.
-                anchor_time=self.index.time_at(o.range.start_height - 1, o.range.anchor_hash),
-                min_bits=self.config.min_bits,
-            )
-        except LinkError:
-            self._on_link_failure(entry, o)
-            return
-        except ChainError:
-            self._reject_range(entry, o, "stateless")
-            return
-        cut = self.unavailable.first_refused(headers, time.monotonic())
-        if cut is not None:
-            # The peer's chain runs through a header we abandoned for want of its body:
-            # keep what comes before it, and ask this peer for nothing above it for now.
-            self.queue.cap_peer(entry.label, headers[cut].height - 1)
-            self.trace.row(
-                "header_range_rejected",
-                peer=entry.label,
-                range_start=o.range.start_height,
-                range_count=o.range.count,
-                reason="abandoned_header",
-                stage="unavailable",
-            )
-            headers = headers[:cut]
-            if not headers:
-                self._retry(o)
-                self._schedule()
-                return
-        if o.range.finalized and (
-            len(headers) != o.range.count
-            or self.config.checkpoints.checkpoint_at(headers[-1].height) != headers[-1].hash
-        ):
-            self._reject_range(entry, o, "checkpoint")
-            return
-        self._apply_plan(entry, o, self.index.plan(entry.label, headers))
-
-    def _reject_range(self, entry: PeerEntry, o: Outstanding, stage: str) -> None:
-        self.metrics.range_rejected.labels(stage).inc()
-        self.trace.row(
-            "header_range_rejected",
-            peer=entry.label,
-            range_start=o.range.start_height,
-            range_count=o.range.count,
-            reason="invalid_peer_range",
-            stage=stage,
-        )
-        self._record(entry.label, MisbehaviorReason.INVALID_RANGE)
-        self._retry(o)
-
-    def _on_link_failure(self, entry: PeerEntry, o: Outstanding) -> None:
-        self.metrics.stale_anchor_link_failure.inc()
-        if o.range.peer is None:
-            self._retry(o)
-        best_known = self.index.tip_height
-        branch = self.index.branch
-        if branch is not None:
-            best_known = max(best_known, branch.tip_height)
-        claims_more = entry.status is not None and entry.status.tip_height > best_known
-        if not claims_more:
-            self._reject_range(entry, o, "link")
-            return
-        failed_anchor = o.range.start_height - 1
-        search = entry.fork
-        if search is None:
-            entry.fork = ForkSearch(
-                self.index.finalized_height, failed_anchor, self.config.fork_search_step
-            )
-        else:
-            search.high = min(search.high, failed_anchor)
-            search.step *= 4
-        self.trace.row(
-            "header_fork_search",
-            peer=entry.label,
-            range_start=o.range.start_height,
-            reason="link_failure",
-        )
-        self._schedule()
-
-    def _apply_plan(self, entry: PeerEntry, o: Outstanding, plan: CommitPlan) -> None:
-        kind = plan.kind
-        if kind is PlanKind.STALE:
-            return  # anchored on a chain we no longer follow: nothing to learn
-        if kind is PlanKind.BELOW_FINALIZED:
-            self._reject_range(entry, o, "checkpoint")
-            return
-        if entry.fork is not None and plan.matched_to >= 0:
-            entry.fork.low = max(entry.fork.low, plan.matched_to)
-        if kind is PlanKind.IDENTICAL:
-            if entry.fork is not None and entry.fork.low >= entry.fork.high:
-                entry.fork = None  # it agrees where it disagreed: it moved; start over
-            self._cover(o.range.start_height, plan.matched_to)
-            self._schedule()
-            return
-        self.index.apply(plan)
-        entry.fork = None
-        if kind is PlanKind.EXTEND:
-            self._cover(o.range.start_height, self.index.tip_height)
-            self.committer.put(CommitHeaders(plan.start, plan.headers))
-        elif kind is PlanKind.REORG:
-            assert plan.fork_height is not None
-            self.queue.reset_above(plan.fork_height)
-            self.queue.uncover_above(plan.fork_height)
-            self._cover(0, self.index.tip_height)
-            for other in self.peers.values():
-                other.fork = None
-            self.metrics.reorged.inc()
-            self.journal.emit(
-                "header_sync",
-                "reorg",
-                peer=entry.label,
-                service=SERVICE,
-                fork_height=plan.fork_height,
-                new_tip=self.index.tip_height,
-            )
-            self.committer.put(ReorgHeaders(plan.fork_height, plan.headers))
-            if self.on_reorg is not None:
-                self.on_reorg(plan.fork_height)
-        elif kind is PlanKind.BRANCH:
-            branch = self.index.branch
-            self.journal.emit(
-                "header_sync",
-                "branch",
-                peer=entry.label,
-                service=SERVICE,
-                fork_height=plan.fork_height,
-                tip_height=None if branch is None else branch.tip_height,
-            )
-        self._schedule()
-
-    def _cover(self, start: int, end: int) -> None:
-        if end < start:
-            return
-        self.queue.mark_range_covered(start, end)
-        self._cancel_covered_outstanding()
-
-    def _cancel_covered_outstanding(self) -> None:
-        """Outstanding shared requests now covered are dropped; their answers are absorbed."""
-        for entry in list(self.peers.values()):
-            keep: deque[Outstanding] = deque()
-            dropped: list[Outstanding] = []
-            for o in entry.outstanding:
-                if o.range.peer is None and self.queue.is_covered(o.range):
-                    dropped.append(o)
-                else:
-                    keep.append(o)
-            if not dropped:
-                continue
-            entry.outstanding = keep
-            for o in dropped:
-                entry.late_covered += 1
-                cmd = DropExpectation(o.generation, o.range.start_height, o.range.count)
-                if self._command(entry, cmd, "drop_expectation") is EnqueueOutcome.PARKED:
-                    self._park(entry, "drop_expectation_undeliverable")
-                    break
-
     def _on_get_headers(self, ev: InboundGetHeadersRequested) -> None:
         entry = self.peers.get(ev.peer)
         if entry is None or entry.status is None:
@@ -794,90 +484,6 @@ class HeaderSyncReactor:
         # (the peer treats it like an answer near our tip), an oversize one cannot be sent.
         count = min(ev.count, self.serve_cap(entry))
         self.committer.put(ServeHeaders(ev.peer, entry.generation, ev.start_height, count))
-
-    def _on_new_block(self, ev: NewBlockCandidate) -> None:
-        entry = self.peers.get(ev.peer)
-        if entry is None:
-            self._record(ev.peer, MisbehaviorReason.UNKNOWN_PEER)
-            return
-        self.metrics.new_block.labels("received").inc()
-        try:
-            block = Block(BlockHeader.decode(ev.block_header), ev.block_body)
-        except CodecError:
-            self._record(ev.peer, MisbehaviorReason.MALFORMED_MESSAGE)
-            return
-        hash_ = block.hash
-        if hash_ in self.seen:
-            self.metrics.new_block.labels("deduped").inc()
-            self.trace.row("header_new_block_deduped", peer=ev.peer, reason="seen_cache")
-            return
-        if not entry.new_block_meter.try_take(time.monotonic()):
-            self._record(ev.peer, MisbehaviorReason.NEW_BLOCK_SPAM)
-            return
-        try:
-            validate_block(block, None, min_bits=self.config.min_bits)
-        except ChainError:
-            self.metrics.new_block.labels("rejected").inc()
-            self._record(ev.peer, MisbehaviorReason.INVALID_NEW_BLOCK)
-            return
-        header = block.header
-        self._remember(hash_)
-        # A block with its body: if we had abandoned its header for want of one, it is back.
-        self.block_available(hash_)
-        self.trace.row(
-            "header_new_block_received", peer=ev.peer, height=header.height, hash=hash_.hex()
-        )
-        if self.index.hash_at(header.height) == hash_:
-            self.metrics.new_block.labels("deduped").inc()
-            self.trace.row("header_new_block_deduped", peer=ev.peer, reason="already_in_chain")
-            return
-        if not self.config.accept_new_blocks:
-            self.metrics.new_block.labels("acceptance_unavailable").inc()
-            return
-        if (
-            header.prev_hash != self.index.tip_hash
-            or header.height != self.index.tip_height + 1
-            or header.time < self.index.times[-1]
-        ):
-            # Not on our tip: the peer's Status (it advanced) drives a range sync instead.
-            self.metrics.new_block.labels("unconnectable").inc()
-            return
-        self._accept_block(block, source=ev.peer)
-
-    def _remember(self, hash_: bytes) -> None:
-        self.seen[hash_] = None
-        while len(self.seen) > SEEN_CAPACITY:
-            self.seen.popitem(last=False)
-
-    def _accept_block(self, block: Block, *, source: str | None) -> None:
-        header = block.header
-        self._remember(block.hash)
-        self.index.apply(CommitPlan(PlanKind.EXTEND, header.height, (header,)))
-        self._cover(header.height, header.height)
-        self.committer.put(CommitBlock(block))
-        payload = encode_header_sync(NewBlock(header.encode(), block.body))
-        forwarded = 0
-        for label in sorted(self.peers):
-            entry = self.peers[label]
-            if label == source:
-                continue
-            if entry.status is not None and entry.status.tip_height >= header.height:
-                continue
-            if len(payload) > entry.max_message:
-                # This peer negotiated smaller messages: it gets the block by range sync.
-                self.metrics.new_block.labels("too_large_for_peer").inc()
-                continue
-            outcome = self._command(entry, ForwardNewBlock(payload), "new_block")
-            forwarded += outcome is EnqueueOutcome.QUEUED
-        self.metrics.new_block.labels("forwarded").inc(forwarded)
-        self.trace.row(
-            "header_new_block_forwarded",
-            source_peer=source,
-            height=header.height,
-            hash=block.hash.hex(),
-            destination_peer_count=forwarded,
-        )
-        self._schedule()
 
     # ------------------------------------------------------------------ results
     def _on_committer_result(self, res: Result) -> None:
@@ -916,7 +522,7 @@ class HeaderSyncReactor:
             if verified_hash is not None:
                 self.chain.verified_tip = (res.verified, verified_hash)
         self.committed_total += res.count
-        self._rate.append((time.monotonic(), res.count))
+        self._rate.add(time.monotonic(), res.count)
         self.metrics.range_committed.inc()
         self.metrics.headers_committed.inc(res.count)
         self.metrics.best_tip.set(res.tip_height)
@@ -954,6 +560,11 @@ class HeaderSyncReactor:
             self.queue.uncover_above(durable)
         self._schedule()
 
+    def _reorged(self, fork_height: int) -> None:
+        """The index dropped what lies above ``fork_height``: block sync forgets it too."""
+        if self.on_reorg is not None:
+            self.on_reorg(fork_height)
+
     # ------------------------------------------------------------------ timeouts
     def _handle_timeouts(self, now: float) -> None:
         for entry in list(self.peers.values()):
@@ -979,62 +590,28 @@ class HeaderSyncReactor:
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self) -> None:
-        """Produce forward work, fork-search probes and branch extensions; wake routines."""
-        best = -1
-        for entry in self.peers.values():
-            if entry.status is not None:
-                best = max(best, entry.status.tip_height)
+        """Produce forward work, fork-search probes and branch extensions; wake routines.
+
+        What to ask for is :mod:`node_core.header_sync.planning`; this queues it.
+        """
+        best = best_advertised(self.peers.values())
         if best >= 0:
             self.chain.note_advertised(best)
-        index = self.index
-        tip = index.tip_height
-        if best > tip:
-            start = tip + 1
-            end = min(best, tip + MAX_HEADERS_PER_RESPONSE)
-            finalized = False
-            cp = self.config.checkpoints.next_at_or_above(start)
-            if cp is not None and cp <= end:
-                end, finalized = cp, True
-            self.queue.ensure_forward(
-                RangeRequest(start, end - start + 1, index.tip_hash, finalized)
-            )
+        forward = forward_range(self.index, best, self.config.checkpoints)
+        if forward is not None:
+            self.queue.ensure_forward(forward)
         for entry in self.peers.values():
-            self._schedule_probe(entry)
-        branch = index.branch
-        if branch is not None:
-            owner = self.peers.get(branch.peer)
-            if owner is not None and owner.status is not None:
-                ahead = owner.status.tip_height - branch.tip_height
-                if ahead > 0:
-                    self.queue.ensure_forward(
-                        RangeRequest(
-                            branch.tip_height + 1,
-                            min(ahead, MAX_HEADERS_PER_RESPONSE),
-                            branch.tip_hash,
-                            False,
-                            owner.generation,
-                            owner.label,
-                        )
-                    )
+            probe = next_probe(entry, self.index)
+            if isinstance(probe, RangeRequest):
+                self.queue.ensure_forward(probe)
+            elif probe is not None:
+                entry.fork = None
+                if probe is ProbeEnd.EXHAUSTED:
+                    self._record(entry.label, MisbehaviorReason.INVALID_RANGE)
+        extension = branch_extension(self.index, self.peers)
+        if extension is not None:
+            self.queue.ensure_forward(extension)
         self._wake_routines()
-
-    def _schedule_probe(self, entry: PeerEntry) -> None:
-        search = entry.fork
-        if search is None or entry.status is None:
-            return
-        if search.high <= search.low:
-            entry.fork = None
-            self._record(entry.label, MisbehaviorReason.INVALID_RANGE)
-            return
-        mid = max(search.low, search.high - search.step)
-        anchor = self.index.hash_at(mid)
-        if anchor is None:
-            entry.fork = None
-            return
-        count = min(search.high - mid, MAX_HEADERS_PER_RESPONSE)
-        self.queue.ensure_forward(
-            RangeRequest(mid + 1, count, anchor, False, entry.generation, entry.label)
-        )
 
     # ------------------------------------------------------------------ commands, parking
     def _command(

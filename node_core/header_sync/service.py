@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from node_core.header_sync.commands import HeaderSyncCommandSink
-from node_core.header_sync.reactor import SERVICE, HeaderSyncReactor, PeerEntry
+from node_core.header_sync.entries import SERVICE, PeerEntry
+from node_core.header_sync.reactor import HeaderSyncReactor
 from node_core.header_sync.routine import HeaderSyncRoutine
 from node_core.protocol.header_sync import (
     HEADER_SYNC_STREAM_KIND,

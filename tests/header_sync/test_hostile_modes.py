@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
+from node_core.header_sync.entries import SERVICE, HeaderSyncConfig
 from node_core.header_sync.hostile import (
     HOSTILE_MODES,
     MODE_HELP,
     HostileHeaderSync,
     HostileMode,
 )
-from node_core.header_sync.reactor import SERVICE, HeaderSyncConfig
 from node_core.header_sync.service import HeaderSyncService
 from node_core.node import Node, NodeConfig
 from node_core.protocol.header_sync import HEADER_SYNC_STREAM_KIND

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from node_core.header_sync.reactor import HeaderSyncConfig
+from node_core.header_sync.entries import HeaderSyncConfig
 from node_core.node import Node
 from node_core.transport.routine import RoutineState
 

@@ -54,7 +54,7 @@ from test_header_sync_hostile import (
 
 from node_core.chain.genesis import Checkpoints
 from node_core.chain.miner import pregenerate
-from node_core.header_sync.reactor import HeaderSyncConfig
+from node_core.header_sync.entries import HeaderSyncConfig
 from node_core.node import Node
 from node_core.protocol.limits import NetworkId
 

@@ -53,7 +53,7 @@ from rawpeer import (
     mine_child,
 )
 
-from node_core.header_sync.reactor import HeaderSyncConfig
+from node_core.header_sync.entries import HeaderSyncConfig
 from node_core.node import Node
 
 if TYPE_CHECKING:

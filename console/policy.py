@@ -1,44 +1,21 @@
-"""The console's view of the control model (:mod:`node_core.control`), where actions are decided.
+"""The console's one addition to the control model (:mod:`node_core.control`).
 
-The bounds, the typed-input parsers and the read-only rule live in the node's control model,
-shared with the HTTP API and SSH commands, so they are written once. This module keeps the
-names the console's screens use and the one console-side helper: :class:`ActionPolicy`, which
-answers "may this console act at all" for keys, footers and palette entries before a request
-is even built (k9s's read-only bugs came from actions that skipped such a check).
+The action kinds, their bounds, the typed-input parsers and the read-only rule live in the
+node's control model, shared with the HTTP API and SSH commands, and the console imports them
+from there. This module holds only :class:`ActionPolicy`, which answers "may this console act
+at all" for keys, footers and palette entries before a request is even built (k9s's read-only
+bugs came from actions that skipped such a check), and :class:`ActionRefused`, what it raises.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node_core.control import (
-    ACTIONS,
-    LOCAL_OPERATOR,
-    STALL_DEFAULT_S,
-    STALL_MAX_S,
-    STALL_MIN_S,
-    STALL_SERVICES,
-    THROTTLE_DEFAULT_KIB,
-    THROTTLE_MAX_KIB,
-    ControlPolicy,
-    Principal,
-    parse_stall_seconds,
-    parse_throttle_kib,
-)
+# STALL_SERVICES is re-exported only until console/app.py imports it from node_core.control
+# (its import line is another change's today); nothing else may import it from here.
+from node_core.control import LOCAL_OPERATOR, STALL_SERVICES, ControlPolicy, Principal
 
-__all__ = [
-    "ACTIONS",
-    "STALL_DEFAULT_S",
-    "STALL_MAX_S",
-    "STALL_MIN_S",
-    "STALL_SERVICES",
-    "THROTTLE_DEFAULT_KIB",
-    "THROTTLE_MAX_KIB",
-    "ActionPolicy",
-    "ActionRefused",
-    "parse_stall_seconds",
-    "parse_throttle_kib",
-]
+__all__ = ["STALL_SERVICES", "ActionPolicy", "ActionRefused"]
 
 
 class ActionRefused(Exception):

@@ -16,7 +16,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
-from console.policy import (
+from node_core.control import (
     STALL_DEFAULT_S,
     STALL_MAX_S,
     STALL_MIN_S,

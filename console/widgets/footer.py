@@ -25,7 +25,7 @@ from textual.containers import HorizontalGroup
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
-from console.policy import ACTIONS
+from node_core.control import ACTIONS
 
 #: Actions pinned at the right edge, in this order: they must never be cut.
 PINNED = ("help", "quit")

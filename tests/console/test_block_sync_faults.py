@@ -17,17 +17,11 @@ from textual.widgets import Input, RadioButton
 from console.app import ZakuraConsole
 from console.client import ActionRequest
 from console.fixture import FixtureClient, fixture_label
-from console.policy import (
-    ACTIONS,
-    THROTTLE_DEFAULT_KIB,
-    THROTTLE_MAX_KIB,
-    ActionPolicy,
-    ActionRefused,
-    parse_throttle_kib,
-)
+from console.policy import ActionPolicy, ActionRefused
 from console.screens.modals import StallScreen, ThrottleScreen
 from console.screens.peers import PeersScreen
 from console.widgets.block_sync_detail import block_sync_section
+from node_core.control import ACTIONS, THROTTLE_DEFAULT_KIB, THROTTLE_MAX_KIB, parse_throttle_kib
 
 SIZE = (140, 40)
 NO_TIMER = 3600.0

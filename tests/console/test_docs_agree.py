@@ -18,9 +18,9 @@ from consolekit import ScriptedClient
 from textual.binding import Binding, BindingType
 
 from console.app import VIEWS, ZakuraConsole
-from console.policy import ACTIONS
 from console.screens.base import ConsoleScreen
 from console.screens.peer_detail import PeerDetailScreen
+from node_core.control import ACTIONS
 from zakura.cli import build_parser
 
 README = Path(__file__).resolve().parents[2] / "README.md"

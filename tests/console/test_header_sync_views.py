@@ -18,7 +18,7 @@ from textual.widgets import Input, Static
 from console.app import ZakuraConsole
 from console.client import ActionRequest, Snapshot
 from console.fixture import FixtureClient, fixture_label, fixture_snapshot
-from console.policy import ActionPolicy, parse_stall_seconds
+from console.policy import ActionPolicy
 from console.screens.modals import ConfirmScreen, HelpScreen, StallScreen
 from console.screens.overview import SYNC_PLACEHOLDER, OverviewScreen
 from console.screens.parked import EMPTY_TEXT, ParkedScreen
@@ -28,6 +28,7 @@ from console.widgets.header_sync_panel import HeaderSyncPanel, progress_bar
 from console.widgets.kv_panel import KVPanel
 from console.widgets.parked_table import ParkedTable
 from console.widgets.peer_table import PeerTable
+from node_core.control import parse_stall_seconds
 
 SIZE = (140, 40)
 NO_TIMER = 3600.0

@@ -11,8 +11,9 @@ The checks below (:func:`check_theme`, :func:`check_log_file`, :func:`check_term
 :func:`configure_logging` are shared by every command that opens the console (``zakura
 console``, ``zakura attach``): logging goes to a file, configured before the app starts,
 because Textual swaps the process-wide stdout and stderr while it runs and a stream handler
-made earlier would paint over the UI. An unusable option raises :class:`OptionError` naming the
-flag, which the command line reports in one line with exit code 2.
+made earlier would paint over the UI. An unusable option raises
+:class:`~console.usage.UsageError` naming the flag, which the command line reports in one line
+with exit code 2, like every other usage error.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pathlib import Path
 from console.client import ActionRequest, ActionResult, JournalRow, NodeClient, Snapshot
 from console.fleet import Fleet, FleetMember
 from console.fleet_app import FleetConsole
+from console.usage import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -216,18 +218,9 @@ def default_theme(name: str | None, environ: Mapping[str, str]) -> str | None:
     return ANSI_THEME
 
 
-class OptionError(Exception):
-    """An option of a console command is unusable; found before the app starts.
-
-    Args:
-        flag: The command-line flag the operator has to change.
-        problem: What is wrong, in the operator's terms.
-    """
-
-    def __init__(self, flag: str, problem: str) -> None:
-        super().__init__(f"{flag}: {problem}")
-        self.flag = flag
-        self.problem = problem
+#: The old name of :class:`~console.usage.UsageError`, kept only while
+#: ``zakura/console_cmd.py`` still catches it by this name; the same class, not another one.
+OptionError = UsageError
 
 
 def check_theme(name: str | None) -> None:
@@ -238,7 +231,7 @@ def check_theme(name: str | None) -> None:
 
     names = [t.name for t in load_themes()]
     if name not in names:
-        raise OptionError("--theme", f"unknown theme {name!r} (choose from {', '.join(names)})")
+        raise UsageError("--theme", f"unknown theme {name!r} (choose from {', '.join(names)})")
 
 
 def check_log_file(path: Path) -> None:
@@ -248,7 +241,7 @@ def check_log_file(path: Path) -> None:
         with open(path, "a", encoding="utf-8"):
             pass
     except OSError as exc:
-        raise OptionError("--log-file", f"cannot write {path} ({exc.strerror or exc})") from None
+        raise UsageError("--log-file", f"cannot write {path} ({exc.strerror or exc})") from None
 
 
 class NotATerminal(Exception):

@@ -24,7 +24,8 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zakura.args import UsageError, api_addr, describe
+from console.usage import UsageError
+from zakura.args import api_addr, describe
 
 if TYPE_CHECKING:
     from node_core.node import Node
@@ -79,7 +80,7 @@ def check_api(api: tuple[str, int], data_dir: Path | None, token_dir: str = "DIR
         token_dir: Where the operator makes tokens, in the command's terms (for that case).
 
     Raises:
-        zakura.args.UsageError: Naming ``--api``: no token for an exposed address (with the
+        console.usage.UsageError: Naming ``--api``: no token for an exposed address (with the
             command that makes one), an unreadable token file, or an address that cannot be
             bound (in use, not this machine's, unknown name).
     """

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
+from console.usage import UsageError
 from node_core.block_sync.hostile import (
     ALL_HOSTILE_MODES,
     ALL_MODE_HELP,
@@ -36,20 +37,6 @@ NETWORKS = {
 #: blocks (about 1.3 s) and mines every this many seconds, so header sync shows out of the box.
 DEMO_BLOCKS = 5000
 DEMO_MINE_INTERVAL = 5.0
-
-
-class UsageError(Exception):
-    """Bad operator input discovered after parsing (a port in use, an exposed key ...).
-
-    Args:
-        flag: The command-line flag the operator has to change.
-        problem: What is wrong, in the operator's terms.
-    """
-
-    def __init__(self, flag: str, problem: str) -> None:
-        super().__init__(f"{flag}: {problem}")
-        self.flag = flag
-        self.problem = problem
 
 
 class Parser(argparse.ArgumentParser):

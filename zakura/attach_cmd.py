@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from zakura.args import UsageError, fail_line
+from zakura.args import fail_line
 
 PROG = "zakura attach"
 
@@ -24,9 +24,10 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``zakura attach``. Raises :class:`~zakura.args.UsageError`."""
+    """``zakura attach``. Raises :class:`~console.usage.UsageError` (an unknown ``--theme``,
+    an unwritable ``--log-file`` ...), which :func:`zakura.cli.main` reports."""
     from console.attach import AttachError, run_attach
-    from console.launcher import NotATerminal, OptionError
+    from console.launcher import NotATerminal
 
     try:
         if args.serve is not None:
@@ -36,5 +37,3 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(run_attach(args))
     except (AttachError, NotATerminal) as exc:
         return fail_line(PROG, str(exc))
-    except OptionError as err:
-        raise UsageError(err.flag, err.problem) from None

@@ -18,8 +18,9 @@ import argparse
 import sys
 from typing import Any, Protocol
 
+from console.usage import UsageError
 from zakura import attach_cmd, console_cmd, demo, node_cmd, testnet, token_cmd
-from zakura.args import Parser, UsageError, fail
+from zakura.args import Parser, fail
 
 
 class Subcommand(Protocol):

@@ -45,10 +45,10 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.usage import UsageError
 from zakura.api_flag import add_api, check_api, start_usage_error
 from zakura.args import (
     EXIT_USAGE,
-    UsageError,
     add_demo_chain,
     add_hostile_mode,
     add_log_level,

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.usage import UsageError
 from node_core.block_sync.hostile import BLOCK_HOSTILE_MODES, DEFAULT_HOSTILE_RATE
 from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
 from zakura.api_flag import add_api, check_api, start_usage_error
 from zakura.args import (
     MINE_INTERVAL_HELP,
     NETWORKS,
-    UsageError,
     add_hostile_mode,
     add_hostile_rate,
     add_log_level,

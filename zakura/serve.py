@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 
-from zakura.args import UsageError
+from console.usage import UsageError
 
 __all__ = ["serve"]
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from zakura.args import UsageError, count, parse_hostport, seconds_or_off
+from console.usage import UsageError
+from zakura.args import count, parse_hostport, seconds_or_off
 
 if TYPE_CHECKING:
     from node_core.ssh import SshConfig

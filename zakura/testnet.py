@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from console.usage import UsageError
 from node_core.block_sync.hostile import (
     ALL_HOSTILE_MODES,
     ALL_MODE_HELP,
@@ -51,7 +52,6 @@ from node_core.block_sync.hostile import (
 )
 from node_core.header_sync.hostile import ASKED_MODES
 from zakura.args import (
-    UsageError,
     add_hostile_mode,
     add_hostile_rate,
     add_log_level,

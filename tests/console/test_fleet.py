@@ -3,14 +3,15 @@
 Six real ``zakura node`` processes (node 0 with a chain, the others syncing from it) on fixed
 API ports; the console's :class:`~console.fleet_app.FleetConsole` runs under Pilot with one
 :class:`~console.remote.RemoteNodeClient` per node. A node killed with SIGKILL shows
-unreachable within 5 s and recovers once restarted on the same data dir and port.
+unreachable (the others stay reachable) and recovers once restarted on the same data dir and
+port. How fast is not checked here: the waits only stop a broken run (docs/ARCHITECTURE.md,
+"Measuring performance").
 """
 
 from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -143,11 +144,9 @@ async def drive(
             victim = nodes[3]
             victim.process.send_signal(signal.SIGKILL)
             await victim.process.wait()
-            killed = time.monotonic()
-            await wait_until(lambda: not reachable()[3], "node-3 unreachable", 5.0)
-            assert time.monotonic() - killed <= 5.0
-            assert reachable().count(True) == NODES - 1
-            await wait_until(lambda: str(table.get_row_at(3)[1]) == "NO", "NO on screen", 2.0)
+            await wait_until(lambda: not reachable()[3], "node-3 unreachable", WAIT)
+            assert reachable().count(True) == NODES - 1  # only the killed node
+            await wait_until(lambda: str(table.get_row_at(3)[1]) == "NO", "NO on screen", WAIT)
 
             await procs.start(tmp_path / "n3", "--api", f"127.0.0.1:{ports[3]}")
             await wait_until(lambda: reachable() == [True] * NODES, "node-3 back", 40)

@@ -47,7 +47,8 @@ def add_ssh_flags(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="FILE",
-        help="who may log in over SSH, and as what (see 'remote operation' below)",
+        help="who may log in over SSH, and as what (see 'remote operation' below); "
+        "required with --ssh (default: none)",
     )
     p.add_argument(
         "--ssh-max-sessions",

@@ -26,7 +26,7 @@ from textual.theme import ThemeProvider
 
 from console.client import ActionRequest, ClientUnavailable, NodeClient
 from console.format import ASCII_GLYPHS, UNICODE_GLYPHS, clean
-from console.policy import STALL_SERVICES, ActionPolicy
+from console.policy import ActionPolicy
 from console.screens.base import ConsoleScreen
 from console.screens.journal import JournalScreen
 from console.screens.misbehavior import MisbehaviorScreen
@@ -41,6 +41,7 @@ from console.screens.overview import OverviewScreen
 from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
 from console.state import ConsoleState
+from node_core.control import STALL_SERVICES
 from themes import load_themes, variable_defaults
 
 VIEWS: tuple[tuple[str, str, str], ...] = (

@@ -218,11 +218,6 @@ def default_theme(name: str | None, environ: Mapping[str, str]) -> str | None:
     return ANSI_THEME
 
 
-#: The old name of :class:`~console.usage.UsageError`, kept only while
-#: ``zakura/console_cmd.py`` still catches it by this name; the same class, not another one.
-OptionError = UsageError
-
-
 def check_theme(name: str | None) -> None:
     """An unknown ``--theme`` is an input error found before the app starts."""
     if name is None:

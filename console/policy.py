@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# STALL_SERVICES is re-exported only until console/app.py imports it from node_core.control
-# (its import line is another change's today); nothing else may import it from here.
-from node_core.control import LOCAL_OPERATOR, STALL_SERVICES, ControlPolicy, Principal
+from node_core.control import LOCAL_OPERATOR, ControlPolicy, Principal
 
-__all__ = ["STALL_SERVICES", "ActionPolicy", "ActionRefused"]
+__all__ = ["ActionPolicy", "ActionRefused"]
 
 
 class ActionRefused(Exception):

@@ -128,6 +128,9 @@ def start_usage_error(
         return None
     flag, address = ("--listen", listen) if node.transport.listen_port == 0 else ("--api", api)
     if address is None:
+        if flag == "--api" and node.config.ssh is not None:
+            # No --api: the node opened one on loopback for its SSH consoles to attach to.
+            return UsageError("--ssh", f"the loopback API its consoles use: {describe(exc)}")
         return None
     host, port = address
     return UsageError(flag, f"{host}:{port}: {describe(exc)}")

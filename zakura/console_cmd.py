@@ -59,6 +59,7 @@ from zakura.args import (
     seconds,
 )
 from zakura.process import finish_leftover_tasks
+from zakura.ssh_args import SSH_HELP, add_ssh_flags, ssh_config_from_args
 
 if TYPE_CHECKING:
     from console.fleet import FleetMember
@@ -114,6 +115,11 @@ address that is not loopback is refused until DIR/node has a token. Where it lis
 the log (`your node: zakura node ready: ... api=HOST:PORT`) and to a notification. A bad
 address or a port in use is one line and exit code 2, before anything starts.
 
+SSH: --ssh HOST:PORT --ssh-authorized-keys FILE serves your node's console and script
+commands over SSH, as `zakura node --ssh` does (see remote operation below): each session
+gets its own console process attached to your node. The host key lives in DIR/node (without
+--data-dir it is new every run, so clients see a new fingerprint).
+
 Logs never go to the terminal while the console runs: they go to --log-file, and each testnet
 node logs to <data dir>/testnet/node-NN/node.log. Without --data-dir everything lives in a
 temp dir removed at exit (kept, and its path printed, when the console exits with an error).
@@ -127,6 +133,8 @@ HOSTILE_HELP = hostile_modes_help(
 EXAMPLE = f"""\
 {HOSTILE_HELP}
 
+{SSH_HELP}
+
 example:
   zakura                                   # same as: zakura console
   zakura console --peers 8 --refresh 0.5
@@ -137,7 +145,9 @@ example:
   zakura console --hostile 1 --hostile-mode backwards-time   # a forged header, refused
   zakura console --data-dir ./c --api 9100 # then, in another shell:
   zakura token create --data-dir ./c/node --name me --role operator | tail -n 1 > me.token
-  curl -s -H "Authorization: Bearer $(cat me.token)" 127.0.0.1:9100/api/v1/misbehavior"""
+  curl -s -H "Authorization: Bearer $(cat me.token)" 127.0.0.1:9100/api/v1/misbehavior
+  zakura console --data-dir ./c --ssh 2222 --ssh-authorized-keys ~/.ssh/authorized_keys
+  ssh -p 2222 127.0.0.1                    # your node's console, from another terminal"""
 
 
 def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
@@ -217,6 +227,7 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         DEFAULT_HOSTILE_MODE,
     )
     add_api(console, "DIR/node")
+    add_ssh_flags(console)
     add_log_level(console, "info", "in --log-file and in every testnet node's node.log")
 
 
@@ -232,6 +243,7 @@ async def _bring_up(
     If it cannot start, or the node thread ends by itself, end the app with one line that
     says why and where the log is.
     """
+    from node_core.ssh import SshStartError
     from zakura.testnet import TestnetError
 
     with contextlib.suppress(TimeoutError):
@@ -242,6 +254,9 @@ async def _bring_up(
         inner = await backend.start(read_only)
     except TestnetError as exc:
         _give_up(app, client, str(exc), exc.exit_code, log_file)
+        return
+    except SshStartError as exc:  # --ssh taken since run_console checked it, or a bad host key
+        _give_up(app, client, f"argument {exc.flag}: {exc.problem}", EXIT_USAGE, log_file)
         return
     except Exception as exc:
         node = network.node
@@ -261,6 +276,13 @@ async def _bring_up(
             f"your node's API: http://{api} (a token: zakura token create --data-dir "
             f"{network.root / 'node'} --name NAME --role operator)",
             title="--api",
+            timeout=API_NOTICE_SECS,
+        )
+    if network.node is not None and (ssh := network.node.ssh_address) is not None:
+        host, _, port = ssh.rpartition(":")
+        app.notify(
+            f"your node's console over SSH: ssh -p {port} {host}",
+            title="--ssh",
             timeout=API_NOTICE_SECS,
         )
     # The node thread only ends when told to; if it ends by itself, the console is blind.
@@ -320,15 +342,16 @@ async def run_console(args: argparse.Namespace) -> int:
     Args:
         args: Parsed flags (``peers``, ``data_dir``, ``refresh``, ``read_only``, ``theme``,
             ``ascii``, ``log_file``, ``log_level``, ``blocks``, ``mine_interval``; ``hostile``,
-            ``hostile_mode`` and ``api`` may be missing: no hostile nodes, no API).
+            ``hostile_mode``, ``api`` and the ``ssh`` flags may be missing: no hostile nodes, no
+            API, no SSH).
 
     Returns:
         The exit code: 0 after a normal quit, 1 when the app crashed or the node failed, 2
         when a testnet node rejected its input.
 
     Raises:
-        zakura.args.UsageError: Bad input found before the app started (also a console
-            :class:`~console.launcher.OptionError`, such as an unknown ``--theme``).
+        console.usage.UsageError: Bad input found before the app started (the console's own
+            checks raise it too, such as an unknown ``--theme``).
         console.launcher.NotATerminal: stdin or stdout is not a terminal.
     """
     # Read from the module at call time (not bound at import), so tests can replace them.
@@ -336,12 +359,9 @@ async def run_console(args: argparse.Namespace) -> int:
     from zakura.local_network import LocalNetwork
     from zakura.node_thread import NODE_THREAD_SWITCH_INTERVAL, ThreadBackend, gil_switch_interval
 
-    try:
-        launcher.check_theme(args.theme)
-        if args.log_file is not None:
-            launcher.check_log_file(args.log_file)
-    except launcher.OptionError as err:
-        raise UsageError(err.flag, err.problem) from None
+    launcher.check_theme(args.theme)
+    if args.log_file is not None:
+        launcher.check_log_file(args.log_file)
     hostile, hostile_mode = hostile_settings(args)
     api: tuple[str, int] | None = getattr(args, "api", None)
     if args.data_dir is not None:
@@ -349,6 +369,7 @@ async def run_console(args: argparse.Namespace) -> int:
     if api is not None:
         node_dir = None if args.data_dir is None else Path(args.data_dir) / "node"
         check_api(api, node_dir, token_dir="DIR/node")
+    ssh = ssh_config_from_args(args, probe=True)
     launcher.check_terminal()
     owns_root = args.data_dir is None
     root = Path(tempfile.mkdtemp(prefix="zakura-console-")) if owns_root else Path(args.data_dir)
@@ -378,6 +399,7 @@ async def run_console(args: argparse.Namespace) -> int:
             hostile=hostile,
             hostile_mode=hostile_mode,
             api=api,
+            ssh=ssh,
         )
         backend = ThreadBackend(network)
         chain = f" (node 0 pre-generates {args.blocks:,} blocks)" if args.blocks else ""

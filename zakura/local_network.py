@@ -12,6 +12,7 @@ from zakura.testnet import HOST, Testnet
 
 if TYPE_CHECKING:
     from node_core.node import Node
+    from node_core.ssh import SshConfig
     from node_core.transport.service import Service
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class LocalNetwork:
         hostile_mode: What they run (one of
             :data:`~node_core.block_sync.hostile.ALL_HOSTILE_MODES`); required with ``hostile``.
         api: Serve the operator node's control API on this address (``--api``); None: no API.
+        ssh: Serve the operator node's console and script commands over SSH (``--ssh``).
 
     Raises:
         ValueError: Inconsistent hostile settings
@@ -64,12 +66,14 @@ class LocalNetwork:
         hostile: int = 0,
         hostile_mode: str | None = None,
         api: tuple[str, int] | None = None,
+        ssh: SshConfig | None = None,
     ) -> None:
         self.peers = peers
         self.hostile = hostile
         self.root = root
         self.extra_services = tuple(extra_services)
         self.api = api
+        self.ssh = ssh
         self.testnet = Testnet(
             peers + hostile,
             data_dir=root / "testnet",
@@ -110,6 +114,7 @@ class LocalNetwork:
                     allow_faults=True,
                     target_peers=self.peers + self.hostile,
                     api=self.api,
+                    ssh=self.ssh,
                 ),
                 extra_services=self.extra_services,
             )
@@ -119,7 +124,10 @@ class LocalNetwork:
             await self.stop()
             raise
         # The line `zakura node` prints when it is up (the console's terminal is the app's).
-        log.info("your node: %s", format_start_line(node.label, node.listen, node.api_address))
+        log.info(
+            "your node: %s",
+            format_start_line(node.label, node.listen, node.api_address, node.ssh_address),
+        )
         return node
 
     async def stop(self) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console.usage import UsageError
-from zakura.args import count, parse_hostport, seconds_or_off
+from zakura.args import count, describe, parse_hostport, seconds_or_off
 
 if TYPE_CHECKING:
     from node_core.ssh import SshConfig
@@ -66,28 +66,42 @@ def add_ssh_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def ssh_config_from_args(args: argparse.Namespace) -> SshConfig | None:
-    """The node's SSH config, or None without ``--ssh``. Raises :class:`UsageError`."""
-    if args.ssh is None:
-        if args.ssh_authorized_keys is not None:
+def ssh_config_from_args(args: argparse.Namespace, *, probe: bool = False) -> SshConfig | None:
+    """The node's SSH config, or None without ``--ssh``. Raises :class:`UsageError`.
+
+    ``probe``: also try to bind the address now (see :func:`zakura.api_flag.probe_bind`), for
+    ``zakura console``, whose node binds it only after the app and a testnet have started.
+    Flags missing from ``args`` (a namespace built by hand) count as not given.
+    """
+    address: tuple[str, int] | None = getattr(args, "ssh", None)
+    keys_flag: Path | None = getattr(args, "ssh_authorized_keys", None)
+    if address is None:
+        if keys_flag is not None:
             raise UsageError("--ssh-authorized-keys", "needs --ssh HOST:PORT to serve on")
         return None
-    if args.ssh_authorized_keys is None:
+    if keys_flag is None:
         raise UsageError(
             "--ssh",
             "needs --ssh-authorized-keys FILE (who may log in; see --help, remote operation)",
         )
-    keys = Path(args.ssh_authorized_keys)
+    keys = Path(keys_flag)
     if not keys.is_file():
         raise UsageError("--ssh-authorized-keys", f"{keys}: no such file")
     from node_core.ssh import SshConfig
 
-    host, port = args.ssh
+    host, port = address
+    if probe:
+        from zakura.api_flag import probe_bind
+
+        try:
+            probe_bind(host, port)
+        except OSError as exc:
+            raise UsageError("--ssh", f"{host}:{port}: {describe(exc)}") from None
     return SshConfig(
         host=host,
         port=port,
         authorized_keys=keys,
         console_argv=(sys.executable, "-m", "zakura", "attach"),
-        max_sessions=args.ssh_max_sessions,
-        idle_timeout=args.ssh_idle_timeout or 0.0,
+        max_sessions=getattr(args, "ssh_max_sessions", 8),
+        idle_timeout=getattr(args, "ssh_idle_timeout", 1800.0) or 0.0,
     )

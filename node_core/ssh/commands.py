@@ -28,7 +28,9 @@ USAGE = """\
 usage: ssh NODE COMMAND
 commands:
   snapshot                          the node's snapshot (JSON, one line)
-  journal [--since SEQ] [--follow]  journal rows after SEQ (JSONL); --follow keeps streaming
+  journal [--since SEQ] [--limit N] [--follow]
+                                    journal rows after SEQ (JSONL), at most N;
+                                    --follow keeps streaming
   peers                             connected peers (a plain table)
   whoami                            your key's name and role
   fault ACTION LABEL [service=S] [seconds=N] [rate=N]

@@ -275,6 +275,12 @@ def busy_port() -> Iterator[int]:
         (["--api", "192.0.2.1:0", "--data-dir", "{tokens}"], "--api", "cannot bind that address"),
         (["--api", "0.0.0.0:0", "--data-dir", "{empty}"], "--api",
          "not a loopback address and this node has no API tokens"),
+        (["--ssh-authorized-keys", "/dev/null"], "--ssh-authorized-keys", "needs --ssh HOST:PORT"),
+        (["--ssh", "0"], "--ssh", "needs --ssh-authorized-keys FILE"),
+        (["--ssh", "0", "--ssh-authorized-keys", "{empty}"], "--ssh-authorized-keys",
+         "no such file"),
+        (["--ssh", "192.0.2.1:0", "--ssh-authorized-keys", __file__], "--ssh",
+         "cannot bind that address"),
     ],
 )  # fmt: skip
 def test_hostile_and_api_usage_errors_start_nothing(

@@ -26,6 +26,7 @@ Invariants (checked by :meth:`WorkQueue.invariant_violations`):
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -47,6 +48,12 @@ DEFAULT_ESTIMATE = 16 * 1024
 MIN_ESTIMATE = 1024
 #: Largest estimate: one maximal block body.
 MAX_ESTIMATE = 2 * 1024 * 1024 - 1024
+
+#: Test-only: ``ZAKURA_TEST_DEFECT=budget_leak`` in a node's environment makes its work queue
+#: keep the first bytes it should release charged to the budget for ever (a deliberate leak),
+#: so a test can show that the invariant checks of :mod:`zakura.chaos.invariants` catch one.
+#: Read once per queue; nothing else reads it. Never set it outside a test.
+TEST_DEFECT_ENV = "ZAKURA_TEST_DEFECT"
 
 Owner = tuple[str, int]
 """``(peer label, session generation)``: who holds an in-flight height."""
@@ -123,6 +130,8 @@ class WorkQueue:
         self._sorted: list[int] = []
         self.charged_total = 0
         self.released_total = 0
+        #: The test-only defect (:data:`TEST_DEFECT_ENV`): one release not given back.
+        self.leak_one_release = os.environ.get(TEST_DEFECT_ENV) == "budget_leak"
 
     # ------------------------------------------------------------------ facts
     def state(self, height: int) -> WorkState | None:
@@ -339,6 +348,10 @@ class WorkQueue:
 
     def _release(self, entry: _Entry) -> int:
         freed, entry.charged = entry.charged, 0
+        if self.leak_one_release and freed:  # test-only defect: the budget keeps these bytes
+            self.leak_one_release = False
+            self.released_total += freed
+            return freed
         self.budget.charge(-freed)
         self.released_total += freed
         return freed

@@ -22,9 +22,10 @@ and read the journal anew rather than ask for rows after a seq of the old run.
   a reader refuses a document of another version (:class:`SnapshotSchemaError` at
   ``$.schema``) instead of misreading it.
 * ``X | None`` means the key is always present and may be null. ``NotRequired`` means the key
-  may be absent: only the per-routine sub-documents (``discovery``, ``header_sync``,
-  ``block_sync`` on a :class:`RoutineRow`) are, because they exist only while that service's
-  routine is registered.
+  may be absent: the per-routine sub-documents (``discovery``, ``header_sync``,
+  ``block_sync`` on a :class:`RoutineRow`), because they exist only while that service's
+  routine is registered, and the top-level ``invariants``, which nodes built before it (and
+  fixture documents) do not carry.
 * Enumerated values (a routine's ``state``, a peer's ``direction``, a close's ``by``, a fill
   stop) are typed ``str``, their values listed in comments: a node that learns a new state
   must not make every older client refuse the whole document.
@@ -457,6 +458,29 @@ class MisbehaviorTallyRow(TypedDict):
     count: int
 
 
+# ---------------------------------------------------------------------------------- invariants
+
+
+class InvariantsSection(TypedDict):
+    """What the node's own consistency checks say now, and the counts that show stranded work.
+
+    Read by the invariant checks of :mod:`zakura.chaos.invariants` from outside the process:
+    the shared structures check themselves (``invariant_violations``), but only the node can
+    run those checks, so their verdicts travel in the snapshot. Each list is empty when sound;
+    at any instant, not only when idle, since those structures only change in synchronous
+    sections. The routine counts differ while a closed connection's routines are still
+    unwinding, so compare them when the node is idle.
+    """
+
+    range_queue: list[str]  # header range queue vs each live session's generation
+    work_queue: list[str]  # block-sync heights, owners and the byte ledger
+    bytes_charged: int  # bytes ever charged to the block-sync budget
+    bytes_released: int  # ... and released; charged - released = bytes reserved or held now
+    parked_holding: dict[str, int]  # parked peer -> header ranges still assigned to it
+    routines_alive: dict[str, int]  # service -> routines started and not exited
+    routines_on_open: dict[str, int]  # service -> live routines on open connections
+
+
 # ---------------------------------------------------------------------------------- the document
 
 
@@ -483,6 +507,7 @@ class Snapshot(TypedDict):
     misbehavior_tally: list[MisbehaviorTallyRow]
     #: seq of the newest journal row (0: none yet); counts again from 0 under a new ``boot_id``.
     journal_seq: int
+    invariants: NotRequired[InvariantsSection]
 
 
 # ---------------------------------------------------------------------------------- validation

@@ -16,6 +16,8 @@ from node_core.observe.schema import SCHEMA_VERSION
 from node_core.protocol.limits import STREAM_KIND_LABELS
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from node_core.block_sync.core import BlockSyncCore
     from node_core.block_sync.service import BlockSyncService
     from node_core.chain.chainstate import ChainState
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from node_core.observe.misbehavior import MisbehaviorLog
     from node_core.observe.schema import (
         ChainSection,
+        InvariantsSection,
         MisbehaviorRow,
         MisbehaviorTallyRow,
         ParkedPeer,
@@ -46,6 +49,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SnapshotSource",
     "build_snapshot",
+    "invariants_section",
     "misbehavior_rows",
     "misbehavior_tally",
     "parked_rows",
@@ -252,6 +256,46 @@ def misbehavior_tally(node: SnapshotSource) -> list[MisbehaviorTallyRow]:
     return [{"service": s, "reason": r, "count": n} for (s, r), n in node.misbehavior.tally.items()]
 
 
+def _by_label(counter: Counter, label: str) -> dict[str, int]:
+    """A labelled counter's ``_total`` samples summed by one of its labels."""
+    out: dict[str, int] = {}
+    for metric in counter.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                key = sample.labels[label]
+                out[key] = out.get(key, 0) + int(sample.value)
+    return out
+
+
+def invariants_section(node: SnapshotSource, conns: list[Connection]) -> InvariantsSection:
+    """The snapshot's ``invariants`` section: the shared structures' own checks against the
+    sessions alive now, and the counts that show stranded routines and parked work."""
+    hs, bs = node.header_sync, node.block_sync
+    started = _by_label(node.metrics.routine_started, "service")
+    exited = _by_label(node.metrics.routine_exited, "service")
+    on_open: dict[str, int] = {}
+    for conn in conns:
+        if not conn.closed:
+            for handle in conn.routines:
+                if handle.exit is None:
+                    on_open[handle.service] = on_open.get(handle.service, 0) + 1
+    parked_holding = {
+        label: sum(1 for peers in hs.queue.assigned.values() if label in peers)
+        for label in hs.parked
+    }
+    return {
+        "range_queue": hs.queue.invariant_violations(hs.live_generations()),
+        "work_queue": bs.work.invariant_violations(
+            {r.label: r.owner[1] for r in bs.routines.values()}
+        ),
+        "bytes_charged": bs.work.charged_total,
+        "bytes_released": bs.work.released_total,
+        "parked_holding": parked_holding,
+        "routines_alive": {s: n - exited.get(s, 0) for s, n in sorted(started.items())},
+        "routines_on_open": dict(sorted(on_open.items())),
+    }
+
+
 def build_snapshot(node: SnapshotSource) -> Snapshot:
     """The snapshot document (schema :data:`SCHEMA_VERSION`)."""
     transport = node.transport
@@ -326,4 +370,5 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
         "misbehavior": misbehavior_rows(node),
         "misbehavior_tally": misbehavior_tally(node),
         "journal_seq": node.journal.last_seq,
+        "invariants": invariants_section(node, conns),
     }

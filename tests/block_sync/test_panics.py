@@ -9,6 +9,7 @@ store and an empty ledger.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from bskit import Cluster, ScriptedServer, assert_synced_and_sound, bootstrap, w
 
 from node_core.block_sync.core import BlockSyncConfig
 from node_core.node import Node
+from zakura.chaos.invariants import assert_holds, no_stranded_work, panics_match, store_sound
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -93,5 +95,20 @@ async def test_panic_at_each_injection_point(tmp_path: Path, point: str) -> None
         )
         await wait_until(lambda: client.block_sync.budget.used == 0, 30, "ledger drained")
         await assert_synced_and_sound(client, honest)
+
+        # The invariants the chaos cluster checks, on this node's own snapshot, journal, store.
+        def idle() -> bool:
+            return no_stranded_work(client.snapshot(), client.label).ok
+
+        with contextlib.suppress(AssertionError):  # the verdict below says what is stranded
+            await wait_until(idle, 30, "no stranded work")
+        journal = [e.to_dict() for e in client.journal.since(0, 100_000)]
+        assert_holds(
+            [
+                no_stranded_work(client.snapshot(), client.label),
+                panics_match(journal),
+                store_sound(client.chain.path, client.label),
+            ]
+        )
     finally:
         await cluster.stop()

@@ -236,14 +236,16 @@ class KillRecord:
 
     ``reported`` is the verified tip of the node's last snapshot before SIGKILL (None when it
     did not answer); ``stored`` the verified tip its SQLite store holds once the process is
-    gone (None when the store could not be read, with ``store_error`` saying why). A block
-    reported durable must still be there: :func:`zakura.chaos.invariants.no_block_lost`.
+    gone, and ``kept_hash`` the hash it holds at the reported height (None when the store
+    could not be read, with ``store_error`` saying why). A block reported durable must still
+    be there: :func:`zakura.chaos.invariants.no_block_lost`.
     """
 
     node: int
     at: float
     reported: Tip | None
     stored: Tip | None
+    kept_hash: str | None = None
     store_error: str | None = None
 
 
@@ -845,8 +847,9 @@ class Cluster:
             await member.proc.process.wait()
             _PAUSED.discard(member.proc.pid)
             member.state = NodeState.KILLED
-            stored, error = _stored_tip(member.proc.data_dir / CHAIN_FILE)
-            self._kills.append(KillRecord(node, time.time(), reported, stored, error))
+            path = member.proc.data_dir / CHAIN_FILE
+            stored, kept, error = _stored_tip(path, None if reported is None else reported.height)
+            self._kills.append(KillRecord(node, time.time(), reported, stored, kept, error))
             return f"pid {member.proc.pid} killed; tip reported {reported}, stored {stored}"
 
         await self._recorded(node, "kill", {}, act)
@@ -1131,19 +1134,21 @@ async def _until_stopped(pid: int, stopped: bool) -> None:
         await asyncio.sleep(0.01)
 
 
-def _stored_tip(path: Path) -> tuple[Tip | None, str | None]:
-    """The verified tip a (stopped) node's store holds, read-only; or why it could not."""
+def _stored_tip(path: Path, at: int | None) -> tuple[Tip | None, str | None, str | None]:
+    """What a stopped node's store holds, read-only: its verified tip, the hash at height
+    ``at``, or why it could not be read."""
     try:
         store = ChainStore(path, readonly=True)
     except StoreError as exc:
-        return None, str(exc)
+        return None, None, str(exc)
     try:
         height = store.verified_tip()
         hash_ = None if height is None else store.hash_at(height)
+        kept = None if at is None else store.hash_at(at)
         if height is None or hash_ is None:
-            return None, "the store has no verified tip"
-        return Tip(height, hash_.hex()), None
+            return None, None, "the store has no verified tip"
+        return Tip(height, hash_.hex()), None if kept is None else kept.hex(), None
     except Exception as exc:  # sqlite3 errors: report, the invariant judges
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, None, f"{type(exc).__name__}: {exc}"
     finally:
         store.close()

@@ -8,7 +8,8 @@ with the same words (docs/ARCHITECTURE.md, "The control model").
 
 Invariants:
 
-- An :class:`Action` is valid once built: its constructor checks every field and raises
+- An :class:`Action` (a fault on one connected peer) or a :class:`LinkAction` (a link fault,
+  on remote node ids) is valid once built: its constructor checks every field and raises
   :class:`ActionInvalid` naming the field, so a refused request never reaches the node.
 - :func:`apply` checks the policy before anything else and returns an :class:`ActionResult`
   for every outcome, refusals included; a refused or failed request changes nothing.
@@ -19,7 +20,8 @@ Invariants:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -30,14 +32,23 @@ from node_core.faults import (
     FaultInvalid,
     FaultOutcome,
     FaultsDisabled,
+    LinkOutcome,
     NotParked,
     RoutineNotRunning,
     UnknownPeer,
 )
+from node_core.transport.links import (
+    MAX_DELAY_MS,
+    MAX_JITTER_MS,
+    MAX_KIB_PER_S,
+    MIN_KIB_PER_S,
+)
 
 __all__ = [
     "ACTIONS",
+    "LINK_ACTIONS",
     "LOCAL_OPERATOR",
+    "MAX_LINK_NODES",
     "PANIC_SERVICES",
     "PARK_SERVICES",
     "STALL_DEFAULT_S",
@@ -52,6 +63,8 @@ __all__ = [
     "ActionResult",
     "ControlPolicy",
     "Controlled",
+    "LinkAction",
+    "LinkKind",
     "Principal",
     "Refusal",
     "Role",
@@ -74,6 +87,34 @@ class ActionKind(StrEnum):
 
 #: The action names, in the order keys and help list them.
 ACTIONS: tuple[str, ...] = tuple(k.value for k in ActionKind)
+
+
+class LinkKind(StrEnum):
+    """Every link fault: on remote node ids, not on a connected peer's label (issue 12)."""
+
+    PARTITION = "partition"
+    DELAY = "delay"
+    BANDWIDTH = "bandwidth"
+    HEAL = "heal"
+
+
+#: The link fault names (``POST /api/v1/links/{action}``). Not in :data:`ACTIONS`: those are
+#: the console's keys on a selected peer.
+LINK_ACTIONS: tuple[str, ...] = tuple(k.value for k in LinkKind)
+
+#: Most node ids one link action names: a testnet has tens of nodes, so more is a mistake
+#: (and a bound on what one request makes the node do).
+MAX_LINK_NODES = 1024
+
+#: The body keys each link action takes; any other key is refused, naming it.
+LINK_FIELDS: dict[LinkKind, tuple[str, ...]] = {
+    LinkKind.PARTITION: ("nodes",),
+    LinkKind.DELAY: ("nodes", "ms", "jitter_ms"),
+    LinkKind.BANDWIDTH: ("nodes", "kib_per_s"),
+    LinkKind.HEAL: ("nodes",),
+}
+
+_NODE_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 #: Routines a panic can target (one per ordered stream of a peer).
 PANIC_SERVICES = ("discovery", "header_sync", "block_sync")
@@ -262,6 +303,136 @@ class Action:
         return f"{kind} {label}"
 
 
+def _whole(field: str, value: object, low: int, high: int) -> int:
+    """A whole number in ``[low, high]`` (200 and 200.0 alike), or :class:`ActionInvalid`."""
+    number = _number(field, value)
+    if not number.is_integer() or not low <= number <= high:
+        raise ActionInvalid(field, f"{field} must be a whole number from {low:,} to {high:,}")
+    return int(number)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkAction:
+    """One link fault: ``kind`` on the links to ``nodes`` (node ids, 32 bytes each).
+
+    ``nodes`` is None only for a heal of every rule. ``ms`` (required) and ``jitter_ms``
+    (default 0) belong to a delay, ``kib_per_s`` (required) to a bandwidth; fields a kind
+    does not use must be None. Our own id is refused by the node, which alone knows it.
+    """
+
+    kind: LinkKind | str
+    nodes: tuple[bytes, ...] | None = None
+    ms: int | None = None
+    jitter_ms: int | None = None
+    kib_per_s: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            kind = LinkKind(self.kind)
+        except ValueError:
+            raise ActionInvalid(
+                "kind",
+                f"unknown link action {str(self.kind)[:40]!r}; one of: {', '.join(LINK_ACTIONS)}",
+            ) from None
+        object.__setattr__(self, "kind", kind)
+        self._check_nodes(kind)
+        delay, bandwidth = kind is LinkKind.DELAY, kind is LinkKind.BANDWIDTH
+        if delay:
+            if self.ms is None:
+                raise ActionInvalid("ms", f"delay needs ms, from 0 to {MAX_DELAY_MS:,}")
+            object.__setattr__(self, "ms", _whole("ms", self.ms, 0, MAX_DELAY_MS))
+            jitter = 0 if self.jitter_ms is None else self.jitter_ms
+            object.__setattr__(self, "jitter_ms", _whole("jitter_ms", jitter, 0, MAX_JITTER_MS))
+        else:
+            for name in ("ms", "jitter_ms"):
+                if getattr(self, name) is not None:
+                    raise ActionInvalid(name, f"{kind} takes no {name}")
+        if bandwidth:
+            if self.kib_per_s is None:
+                raise ActionInvalid(
+                    "kib_per_s", f"bandwidth needs kib_per_s, from 1 to {MAX_KIB_PER_S:,}"
+                )
+            kib = _whole("kib_per_s", self.kib_per_s, MIN_KIB_PER_S, MAX_KIB_PER_S)
+            object.__setattr__(self, "kib_per_s", kib)
+        elif self.kib_per_s is not None:
+            raise ActionInvalid("kib_per_s", f"{kind} takes no kib_per_s")
+
+    def _check_nodes(self, kind: LinkKind) -> None:
+        nodes = self.nodes
+        if nodes is None:
+            if kind is not LinkKind.HEAL:
+                raise ActionInvalid("nodes", f"{kind} needs nodes: a list of node ids")
+            return
+        if not isinstance(nodes, tuple | list) or not nodes:
+            raise ActionInvalid("nodes", "nodes must be a non-empty list of node ids")
+        if len(nodes) > MAX_LINK_NODES:
+            raise ActionInvalid("nodes", f"at most {MAX_LINK_NODES} nodes (got {len(nodes)})")
+        for i, node_id in enumerate(nodes):
+            if not isinstance(node_id, bytes) or len(node_id) != 32:
+                raise ActionInvalid("nodes", f"nodes[{i}] is not a 32-byte node id")
+        object.__setattr__(self, "nodes", tuple(dict.fromkeys(nodes)))  # repeats once
+
+    @property
+    def link_kind(self) -> LinkKind:
+        """``kind`` as the enum (the constructor already made it one)."""
+        return LinkKind(self.kind)
+
+    @classmethod
+    def from_fields(cls, kind: str, fields: Mapping[str, Any]) -> LinkAction:
+        """Build from a decoded JSON body: ``nodes`` as 64-hex strings, numbers as numbers.
+
+        Raises:
+            ActionInvalid: Naming the first wrong or unknown field.
+        """
+        try:
+            link_kind = LinkKind(kind)
+        except ValueError:
+            raise ActionInvalid(
+                "action",
+                f"unknown link action {kind[:40]!r}; one of: {', '.join(LINK_ACTIONS)}",
+            ) from None
+        unknown = sorted(set(fields) - set(LINK_FIELDS[link_kind]))
+        if unknown:
+            raise ActionInvalid(unknown[0], f"unknown field {unknown[0][:40]!r} for {kind}")
+        raw = fields.get("nodes")
+        nodes: tuple[bytes, ...] | None = None
+        if raw is not None or link_kind is not LinkKind.HEAL:  # heal: absent or null is all
+            nodes = _parse_nodes(raw)
+        return cls(
+            link_kind, nodes, fields.get("ms"), fields.get("jitter_ms"), fields.get("kib_per_s")
+        )
+
+    def describe(self) -> str:
+        """The action as one sentence, for results."""
+        kind = self.link_kind
+        who = "every node" if self.nodes is None else _count_nodes(len(self.nodes))
+        if kind is LinkKind.PARTITION:
+            return f"partition this node from {who}"
+        if kind is LinkKind.DELAY:
+            return f"delay what is sent to {who} by {self.ms} ms ± {self.jitter_ms} ms"
+        if kind is LinkKind.BANDWIDTH:
+            return f"pace what is sent to {who} at {self.kib_per_s} KiB/s"
+        return f"heal the links to {who}"
+
+
+def _count_nodes(n: int) -> str:
+    return "1 node" if n == 1 else f"{n} nodes"
+
+
+def _parse_nodes(raw: object) -> tuple[bytes, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ActionInvalid("nodes", "nodes must be a non-empty list of 64-hex node ids")
+    if len(raw) > MAX_LINK_NODES:
+        raise ActionInvalid("nodes", f"at most {MAX_LINK_NODES} nodes (got {len(raw)})")
+    nodes = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not _NODE_HEX.fullmatch(item):
+            shown = repr(item)[:40]
+            raise ActionInvalid("nodes", f"nodes[{i}] must be a 64-hex node id (got {shown})")
+        nodes.append(bytes.fromhex(item))
+    return tuple(nodes)
+
+
 class Refusal(StrEnum):
     """Why an action did nothing; each surface maps it (the API to an HTTP status)."""
 
@@ -288,6 +459,8 @@ class ActionResult:
     reason: str | None = None
     refusal: Refusal | None = None
     field: str | None = None
+    #: What a done link action adds to its answer (``action``, ``nodes``, ``closed`` ...).
+    details: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -298,6 +471,7 @@ class ActionResult:
             "reason": self.reason,
             "refusal": None if self.refusal is None else self.refusal.value,
             "field": self.field,
+            **(self.details or {}),
         }
 
 
@@ -312,7 +486,7 @@ class ControlPolicy:
 
     def refuse(self, kind: str, principal: Principal = LOCAL_OPERATOR) -> ActionResult | None:
         """None when allowed; otherwise the refusal to hand back, unchanged, to the caller."""
-        if kind not in ACTIONS:
+        if kind not in ACTIONS and kind not in LINK_ACTIONS:
             return ActionResult(
                 False, f"unknown action {kind[:40]!r}", refusal=Refusal.INVALID, field="kind"
             )
@@ -373,7 +547,7 @@ class Controlled(Protocol):
 
 async def apply(
     node: Controlled,
-    action: Action,
+    action: Action | LinkAction,
     *,
     principal: Principal = LOCAL_OPERATOR,
     policy: ControlPolicy | None = None,
@@ -385,6 +559,8 @@ async def apply(
     refused = (policy or ControlPolicy()).refuse(action.kind, principal)
     if refused is not None:
         return refused
+    if isinstance(action, LinkAction):
+        return await _apply_link(node.faults, action, principal.journal_fields())
     faults, by = node.faults, principal.journal_fields()
     kind = action.action_kind
     try:
@@ -430,4 +606,54 @@ async def apply(
         outcome.fault_id,
         outcome.effect,
         outcome.reason,
+    )
+
+
+async def _apply_link(
+    faults: FaultInjector, action: LinkAction, by: Mapping[str, str | None]
+) -> ActionResult:
+    """A link fault, after the policy allowed it; its refusals as :func:`apply`'s."""
+    kind = action.link_kind
+    nodes: Sequence[bytes] = action.nodes or ()
+    try:
+        outcome: LinkOutcome
+        if kind is LinkKind.PARTITION:
+            outcome = await faults.partition(nodes, actor=by)
+        elif kind is LinkKind.DELAY:
+            outcome = await faults.delay(
+                nodes, int(action.ms or 0), int(action.jitter_ms or 0), actor=by
+            )
+        elif kind is LinkKind.BANDWIDTH:
+            outcome = await faults.bandwidth(nodes, int(action.kib_per_s or 0), actor=by)
+        else:
+            outcome = await faults.heal(action.nodes, actor=by)
+    except FaultsDisabled as exc:
+        return ActionResult(False, str(exc), refusal=Refusal.FAULTS_DISABLED)
+    except FaultInvalid as exc:
+        return ActionResult(False, str(exc), refusal=Refusal.INVALID, field=exc.field)
+    except TimeoutError:
+        return ActionResult(
+            False,
+            f"no effect observed within 5 s for: {action.describe()}",
+            refusal=Refusal.NO_EFFECT,
+        )
+    details: dict[str, Any] = {
+        "action": kind.value,
+        "nodes": None if action.nodes is None else [n.hex() for n in outcome.nodes],
+    }
+    if kind is LinkKind.PARTITION:
+        details["closed"] = outcome.closed
+    elif kind is LinkKind.DELAY:
+        details.update(ms=action.ms, jitter_ms=action.jitter_ms)
+    elif kind is LinkKind.BANDWIDTH:
+        details["kib_per_s"] = action.kib_per_s
+    else:
+        details["healed"] = [n.hex() for n in outcome.healed]
+    return ActionResult(
+        True,
+        f"{action.describe()}: {outcome.effect} ({outcome.reason})",
+        outcome.fault_id,
+        outcome.effect,
+        outcome.reason,
+        details=details,
     )

@@ -1,5 +1,10 @@
 """Operator and test fault injection, behind one gate (docs/ARCHITECTURE.md, "The control model").
 
+Two families: faults on one connected peer (disconnect, panic, park, unpark, stall, throttle),
+named by its label, and link faults (partition, delay, bandwidth, heal), named by remote node
+ids and kept in the transport's :class:`~node_core.transport.links.LinkTable`, so they hold
+across reconnects and apply to nodes not connected yet.
+
 Every injection gets an id and two journal events: ``fault/injected`` when it is applied and
 ``fault/observed`` when the node's reaction is seen (connection closed, routine panicked ...),
 so an operator sees cause and effect side by side. Everything is refused unless the node was
@@ -10,13 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from node_core.observe.journal import JournalEvent
+from node_core.identity import peer_label
+from node_core.observe.journal import FieldValue, JournalEvent
 from node_core.protocol.limits import CloseCode
 from node_core.transport.connection import Connection
+from node_core.transport.links import (
+    MAX_DELAY_MS,
+    MAX_JITTER_MS,
+    MAX_KIB_PER_S,
+    MIN_KIB_PER_S,
+    LinkRow,
+)
 from node_core.transport.routine import InjectedPanic, RoutineState
 from node_core.transport.supervise import RoutineHandle
 
@@ -72,6 +85,25 @@ class FaultOutcome:
     service: str | None
     effect: str
     reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    """What a link fault did: ``nodes`` it was asked for (none for a heal of every rule),
+    ``closed`` connections (a partition), ``healed`` ids that had a rule (a heal)."""
+
+    fault_id: int
+    kind: str
+    nodes: tuple[bytes, ...]
+    effect: str
+    reason: str
+    closed: int = 0
+    healed: tuple[bytes, ...] = ()
+
+
+def _labels(nodes: Sequence[bytes]) -> str:
+    """Node ids as journal text: their peer labels, the name every other row uses."""
+    return ",".join(peer_label(n) for n in nodes)
 
 
 class FaultTarget(Protocol):
@@ -409,3 +441,132 @@ class FaultInjector:
             reason=reason,
         )
         return FaultOutcome(fid, "throttle", label, None, effect, reason)
+
+    # ------------------------------------------------------------------ link faults
+    def _link_nodes(self, nodes: Sequence[bytes]) -> tuple[bytes, ...]:
+        """``nodes`` without repeats, checked: node ids, and never our own."""
+        own = self.node.transport.identity.node_id
+        unique = tuple(dict.fromkeys(nodes))
+        for node_id in unique:
+            if len(node_id) != 32:
+                raise FaultInvalid("nodes", f"a node id is 32 bytes, got {len(node_id)}")
+            if node_id == own:
+                raise FaultInvalid("nodes", f"{node_id.hex()} is this node's own id")
+        return unique
+
+    def _link_injected(
+        self, kind: str, nodes: Sequence[bytes], actor: Actor | None, **params: FieldValue
+    ) -> tuple[int, int]:
+        """A fault id and the journal position before its ``fault/injected`` row."""
+        fid = next(self._ids)
+        seq = self.node.journal.last_seq
+        self.node.metrics.faults_injected.labels(kind).inc()
+        # Any: the journal's keywords include ``peer`` and ``service``, which these never are.
+        fields: dict[str, Any] = {
+            "kind": kind,
+            "fault_id": fid,
+            "nodes": _labels(nodes),
+            **params,
+            **dict(actor or {}),
+        }
+        self.node.journal.emit("fault", "injected", **fields)
+        return fid, seq
+
+    def _link_observed(self, outcome: LinkOutcome, **extra: FieldValue) -> LinkOutcome:
+        fields: dict[str, Any] = {
+            "kind": outcome.kind,
+            "fault_id": outcome.fault_id,
+            "nodes": _labels(outcome.nodes),
+            "effect": outcome.effect,
+            "reason": outcome.reason,
+            **extra,
+        }
+        self.node.journal.emit("fault", "observed", **fields)
+        return outcome
+
+    def link_rows(self) -> list[LinkRow]:
+        """Every active link rule (``GET /api/v1/links``); a read, so never refused."""
+        return self.node.transport.links.rows()
+
+    async def partition(
+        self, nodes: Sequence[bytes], *, timeout: float = 5.0, actor: Actor | None = None
+    ) -> LinkOutcome:
+        """Cut this node off from ``nodes``: close our connections to them and refuse every
+        new one, dialed or accepted, until healed.
+
+        This side alone makes the partition whole: the other node sees its connection closed
+        and each redial refused at the handshake, neutrally (nobody misbehaved).
+        """
+        self._check()
+        ids = self._link_nodes(nodes)
+        fid, since = self._link_injected("partition", ids, actor)
+        transport = self.node.transport
+        transport.links.partition(ids)  # first: a redial racing the close is refused too
+        closed = transport.close_partitioned(f"fault:{fid}:partition")
+        for conn in closed:
+            await self._conn_closed(conn, since, timeout)
+        outcome = LinkOutcome(
+            fid, "partition", ids, "link_partitioned", f"closed={len(closed)}", len(closed)
+        )
+        return self._link_observed(outcome, closed=len(closed))
+
+    async def delay(
+        self,
+        nodes: Sequence[bytes],
+        ms: int,
+        jitter_ms: int = 0,
+        *,
+        actor: Actor | None = None,
+    ) -> LinkOutcome:
+        """Hold every record sent to ``nodes`` ``ms`` ± ``jitter_ms`` (0 and 0: no delay).
+
+        Records to one node keep their order; the connection's reader and other peers never
+        wait for them (``Connection._emit``).
+        """
+        self._check()
+        if not 0 <= ms <= MAX_DELAY_MS:
+            raise FaultInvalid("ms", f"ms must be from 0 to {MAX_DELAY_MS} (got {ms})")
+        if not 0 <= jitter_ms <= MAX_JITTER_MS:
+            raise FaultInvalid(
+                "jitter_ms", f"jitter_ms must be from 0 to {MAX_JITTER_MS} (got {jitter_ms})"
+            )
+        ids = self._link_nodes(nodes)
+        fid, _since = self._link_injected("delay", ids, actor, ms=ms, jitter_ms=jitter_ms)
+        self.node.transport.links.delay(ids, ms, jitter_ms)
+        reason = f"delay={ms}ms,jitter={jitter_ms}ms"
+        outcome = LinkOutcome(fid, "delay", ids, "link_delayed", reason)
+        return self._link_observed(outcome)
+
+    async def bandwidth(
+        self, nodes: Sequence[bytes], kib_per_s: int, *, actor: Actor | None = None
+    ) -> LinkOutcome:
+        """Pace the bytes sent to ``nodes`` at ``kib_per_s`` KiB/s (what a slow uplink does;
+        the read throttle is the other direction)."""
+        self._check()
+        if not MIN_KIB_PER_S <= kib_per_s <= MAX_KIB_PER_S:
+            raise FaultInvalid(
+                "kib_per_s",
+                f"kib_per_s must be from {MIN_KIB_PER_S} to {MAX_KIB_PER_S} (got {kib_per_s})",
+            )
+        ids = self._link_nodes(nodes)
+        fid, _since = self._link_injected("bandwidth", ids, actor, kib_per_s=kib_per_s)
+        self.node.transport.links.bandwidth(ids, kib_per_s)
+        outcome = LinkOutcome(fid, "bandwidth", ids, "link_paced", f"rate={kib_per_s}KiB/s")
+        return self._link_observed(outcome)
+
+    async def heal(
+        self, nodes: Sequence[bytes] | None = None, *, actor: Actor | None = None
+    ) -> LinkOutcome:
+        """Clear the link rules of ``nodes`` (None: all): refusals stop, records still held
+        leave at once and in order, and the dialers on both sides reconnect on their own
+        schedule (their backoff is not reset)."""
+        self._check()
+        ids = () if nodes is None else self._link_nodes(nodes)
+        fid, _since = self._link_injected("heal", ids, actor, all=nodes is None)
+        transport = self.node.transport
+        healed = tuple(transport.links.heal(None if nodes is None else ids))
+        released = transport.release_held(healed)
+        outcome = LinkOutcome(
+            fid, "heal", ids, "links_healed", f"healed={len(healed)}", healed=healed
+        )
+        return self._link_observed(outcome, healed=_labels(healed), released_bytes=released)

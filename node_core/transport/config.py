@@ -29,6 +29,9 @@ class TransportConfig:
     duplicate_evict_min_age: float = L.DEFAULT_DUPLICATE_EVICT_MIN_AGE_SECS
     drain_timeout: float = L.STREAM_WORKER_DRAIN_SECS
     dial_timeout: float = 5.0
+    #: Seed of the link-fault jitter (``links.LinkTable.rng``). None: derived from the node
+    #: id, so each node draws its own sequence and the same identity draws the same one.
+    link_seed: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.chain_id) != 32:

@@ -11,6 +11,9 @@ Invariants:
   the one reported. Unknown stream kinds reset only that stream.
 - The connection scope is the parent of every service scope on it: closing the connection
   cancels every routine, and cancelling the scope (protocol reject, panic, fault) closes it.
+- A link fault (``links.py``) that delays or paces this peer holds our records in one queue,
+  written by one sender task in order: the reader and the routines only ever enqueue, so a
+  shaped peer never blocks them or any other connection.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +38,7 @@ from node_core.protocol.limits import MUX_DATA_CHUNK_BYTES, MUX_HEADER_BYTES, Cl
 from node_core.protocol.ratelimit import TokenBucket
 from node_core.transport.cancel import CancelScope
 from node_core.transport.config import TransportConfig
+from node_core.transport.links import LinkTable, Pacing, schedule
 from node_core.transport.routine import CloseCause, PeerInfo, RoutineContext
 from node_core.transport.service import ServiceRegistry
 from node_core.transport.stream import Stream
@@ -77,6 +82,7 @@ class Connection:
         registry: ServiceRegistry,
         journal: Journal,
         metrics: NodeMetrics,
+        links: LinkTable | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -100,6 +106,12 @@ class Connection:
         #: Operator fault (``faults.throttle``): cap on the bytes per second we read from it.
         self.throttle_bytes_per_s: float | None = None
         self._throttle_until = 0.0
+        #: Link faults of this node (``faults.delay`` / ``faults.bandwidth``): asked per write.
+        self._links = links
+        #: Records held for a shaped link, each with the monotonic time it may be written.
+        self._held: deque[tuple[float, bytes]] = deque()
+        self._pacing = Pacing()
+        self._sender: asyncio.Task[None] | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_record: CloseRecord | None = None
@@ -156,6 +168,9 @@ class Connection:
             time.time(),
             punitive and not by_remote,
         )
+        # Records still held by a link fault are dropped: the link is torn down, and the CLOSE
+        # goes out at once (a close must not wait behind a minute of delay).
+        self._held.clear()
         if not by_remote:
             with contextlib.suppress(Exception):
                 payload = mux.encode_close(mux.CloseInfo(int(code), reason))
@@ -280,9 +295,7 @@ class Connection:
         while credit.available > 0 and stream.has_output:
             parts, size = stream.take_output(min(credit.available, MUX_DATA_CHUNK_BYTES))
             credit.consume(size)
-            self._writer.writelines(
-                (mux.encode_record_header(RecordType.DATA, stream.id, size), *parts)
-            )
+            self._emit(mux.encode_record_header(RecordType.DATA, stream.id, size), *parts)
             self.bytes_out += MUX_HEADER_BYTES + size
             self.metrics.bytes_out.inc(MUX_HEADER_BYTES + size)
         if stream.local_finished and not stream.has_output and not stream.fin_sent:
@@ -300,8 +313,76 @@ class Connection:
     def _write(self, rtype: RecordType, sid: int, payload: bytes = b"") -> None:
         if self.closed:
             return
-        self._writer.write(mux.encode_record(rtype, sid, payload))
+        self._emit(mux.encode_record(rtype, sid, payload))
         self.bytes_out += MUX_HEADER_BYTES + len(payload)
+
+    # ------------------------------------------------------------------------ link faults
+    def _emit(self, *parts: bytes | memoryview) -> None:
+        """Write one record now, or hold it when a link fault shapes this peer.
+
+        Once anything is held, every later record is held too (even after a heal), behind
+        it: the peer must see our records in the order we wrote them.
+        """
+        links = self._links
+        rule = links.shaping(self.peer.node_id) if links is not None else None
+        if rule is None and not self._held:
+            if len(parts) == 1:
+                self._writer.write(parts[0])
+            else:
+                self._writer.writelines(parts)
+            return
+        # Joined now: the parts may be views of a routine's buffers, and we keep them a while.
+        data = b"".join(parts)
+        jitter = links.jitter(rule) if links is not None and rule is not None else 0.0
+        due, self._pacing = schedule(rule, self._pacing, time.monotonic(), len(data), jitter)
+        self._held.append((due, data))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(
+                self._release_held(), name=f"mux-link:{self.label}"
+            )
+            self._tasks.append(self._sender)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes written by us but held by a link fault (delay or bandwidth)."""
+        return sum(len(data) for _due, data in self._held)
+
+    def release_held(self) -> int:
+        """Write every held record now, in order; returns the bytes released.
+
+        A heal: a link that is healed carries no more delay, not even for records held a
+        minute ago (they would otherwise hold back everything sent after the heal too).
+        """
+        if self._sender is not None:
+            self._sender.cancel()  # it only ever waits between writes: nothing is half-sent
+            self._sender = None
+        released = 0
+        while self._held:
+            data = self._held.popleft()[1]
+            if not self.closed:
+                self._writer.write(data)
+                released += len(data)
+        self._pacing = Pacing()
+        return released
+
+    async def _release_held(self) -> None:
+        """Write each held record once it is due, in order; end when none is left."""
+        held = self._held
+        try:
+            while held and not self.closed:
+                wait = held[0][0] - time.monotonic()
+                if wait > 0:
+                    # The loop may wake a hair early; the next pass then waits the rest.
+                    await asyncio.sleep(wait)
+                    continue
+                now = time.monotonic()
+                while held and held[0][0] <= now:
+                    self._writer.write(held.popleft()[1])
+        finally:
+            me = asyncio.current_task()
+            if self._sender is me:
+                self._sender = None
+            self._tasks = [t for t in self._tasks if t is not me]
 
     # ------------------------------------------------------------------------ reading
     async def _read_loop(self) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from node_core.protocol.limits import NETWORK_LABELS, CloseCode, NetworkId
 from node_core.transport.config import TransportConfig
 from node_core.transport.connection import CloseRecord, Connection
 from node_core.transport.handshake_io import HandshakeResult, initiate, respond, send_close
+from node_core.transport.links import LinkTable
 from node_core.transport.peers import PeerTable, Registration
 from node_core.transport.routine import PeerInfo
 from node_core.transport.service import ServiceRegistry
@@ -83,6 +84,11 @@ class Transport:
         self._conn_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        seed = config.link_seed
+        if seed is None:
+            seed = int.from_bytes(identity.node_id[:8], "big")
+        #: Link faults (partition, delay, bandwidth) by remote node id; see ``links.py``.
+        self.links = LinkTable(seed)
         try:
             self.network_label = NETWORK_LABELS[NetworkId(config.network_id)]
         except ValueError:
@@ -111,6 +117,9 @@ class Transport:
         """Connect, handshake and register; raises :class:`DialError` on any failure."""
         if self._closing:
             raise DialError("shutting_down")
+        if expected_node_id is not None and self.links.partitioned(expected_node_id):
+            self._refuse_partitioned("outbound", expected_node_id, f"{host}:{port}")
+            raise DialError("partitioned", peer_label(expected_node_id))
         try:
             async with asyncio.timeout(self.config.dial_timeout):
                 reader, writer = await asyncio.open_connection(host, port, limit=READ_BUFFER_LIMIT)
@@ -124,6 +133,27 @@ class Transport:
             return False
         conn.scope.cancel(reason)
         return True
+
+    def close_partitioned(self, reason: str) -> list[Connection]:
+        """Close every connection to a partitioned node (link fault); returns those closed.
+
+        Neutral, like an operator's disconnect: the peer broke no rule.
+        """
+        closed = []
+        for conn in self.peers.connections():
+            if self.links.partitioned(conn.peer.node_id) and not conn.closed:
+                conn.scope.cancel(reason)
+                closed.append(conn)
+        return closed
+
+    def release_held(self, node_ids: Iterable[bytes]) -> int:
+        """Write now what link faults still hold for ``node_ids`` (a heal); returns bytes."""
+        released = 0
+        for node_id in node_ids:
+            conn = self.peers.get(node_id)
+            if conn is not None:
+                released += conn.release_held()
+        return released
 
     def connection_for_label(self, label: str) -> Connection | None:
         for conn in self.peers.connections():
@@ -156,11 +186,20 @@ class Transport:
             await self._establish(reader, writer, "inbound", addr, None)
 
     def _precheck(self, addr: str) -> Callable[[bytes], str | None]:
-        """Per-IP cap, checked on the claimed id before we answer; a redial of a peer that is
-        already registered is exempt (it replaces itself, it does not add a connection)."""
+        """Partition, then per-IP cap, checked on the claimed id before we answer; a redial
+        of a peer that is already registered is exempt from the cap (it replaces itself, it
+        does not add a connection).
+
+        A partitioned peer is refused on its claim alone: it has not proved the id yet, but
+        refusing is what the partition asks anyway, and a peer claiming another id must still
+        sign as that id before it gets anywhere.
+        """
         ip = addr.rpartition(":")[0]
 
         def admit(claimed: bytes) -> str | None:
+            if self.links.partitioned(claimed):
+                self._refuse_partitioned("inbound", claimed, addr)
+                return "partitioned"
             if self.peers.get(claimed) is not None:
                 return None
             if self.peers.per_ip[ip] >= self.config.max_connections_per_ip:
@@ -168,6 +207,30 @@ class Transport:
             return None
 
         return admit
+
+    def _admit_outbound(self, addr: str) -> Callable[[bytes], str | None]:
+        """The initiator's check once the Ack names the responder: a partitioned node we
+        dialed by address (a bootstrap peer) is refused before we send the Confirm."""
+
+        def admit(node_id: bytes) -> str | None:
+            if self.links.partitioned(node_id):
+                self._refuse_partitioned("outbound", node_id, addr)
+                return "partitioned"
+            return None
+
+        return admit
+
+    def _refuse_partitioned(self, direction: str, node_id: bytes, addr: str) -> None:
+        """Count and journal a connection refused by a partition: neutral, never misbehavior
+        (the peer did nothing wrong; this node was told to cut it off)."""
+        self.metrics.conn_rejected_admission.labels("partitioned").inc()
+        self.journal.emit(
+            "conn",
+            "rejected.partitioned",
+            peer=peer_label(node_id),
+            direction=direction,
+            addr=addr,
+        )
 
     def _count_refusal(self, direction: str, reason: str, addr: str | None = None) -> None:
         self.metrics.conn_rejected_admission.labels(reason).inc()
@@ -215,7 +278,9 @@ class Transport:
                 result: HandshakeResult = (
                     await respond(reader, writer, self.identity, params, self._precheck(addr))
                     if inbound
-                    else await initiate(reader, writer, self.identity, params, expected)
+                    else await initiate(
+                        reader, writer, self.identity, params, expected, self._admit_outbound(addr)
+                    )
                 )
         except (hs.HandshakeFailure, TimeoutError, OSError) as exc:
             if isinstance(exc, hs.HandshakeFailure):
@@ -250,6 +315,12 @@ class Transport:
             self.pending_handshakes -= 1
 
         label = peer_label(result.peer_node_id)
+        if self.links.partitioned(result.peer_node_id):
+            # Partitioned while this handshake was past its check: refuse it now, neutrally.
+            self._refuse_partitioned(direction, result.peer_node_id, addr)
+            send_close(writer, "partitioned", CloseCode.NEUTRAL, mux=True)
+            writer.close()
+            raise DialError("partitioned", label)
         self.journal.emit(
             "handshake",
             "control.succeeded",
@@ -273,6 +344,7 @@ class Transport:
             registry=self.registry,
             journal=self.journal,
             metrics=self.metrics,
+            links=self.links,
         )
         outcome = self.peers.register(conn, self.config.duplicate_evict_min_age)
         if outcome.result is Registration.DUPLICATE:

@@ -74,8 +74,14 @@ async def initiate(
     identity: Identity,
     local: hs.LocalParams,
     expected_node_id: bytes | None = None,
+    admit: Callable[[bytes], str | None] | None = None,
 ) -> HandshakeResult:
-    """Initiator side: Hello, then Ack, then Confirm."""
+    """Initiator side: Hello, then Ack, then Confirm.
+
+    ``admit(node_id)`` may refuse the responder once its signed Ack has identified it (a
+    partitioned node dialed by address); the refusal goes back in a Close instead of the
+    Confirm, so the responder never registers us.
+    """
     hello = _hello(identity, local)
     write_control(writer, hello)
     await writer.drain()
@@ -83,6 +89,9 @@ async def initiate(
     hs.expect(ack, hs.Ack)
     assert isinstance(ack, hs.Ack)
     negotiated = hs.check_ack(local, hello, ack, verify, expected_node_id)
+    refusal = admit(ack.node_id) if admit is not None else None
+    if refusal is not None:
+        raise hs.HandshakeFailure(refusal, "refused after the Ack", close_code=CloseCode.RESOURCE)
     th = hs.transcript_hash(hs.encode_control(hello), hs.ack_transcript_body(ack))
     write_control(writer, hs.Confirm(identity.sign(hs.initiator_signing_message(th))))
     await writer.drain()

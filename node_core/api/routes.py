@@ -15,7 +15,17 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from node_core.control import ACTIONS, Action, ActionInvalid, Principal, Refusal, apply
+from node_core.control import (
+    ACTIONS,
+    LINK_ACTIONS,
+    Action,
+    ActionInvalid,
+    ActionResult,
+    LinkAction,
+    Principal,
+    Refusal,
+    apply,
+)
 from node_core.observe.snapshot import (
     SnapshotSource,
     misbehavior_rows,
@@ -87,6 +97,8 @@ class Routes:
         r.add_get("/api/v1/misbehavior", self.misbehavior)
         r.add_get("/api/v1/peers/{label}", self.peer)
         r.add_post("/api/v1/peers/{label}/{action}", self.act)
+        r.add_get("/api/v1/links", self.links)
+        r.add_post("/api/v1/links/{action}", self.link_act)
 
     # ------------------------------------------------------------------ reads
     async def whoami(self, request: web.Request) -> web.Response:
@@ -145,6 +157,10 @@ class Routes:
             }
         )
 
+    async def links(self, _request: web.Request) -> web.Response:
+        """The active link rules, one per node id that has one (none: an empty list)."""
+        return json_response({"links": self.node.faults.link_rows()})
+
     # ------------------------------------------------------------------ writes
     async def act(self, request: web.Request) -> web.Response:
         kind = request.match_info["action"]
@@ -160,14 +176,40 @@ class Routes:
             action = Action.from_fields(kind, label, fields)
         except ActionInvalid as exc:
             return error(422, str(exc), field=exc.field, refusal=Refusal.INVALID.value)
-        principal = request[PRINCIPAL]
-        remote = request.remote
-        who = Principal(principal.name, principal.role, remote)
-        result = await apply(self.node, action, principal=who)
-        if result.ok:
-            return json_response(result.to_dict())
-        assert result.refusal is not None
-        return json_response({"error": result.message, **result.to_dict()}, STATUS[result.refusal])
+        return _answer(await apply(self.node, action, principal=_who(request)))
+
+    async def link_act(self, request: web.Request) -> web.Response:
+        """``POST /api/v1/links/{partition|delay|bandwidth|heal}``: a link fault, through the
+        same control model, refusals and statuses as the peer actions."""
+        kind = request.match_info["action"]
+        if kind not in LINK_ACTIONS:
+            return error(
+                404,
+                f"unknown link action {kind[:40]!r}; one of: {', '.join(LINK_ACTIONS)}",
+                field="action",
+            )
+        fields = await _json_body(request)
+        if isinstance(fields, web.Response):
+            return fields
+        try:
+            action = LinkAction.from_fields(kind, fields)
+        except ActionInvalid as exc:
+            return error(422, str(exc), field=exc.field, refusal=Refusal.INVALID.value)
+        return _answer(await apply(self.node, action, principal=_who(request)))
+
+
+def _who(request: web.Request) -> Principal:
+    """The token's principal, with the client's address (journaled as ``remote``)."""
+    principal = request[PRINCIPAL]
+    return Principal(principal.name, principal.role, request.remote)
+
+
+def _answer(result: ActionResult) -> web.Response:
+    """200 with the result, or the refusal's status with ``error`` added."""
+    if result.ok:
+        return json_response(result.to_dict())
+    assert result.refusal is not None
+    return json_response({"error": result.message, **result.to_dict()}, STATUS[result.refusal])
 
 
 def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -19,7 +19,17 @@ from typing import Any, Protocol
 
 import orjson
 
-from node_core.control import ACTIONS, Action, ActionInvalid, Controlled, Principal, apply
+from node_core.control import (
+    ACTIONS,
+    LINK_ACTIONS,
+    Action,
+    ActionInvalid,
+    ActionResult,
+    Controlled,
+    LinkAction,
+    Principal,
+    apply,
+)
 from node_core.observe.journal import Journal, JournalEvent
 
 __all__ = ["USAGE", "CommandNode", "Output", "run_command"]
@@ -35,8 +45,12 @@ commands:
   whoami                            your key's name and role
   fault ACTION LABEL [service=S] [seconds=N] [rate=N]
                                     operator keys only; ACTION is one of: {actions}
+  fault LINK [NODE_ID ...] [ms=N] [jitter_ms=N] [kib_per_s=N]
+                                    operator keys only; a link fault on 64-hex node
+                                    ids: {links} (heal with no id: all)
+  links                             the link faults in force (JSON, one line)
   help                              this text
-""".format(actions=", ".join(ACTIONS))
+""".format(actions=", ".join(ACTIONS), links=", ".join(LINK_ACTIONS))
 
 
 class CommandNode(Controlled, Protocol):
@@ -171,6 +185,10 @@ async def run_command(
             else:
                 for event in node.journal.since(opts.since, opts.limit):
                     out.write(_line(event))
+        elif name == "links" and not args:
+            out.write(orjson.dumps({"links": node.faults.link_rows()}) + b"\n")
+        elif name == "fault" and args and args[0] in LINK_ACTIONS:
+            return await _link_fault(node, args[0], args[1:], principal, out, err)
         elif name == "fault":
             if len(args) < 2:
                 raise _Usage("fault needs ACTION and LABEL")
@@ -202,7 +220,27 @@ async def _fault(
     except ActionInvalid as exc:
         err.write(f"zakura: {exc.field}: {exc}\n".encode())
         return 2
-    result = await apply(node, action, principal=principal)
+    return await _report(await apply(node, action, principal=principal), out, err)
+
+
+async def _link_fault(
+    node: CommandNode, kind: str, args: list[str], principal: Principal, out: Output, err: Output
+) -> int:
+    """``fault partition|delay|bandwidth|heal NODE_ID... [KEY=VALUE ...]``: the API's body
+    spelled as words (ids without ``=``, numbers as ``KEY=VALUE``)."""
+    ids = [a for a in args if "=" not in a]
+    fields = _fault_fields([a for a in args if "=" in a])
+    if ids:
+        fields["nodes"] = ids
+    try:
+        action = LinkAction.from_fields(kind, fields)
+    except ActionInvalid as exc:
+        err.write(f"zakura: {exc.field}: {exc}\n".encode())
+        return 2
+    return await _report(await apply(node, action, principal=principal), out, err)
+
+
+async def _report(result: ActionResult, out: Output, err: Output) -> int:
     if result.ok:
         out.write(f"{result.message}\n".encode())
         await out.drain()

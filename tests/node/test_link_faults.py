@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import orjson
 import pytest
 from nodekit import Cluster, ProbeService, wait_until
 
@@ -24,6 +25,7 @@ from node_core.control import (
 from node_core.faults import FaultInvalid, FaultsDisabled
 from node_core.node import Node
 from node_core.observe.journal import JournalEvent
+from node_core.ssh.commands import run_command
 from node_core.transport.config import TransportConfig
 from node_core.transport.endpoint import DialError
 from node_core.transport.stream import Stream
@@ -266,3 +268,53 @@ async def test_refusals_change_nothing_and_journal_nothing(cluster: Cluster) -> 
     assert connected(hub, peer)
     assert not [e for e in rows(hub, since) if e.table == "fault"]
     assert not [e for e in rows(closed, closed_since) if e.table == "fault"]
+
+
+class Buffer:
+    """An SSH channel's output, collected (what ``run_command`` writes to)."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        return None
+
+
+async def test_link_faults_as_ssh_script_commands(cluster: Cluster) -> None:
+    """``fault partition|delay|bandwidth|heal NODE_ID... [k=v]`` and ``links`` over SSH go
+    through the same control model as the API, as the key's principal."""
+    hub = await cluster.start("hub", allow_faults=True)
+    other = await cluster.start("other")
+    alice = Principal("alice", Role.OPERATOR, "127.0.0.1:2222")
+    viewer = Principal("bob", Role.VIEWER, "127.0.0.1:2222")
+
+    async def ssh(command: str, who: Principal = alice) -> tuple[int, str, str]:
+        out, err = Buffer(), Buffer()
+        code = await run_command(hub, command, who, out, err)
+        return code, out.data.decode(), err.data.decode()
+
+    node = other.node_id.hex()
+    code, out, _ = await ssh(f"fault delay {node} ms=150 jitter_ms=20")
+    assert code == 0 and "link_delayed" in out
+    code, out, _ = await ssh(f"fault bandwidth {node} kib_per_s=32")
+    assert code == 0 and "link_paced" in out
+    code, out, _ = await ssh("links")
+    rule = {"node": node, "partitioned": False, "delay_ms": 150, "jitter_ms": 20, "kib_per_s": 32}
+    assert code == 0 and orjson.loads(out) == {"links": [rule]}
+    injected = [e for e in rows(hub) if (e.table, e.event) == ("fault", "injected")]
+    assert {(e.fields["by"], e.fields["role"]) for e in injected} == {("alice", "operator")}
+
+    since = hub.journal.last_seq
+    code, _, err = await ssh(f"fault partition {node}", viewer)
+    assert code == 1 and "refused (role)" in err
+    code, _, err = await ssh(f"fault delay {node} ms=70000")
+    assert code == 2 and err.startswith("zakura: ms:")
+    code, _, err = await ssh(f"fault partition {hub.node_id.hex()}")
+    assert code == 1 and "own id" in err
+    assert not [e for e in rows(hub, since) if e.table == "fault"]
+    code, out, _ = await ssh("fault heal")
+    assert code == 0 and "links_healed (healed=1)" in out
+    assert hub.faults.link_rows() == []

@@ -739,7 +739,7 @@ class Cluster:
             return False, f"no answer: {type(exc).__name__} {exc}"
         if status == 200:
             effect = doc.get("effect") or doc.get("message") or "ok"
-            return True, str(effect)
+            return True, f"{effect} ({doc['reason']})" if doc.get("reason") else str(effect)
         return False, f"HTTP {status}: {doc.get('error') or doc}"
 
     async def _links_on(

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from node_core.api.snapcache import SnapshotCache
 from node_core.control import (
     ACTIONS,
     LINK_ACTIONS,
@@ -86,8 +87,10 @@ def error(status: int, message: str, **extra: object) -> web.Response:
 class Routes:
     """The handlers of one node's API."""
 
-    def __init__(self, node: ApiNode) -> None:
+    def __init__(self, node: ApiNode, snapshots: SnapshotCache | None = None) -> None:
         self.node = node
+        #: Shared with the stream: one build per 100 ms however many consoles poll.
+        self.snapshots = SnapshotCache(node) if snapshots is None else snapshots
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -116,7 +119,7 @@ class Routes:
         )
 
     async def snapshot(self, _request: web.Request) -> web.Response:
-        return json_response(self.node.snapshot())
+        return web.Response(body=self.snapshots.plain(), content_type="application/json")
 
     async def journal(self, request: web.Request) -> web.Response:
         """``?since=SEQ&limit=N``: rows after SEQ, oldest first, never skipping one that is
@@ -176,7 +179,9 @@ class Routes:
             action = Action.from_fields(kind, label, fields)
         except ActionInvalid as exc:
             return error(422, str(exc), field=exc.field, refusal=Refusal.INVALID.value)
-        return _answer(await apply(self.node, action, principal=_who(request)))
+        result = await apply(self.node, action, principal=_who(request))
+        self.snapshots.invalidate()  # the next snapshot shows what the write did
+        return _answer(result)
 
     async def link_act(self, request: web.Request) -> web.Response:
         """``POST /api/v1/links/{partition|delay|bandwidth|heal}``: a link fault, through the
@@ -195,7 +200,9 @@ class Routes:
             action = LinkAction.from_fields(kind, fields)
         except ActionInvalid as exc:
             return error(422, str(exc), field=exc.field, refusal=Refusal.INVALID.value)
-        return _answer(await apply(self.node, action, principal=_who(request)))
+        result = await apply(self.node, action, principal=_who(request))
+        self.snapshots.invalidate()  # the next snapshot shows what the write did
+        return _answer(result)
 
 
 def _who(request: web.Request) -> Principal:

@@ -17,6 +17,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from node_core.api import badrequests
 from node_core.api.routes import PRINCIPAL, ApiNode, Routes, error, json_response
+from node_core.api.snapcache import SnapshotCache
 from node_core.api.stream import StreamHub
 from node_core.api.tokens import TokenError, TokenStore
 
@@ -71,9 +72,11 @@ class ApiServer:
         self.app = web.Application(middlewares=[self._auth], client_max_size=1024 * 1024)
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", make_aiohttp_handler(node.metrics.registry))
-        self.routes = Routes(node)
+        # One snapshot build per 100 ms for every poller and stream client (snapcache.py).
+        self.snapshots = SnapshotCache(node)
+        self.routes = Routes(node, self.snapshots)
         self.routes.register(self.app)
-        self.streams = StreamHub(node)
+        self.streams = StreamHub(node, cache=self.snapshots)
         self.app.router.add_get("/api/v1/stream", self.streams.handle)
         self.runner: web.AppRunner | None = None
         self.host = ""

@@ -33,6 +33,7 @@ import orjson
 from aiohttp import WSCloseCode, web
 
 from node_core.api.routes import ApiNode, error
+from node_core.api.snapcache import SnapshotCache
 
 __all__ = ["MAX_BUFFERED", "MAX_STREAMS", "SnapshotCache", "StreamHub"]
 
@@ -55,33 +56,15 @@ class SlowClient(Exception):
     """The client stopped reading; it is cut off."""
 
 
-class SnapshotCache:
-    """The encoded snapshot, rebuilt at most once per ``max_age`` whoever asks."""
-
-    def __init__(self, node: ApiNode, max_age: float = 0.1) -> None:
-        self.node = node
-        self.max_age = max_age
-        self._built = -1.0
-        self._body = b""
-        self.builds = 0
-
-    def encoded(self) -> bytes:
-        now = time.monotonic()
-        if now - self._built >= self.max_age:
-            msg = {"type": "snapshot", "snapshot": self.node.snapshot()}
-            self._body = orjson.dumps(msg)
-            self._built = now
-            self.builds += 1
-        return self._body
-
-
 class StreamHub:
     """Serves every stream client of one node."""
 
-    def __init__(self, node: ApiNode, *, max_streams: int = MAX_STREAMS) -> None:
+    def __init__(
+        self, node: ApiNode, *, max_streams: int = MAX_STREAMS, cache: SnapshotCache | None = None
+    ) -> None:
         self.node = node
         self.max_streams = max_streams
-        self.cache = SnapshotCache(node)
+        self.cache = SnapshotCache(node) if cache is None else cache
         self.clients = 0
         self.cut_off = 0
         self._gauge = node.metrics.gauge("zakura_api_streams", "WebSocket stream clients now")

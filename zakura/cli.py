@@ -1,5 +1,5 @@
 """The ``zakura`` command line: ``console`` (the default), ``attach``, ``node``, ``testnet``,
-``demo`` and ``token``.
+``demo``, ``token`` and ``chaos``.
 
 This package is the application layer: the only one that imports both :mod:`node_core` and
 :mod:`console` (docs/ARCHITECTURE.md, "Layers and packages"). Each subcommand lives in its own
@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from console.usage import UsageError
 from zakura import attach_cmd, console_cmd, demo, node_cmd, testnet, token_cmd
 from zakura.args import Parser, fail
+from zakura.chaos import run_cmd as chaos_cmd
 
 
 class Subcommand(Protocol):
@@ -39,6 +40,7 @@ COMMANDS: dict[str, Subcommand] = {
     "demo": demo,
     "token": token_cmd,
     "attach": attach_cmd,
+    "chaos": chaos_cmd,
 }
 
 
@@ -55,7 +57,9 @@ def build_parser() -> Parser:
         ),
         epilog="example:\n  zakura            # same as: zakura console\n  zakura node --help",
     )
-    sub = root.add_subparsers(dest="command", metavar="{console,attach,node,testnet,demo,token}")
+    sub = root.add_subparsers(
+        dest="command", metavar="{console,attach,node,testnet,demo,token,chaos}"
+    )
     for module in COMMANDS.values():
         module.add_parser(sub, fmt)
     return root

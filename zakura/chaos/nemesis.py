@@ -322,6 +322,7 @@ async def run_steps(
     does.
     """
     from zakura.chaos.cluster import ClusterError
+    from zakura.testnet import TestnetError
 
     events: list[tuple[float, int, int, Step, bool]] = []
     for order, step in enumerate(steps):
@@ -337,7 +338,7 @@ async def run_steps(
             await asyncio.sleep(delay)  # the schedule's own clock, not a synchronisation
         try:
             detail, ok = await _apply(cluster, step, undo), True
-        except (ClusterError, TimeoutError, ValueError) as exc:
+        except (ClusterError, TestnetError, TimeoutError, ValueError) as exc:
             detail, ok = f"{type(exc).__name__}: {exc}"[:300], False
         outcome = Outcome(
             step, "undo" if undo else "apply", round(time.monotonic() - t0, 3), ok, detail

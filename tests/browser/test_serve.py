@@ -82,9 +82,13 @@ async def test_a_browser_shows_the_served_console(tmp_path: Path) -> None:
                 # The page hides its intro once the app's first bytes arrive.
                 while not await page.evaluate("document.body.classList.contains('-first-byte')"):
                     await page.next_frame()
-            # The node's own listen address is drawn: the console is on this node.
-            text = ESCAPES.sub(b"", page.received())
-            assert node.listen.encode() in text
+            # The node's own listen address is drawn (once the first snapshot arrived, which
+            # can be after the first frame): the console is on this node.
+            await wait_until(
+                lambda: node.listen.encode() in ESCAPES.sub(b"", page.received()),
+                APPEAR_SECS,
+                "the node's listen address drawn in the page",
+            )
             shot = tmp_path / "served-console.png"
             await page.screenshot(shot)
             assert shot.stat().st_size > 20_000, "the screenshot is nearly empty"

@@ -120,3 +120,10 @@ def test_bad_files_are_refused_with_file_line_and_reason(
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cannot read"):
         load(tmp_path / "nope.toml")
+
+
+def test_start_when_says_when_the_clock_starts() -> None:
+    assert parse('start_when = "connected"\n').start_when == "connected"
+    assert parse("").start_when == "converged"
+    err = refused('description = "x"\nstart_when = "later"\n')
+    assert err.line == 2 and "'later'" in err.reason

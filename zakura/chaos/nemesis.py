@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from node_core.control import PANIC_SERVICES, STALL_SERVICES
+from node_core.control import PANIC_SERVICES, STALL_SERVICES, Refusal
 
 if TYPE_CHECKING:
     from zakura.chaos.cluster import Cluster
@@ -267,6 +267,8 @@ async def _peer_connected(cluster: Cluster, node: int, peer: int, timeout: float
 
 async def _apply(cluster: Cluster, step: Step, undo: bool) -> str:
     """Carry out ``step`` (or undo it) on ``cluster``; raise when the cluster refuses."""
+    from zakura.chaos.cluster import FaultRefused
+
     kw = step.kwargs
     fault = TIMED_FAULTS[step.fault] if undo else step.fault
     if fault == "partition":
@@ -289,9 +291,14 @@ async def _apply(cluster: Cluster, step: Step, undo: bool) -> str:
                 extra: dict[str, ArgValue] = {k: kw[k] for k in ("service", "seconds") if k in kw}
                 method = getattr(cluster, fault)
                 result = await method(node, peer, **extra)
+            elif undo and fault == "unpark":
+                # A park ends with its connection too: a closed one is already not parked.
+                result = await cluster.unpark(node, peer, check=False)
+                if not result.ok and result.refusal is not Refusal.NOT_PARKED:
+                    raise FaultRefused(f"node {node}: unpark {peer}: {result.message}", result)
             else:
                 result = await getattr(cluster, fault)(node, peer)
-            done.append(f"node {node}: {result.effect}")
+            done.append(f"node {node}: {result.effect or result.refusal}")
         elif fault in ("delay", "bandwidth"):
             raw = kw["to"]
             to = list(raw) if isinstance(raw, tuple) else [int(_number(raw))]

@@ -169,9 +169,13 @@ async def _run(scenario: Scenario, args: argparse.Namespace) -> int:
         try:
             async with cluster:
                 status.update("waiting for the nodes to connect and converge ...")
-                await cluster.connected(CONNECT_TIMEOUT)
-                tip = await cluster.converged(scenario.converge_timeout)
-                console.print(f"cluster of {spec.nodes} converged at {tip}; faults start now")
+                # Hostile nodes may be dropped by design: wait for the honest mesh.
+                await cluster.connected(CONNECT_TIMEOUT, nodes=cluster.honest)
+                if scenario.start_when == "converged":
+                    tip = await cluster.converged(scenario.converge_timeout)
+                    console.print(f"cluster of {spec.nodes} converged at {tip}; faults start now")
+                else:
+                    console.print(f"cluster of {spec.nodes} connected; faults start now")
                 status.update("running the timeline ...")
 
                 def progress(o: Outcome) -> None:
@@ -195,7 +199,7 @@ async def _run(scenario: Scenario, args: argparse.Namespace) -> int:
                 checks.append(_steps_check(outcomes))
                 passed = all(c.ok for c in checks)
                 cluster.keep_data = cluster.keep_data or not passed
-        except (TestnetError, ClusterError) as exc:
+        except (TestnetError, ClusterError, ClusterTimeout) as exc:
             console.print(f"[red]zakura chaos run: error: {escape(str(exc))}")
             return 1
     elapsed = time.monotonic() - t0

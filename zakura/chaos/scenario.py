@@ -93,7 +93,18 @@ INVARIANT_NAMES: Mapping[str, str] = {
     "hostile_recorded": HOSTILE_RECORDED,
 }
 
-TOP_KEYS = ("description", "invariants", "converge_timeout", "cluster", "step", "nemesis")
+TOP_KEYS = (
+    "description",
+    "invariants",
+    "converge_timeout",
+    "start_when",
+    "cluster",
+    "step",
+    "nemesis",
+)
+#: When the timeline's clock starts: once the nodes share one tip, or as soon as they are
+#: connected (to break a cluster in the middle of its first sync).
+START_WHEN = ("converged", "connected")
 CLUSTER_KEYS = ("nodes", "blocks", "mine_interval", "hostile", "seed")
 HOSTILE_KEYS = ("count", "mode", "delay", "rate")
 NEMESIS_KEYS = ("seed", "kinds", "rate", "duration", "start", "nodes")
@@ -189,6 +200,8 @@ class Scenario:
     #: Names from :data:`INVARIANT_NAMES`, in file order.
     invariants: tuple[str, ...]
     converge_timeout: float = DEFAULT_CONVERGE_TIMEOUT
+    #: One of :data:`START_WHEN`.
+    start_when: str = "converged"
 
     def nemesis_seed(self, override: int | None = None) -> int | None:
         """The nemesis seed a run uses: ``override`` (``--seed``), else the file's."""
@@ -389,7 +402,16 @@ class _Parser:
         description = doc.get("description", "")
         if not isinstance(description, str):
             self.fail("description must be a string", None, "description")
-        return Scenario(self.path, description, cluster, steps, nemesis, invariants, timeout)
+        start_when = doc.get("start_when", "converged")
+        if start_when not in START_WHEN:
+            self.fail(
+                f"start_when {start_when!r}: expected one of {', '.join(START_WHEN)}",
+                None,
+                "start_when",
+            )
+        return Scenario(
+            self.path, description, cluster, steps, nemesis, invariants, timeout, start_when
+        )
 
     def cluster(self, doc: object) -> ClusterSpec:
         if not isinstance(doc, dict):

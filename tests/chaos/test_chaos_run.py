@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,3 +159,49 @@ def test_sigint_leaves_no_node_behind(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_same_seed_gives_the_same_schedule_in_two_runs() -> None:
+    storm = str(ROOT / "scenarios" / "panic-storm.toml")
+    first = run("chaos", "run", storm, "--seed", "5", "--dry-run")
+    again = run("chaos", "run", storm, "--seed", "5", "--dry-run")
+    other = run("chaos", "run", storm, "--seed", "6", "--dry-run")
+    assert first.returncode == again.returncode == other.returncode == 0, first.stderr
+    assert "nemesis seed 5" in first.stdout and "[nemesis]" in first.stdout
+    assert first.stdout == again.stdout
+    schedule = first.stdout.split("steps:", 1)[1]
+    assert schedule != other.stdout.split("steps:", 1)[1]
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_check_exits_1_and_is_reported(tmp_path: Path) -> None:
+    """The verdict can fail: a timeline step that does not take effect (resuming a node that
+    runs) fails its row, the report, the JUnit case and the exit code, and keeps the data."""
+    scenario = tmp_path / "fails.toml"
+    scenario.write_text(
+        'invariants = ["same_best_chain"]\n[cluster]\nnodes = 2\nblocks = 5\n\n'
+        '[[step]]\nat = 0\nfault = "resume"\ntarget = 1\n'
+    )
+    report, junit = tmp_path / "report.json", tmp_path / "junit.xml"
+    result = run(
+        "chaos",
+        "run",
+        str(scenario),
+        "--report",
+        str(report),
+        "--junit",
+        str(junit),
+        timeout=110,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAIL" in result.stdout and "data dirs kept in" in result.stdout
+    doc = json.loads(report.read_text())
+    assert doc["passed"] is False
+    rows = {r["name"]: r for r in doc["invariants"]}
+    assert rows["same_best_chain"]["ok"]
+    failed = rows["timeline steps took effect"]
+    assert not failed["ok"] and "running" in failed["violations"][0]["evidence"]
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().findall("testcase")}
+    assert cases["timeline steps took effect"].find("failure") is not None
+    kept = result.stdout.split("data dirs kept in", 1)[1].split()[0]
+    shutil.rmtree(kept, ignore_errors=True)

@@ -100,6 +100,12 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         help="parent of the nodes' data dirs, kept at exit (default: a temp dir, removed "
         "at exit unless an invariant failed)",
     )
+    run_p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the seed and the schedule (timeline and nemesis merged) and exit without "
+        "starting a node (default: off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,6 +166,8 @@ async def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     console.print(f"{len(steps)} steps:")
     for step in steps:
         console.print(escape(f"  {step.format()}  [{step.origin}]"))
+    if args.dry_run:
+        return 0
     spec = scenario.cluster
     t0 = time.monotonic()
     cluster = Cluster(**spec.kwargs(), data_dir=args.data_dir)

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -301,10 +300,10 @@ async def test_node_serves_api_and_stops_cleanly(tmp_path: Path, sig: signal.Sig
         async with aiohttp.ClientSession() as http, http.get(f"http://{ready.api}/healthz") as r:
             assert r.status == 200
             assert (await r.json())["label"] == ready.label
-        started = time.monotonic()
         proc.send_signal(sig)
-        assert await wait_exit(proc, 10.0) == 0
-        assert time.monotonic() - started < 10.0
+        # The node stops by itself and cleanly: its exit is awaited as a condition (the
+        # timeout only turns a hang into a failure; how fast it stops is not asserted).
+        assert await wait_exit(proc, 60.0) == 0
         assert proc.stderr is not None
         assert b"Traceback" not in await proc.stderr.read()
     finally:

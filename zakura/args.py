@@ -24,7 +24,12 @@ from node_core.block_sync.hostile import (
     ALL_MODE_HELP,
     DEFAULT_HOSTILE_RATE,
 )
-from node_core.protocol.limits import NetworkId
+from node_core.protocol.limits import (
+    DEFAULT_IDLE_TIMEOUT_MILLIS,
+    LOCAL_MAX_IDLE_TIMEOUT_MILLIS,
+    MIN_IDLE_TIMEOUT_MILLIS,
+    NetworkId,
+)
 
 EXIT_USAGE = 2
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -144,6 +149,32 @@ def seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+#: ``--idle-timeout`` bounds and default, in seconds: the handshake's idle-timeout limits
+#: (``node_core.protocol.limits``), so a value the flag accepts is one every peer accepts.
+IDLE_TIMEOUT_MIN = MIN_IDLE_TIMEOUT_MILLIS / 1000
+IDLE_TIMEOUT_MAX = LOCAL_MAX_IDLE_TIMEOUT_MILLIS / 1000
+IDLE_TIMEOUT_DEFAULT = DEFAULT_IDLE_TIMEOUT_MILLIS / 1000
+
+
+def idle_seconds(text: str) -> float:
+    """``--idle-timeout``: seconds from 1 to 600, what the handshake's limits allow.
+
+    Why checked here and not left to the handshake: a node offering an idle timeout below the
+    protocol minimum would refuse to start (``TransportConfig``), and one above the field
+    maximum would be refused by every peer; both are typos the operator should hear about as
+    one line naming the flag.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not IDLE_TIMEOUT_MIN <= value <= IDLE_TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be from {IDLE_TIMEOUT_MIN:g} to {IDLE_TIMEOUT_MAX:g} seconds, got {text!r}"
+        )
     return value
 
 

@@ -21,6 +21,9 @@ from node_core.block_sync.hostile import BLOCK_HOSTILE_MODES, DEFAULT_HOSTILE_RA
 from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
 from zakura.api_flag import add_api, check_api, start_usage_error
 from zakura.args import (
+    IDLE_TIMEOUT_DEFAULT,
+    IDLE_TIMEOUT_MAX,
+    IDLE_TIMEOUT_MIN,
     MINE_INTERVAL_HELP,
     NETWORKS,
     add_hostile_mode,
@@ -33,6 +36,7 @@ from zakura.args import (
     describe,
     dial_addr,
     hostile_modes_help,
+    idle_seconds,
     listen_addr,
     seconds,
 )
@@ -41,6 +45,7 @@ from zakura.ssh_args import SSH_HELP, add_ssh_flags, ssh_config_from_args
 
 if TYPE_CHECKING:
     from node_core.node import NodeConfig
+    from node_core.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +210,17 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         help="sync and serve headers but never download block bodies (no block-sync stream); "
         "bodies this node already has stay in its store (default: off, bodies are synced)",
     )
+    node.add_argument(
+        "--idle-timeout",
+        type=idle_seconds,
+        default=IDLE_TIMEOUT_DEFAULT,
+        metavar="SECONDS",
+        help="close a connection that received no record (data or keepalive PING) for this "
+        "many seconds; offered in the handshake, the smaller of both sides' values applies, "
+        "and keepalive PINGs go out every 10 s, or every third of the timeout when that is "
+        f"shorter; {IDLE_TIMEOUT_MIN:g} to {IDLE_TIMEOUT_MAX:g} "
+        f"(default: {IDLE_TIMEOUT_DEFAULT:g})",
+    )
     add_hostile_mode(
         node, "run a hostile header or block sync that attacks peers in MODE (listed below)"
     )
@@ -220,6 +236,26 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     add_hostile_rate(node)
     add_ssh_flags(node)
     add_log_level(node, "info")
+
+
+def transport_config(idle_timeout: float) -> TransportConfig:
+    """The transport settings of a node whose connections idle out after ``idle_timeout`` s.
+
+    The idle timeout is a handshake limit (offered in the Hello, the smaller of both sides'
+    applies), so it goes into the offered limits; the keepalive interval must stay below it
+    (``TransportConfig`` checks), so it is the default 10 s or a third of the timeout, the
+    interval the connection would use anyway (docs/PROTOCOL.md section 5.7).
+    """
+    from dataclasses import replace
+
+    from node_core.protocol.handshake import DEFAULT_LIMITS
+    from node_core.protocol.limits import DEFAULT_KEEPALIVE_SECS
+    from node_core.transport.config import TransportConfig
+
+    return TransportConfig(
+        limits=replace(DEFAULT_LIMITS, idle_timeout_millis=round(idle_timeout * 1000)),
+        keepalive_interval=min(DEFAULT_KEEPALIVE_SECS, idle_timeout / 3),
+    )
 
 
 def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
@@ -245,6 +281,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
         hostile_rate_bytes=DEFAULT_HOSTILE_RATE if args.hostile_rate is None else args.hostile_rate,
         ssh=ssh_config_from_args(args),
+        transport=transport_config(args.idle_timeout),
     )
 
 

@@ -52,6 +52,8 @@ from node_core.block_sync.hostile import (
 )
 from node_core.header_sync.hostile import ASKED_MODES
 from zakura.args import (
+    IDLE_TIMEOUT_MAX,
+    IDLE_TIMEOUT_MIN,
     add_hostile_mode,
     add_hostile_rate,
     add_log_level,
@@ -208,6 +210,9 @@ class Testnet:
             node's default.
         hostile_rate: ``--hostile-rate`` of the hostile nodes (slow-blocks, bytes/s); None:
             the node's default.
+        idle_timeout: ``--idle-timeout`` of every node, in seconds (1 to 600): a connection
+            with no record for that long is closed. A short one lets a test pause a node
+            past it in seconds. None: the node's default (150 s).
     """
 
     __test__ = False
@@ -232,6 +237,7 @@ class Testnet:
         hostile_mode: str | None = None,
         hostile_delay: float | None = None,
         hostile_rate: int | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         if nodes < 1:
             raise ValueError("a testnet needs at least one node")
@@ -253,6 +259,11 @@ class Testnet:
             raise ValueError(f"blocks must be >= 0: {blocks}")
         if mine_interval is not None and not mine_interval > 0:
             raise ValueError(f"mine_interval must be positive: {mine_interval}")
+        if idle_timeout is not None and not IDLE_TIMEOUT_MIN <= idle_timeout <= IDLE_TIMEOUT_MAX:
+            raise ValueError(
+                f"idle_timeout must be from {IDLE_TIMEOUT_MIN:g} to {IDLE_TIMEOUT_MAX:g} "
+                f"seconds: {idle_timeout}"
+            )
         self.extra_args = extra_args
         self.blocks = blocks
         self.seed = seed
@@ -261,6 +272,7 @@ class Testnet:
         self.hostile_mode = hostile_mode
         self.hostile_delay = hostile_delay
         self.hostile_rate = hostile_rate
+        self.idle_timeout = idle_timeout
         self.nodes: list[TestnetNode] = []
         #: ``<data dir>/fleet.toml`` once :meth:`start` wrote it (only with an API).
         self.fleet_file: Path | None = None
@@ -412,6 +424,8 @@ class Testnet:
             args += ["--blocks", str(blocks), "--seed", str(self.seed)]
         if index == 0 and self.mine_interval is not None:
             args += ["--mine-interval", str(self.mine_interval)]
+        if self.idle_timeout is not None:
+            args += ["--idle-timeout", str(self.idle_timeout)]
         if hostile_mode is not None:
             args += ["--hostile-mode", hostile_mode]
             if self.hostile_delay is not None:

@@ -19,6 +19,7 @@ invariants = ["same_best_chain", "panics_match"]
 nodes = 3
 blocks = 40
 mine_interval = 1.0
+idle_timeout = 3
 
 [[step]]
 at = 4.0
@@ -50,6 +51,7 @@ def test_a_good_file_parses() -> None:
         "mine_interval": 1.0,
         "hostile": None,
         "seed": 1,
+        "idle_timeout": 3.0,
     }
     assert sc.steps == (
         Step(1.0, "partition", ((0,), (1, 2)), (), 3.0, "timeline"),
@@ -69,7 +71,7 @@ def test_defaults_check_every_invariant(tmp_path: Path) -> None:
     sc = load(path)
     assert sc.invariants == tuple(INVARIANT_NAMES)
     assert sc.steps == (Step(0.0, "heal", (), (), None, "timeline"),)
-    assert sc.nemesis is None and sc.cluster.nodes == 3
+    assert sc.nemesis is None and sc.cluster.nodes == 3 and sc.cluster.idle_timeout is None
 
 
 def refused(text: str) -> ScenarioError:
@@ -105,6 +107,9 @@ STEP = '[cluster]\nnodes = 3\n\n[[step]]\nat = 1\nfault = "kill"\ntarget = 1\n\n
         ('[cluster]\nhostile = { count = 1, mode = "rude" }\n', 2, ["hostile mode 'rude'"]),
         ("[cluster]\nnodes = 3\n[[step]]\nat = 1\nfault = \n", 5, ["TOML syntax"]),
         ('[cluster]\nnodes = "three"\n', 2, ["whole number"]),
+        ("[cluster]\nnodes = 3\nidle_timeout = 0.5\n", 3, ["idle_timeout", "below 1"]),
+        ("[cluster]\nidle_timeout = 601\n", 2, ["idle_timeout", "above 600"]),
+        ('[cluster]\nidle_timeout = "3s"\n', 2, ["idle_timeout must be a number"]),
     ],
 )
 def test_bad_files_are_refused_with_file_line_and_reason(

@@ -52,6 +52,7 @@ HELP_CASES = {
         "--target-peers",
         "--network",
         "--mine-interval",
+        "--idle-timeout",
         "--log-level",
     ],
     ("testnet",): [
@@ -158,6 +159,35 @@ def test_node_mine_interval_must_be_positive(tmp_path: Path, value: str, word: s
                  "--mine-interval", value)  # fmt: skip
     assert_usage_error(result, "--mine-interval", word, repr(value))
     assert not (tmp_path / "node_key").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(
+    ("value", "word"),
+    [("0.5", "from 1 to 600 seconds"), ("601", "from 1 to 600 seconds"), ("soon", "seconds")],
+)
+def test_node_idle_timeout_is_checked_against_the_handshake_bounds(
+    tmp_path: Path, value: str, word: str
+) -> None:
+    result = run("node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
+                 "--idle-timeout", value)  # fmt: skip
+    assert_usage_error(result, "--idle-timeout", word, repr(value))
+    assert not (tmp_path / "node_key").exists()  # refused before anything started
+
+
+def test_node_idle_timeout_help_and_config() -> None:
+    flat = " ".join(run("node", "--help").stdout.split())
+    assert (
+        "--idle-timeout SECONDS close a connection that received no record (data or keepalive "
+        "PING) for this many seconds; offered in the handshake, the smaller of both sides' "
+        "values applies"
+    ) in flat
+    assert "1 to 600 (default: 150)" in flat
+    base = ["node", "--listen", "127.0.0.1:0", "--data-dir", "unused"]
+    default = node_config_from_args(build_parser().parse_args(base)).transport
+    assert (default.limits.idle_timeout_millis, default.keepalive_interval) == (150_000, 10.0)
+    short = node_config_from_args(build_parser().parse_args([*base, "--idle-timeout", "3"]))
+    assert short.transport.limits.idle_timeout_millis == 3000
+    assert short.transport.keepalive_interval == 1.0  # a third: below the timeout
 
 
 def test_node_mine_help_teaches_what_it_does() -> None:

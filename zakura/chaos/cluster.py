@@ -366,6 +366,9 @@ class Cluster:
             cluster is a full mesh and a partition visibly cuts links.
         log_level: The nodes' ``--log-level`` (each logs to ``<its data dir>/node.log``).
         ready_timeout: Seconds a node may take to start (more for a long chain).
+        idle_timeout: ``--idle-timeout`` of every node, in seconds (1 to 600): a connection
+            with no record for that long is closed. Set it short (say 3) to :meth:`pause` a
+            node past it in seconds; None: the node's default, 150 s.
     """
 
     def __init__(
@@ -380,6 +383,7 @@ class Cluster:
         target_peers: int | None = None,
         log_level: str = "info",
         ready_timeout: float = 20.0,
+        idle_timeout: float | None = None,
     ) -> None:
         spec = HostileSpec.of(hostile)
         self.size = nodes
@@ -400,6 +404,7 @@ class Cluster:
             hostile_mode=None if spec is None else spec.mode,
             hostile_delay=None if spec is None else spec.delay,
             hostile_rate=None if spec is None else spec.rate,
+            idle_timeout=idle_timeout,
         )
         # Built here so bad settings fail now (ValueError), not at start(); start() builds the
         # one it runs, on the data dir it made.

@@ -10,6 +10,7 @@
     blocks = 50
     mine_interval = 1.0
     # hostile = { count = 1, mode = "silent" }
+    # idle_timeout = 3.0          # every node's --idle-timeout (1 to 600 s; default 150)
 
     [[step]]
     at = 2.0                      # seconds after the cluster converged
@@ -50,6 +51,7 @@ from typing import Any, NoReturn
 
 from node_core.block_sync.hostile import ALL_HOSTILE_MODES
 from node_core.control import PANIC_SERVICES, STALL_SERVICES
+from zakura.args import IDLE_TIMEOUT_MAX, IDLE_TIMEOUT_MIN
 from zakura.chaos.invariants import (
     CONVERGED,
     HONEST_KEPT,
@@ -105,7 +107,7 @@ TOP_KEYS = (
 #: When the timeline's clock starts: once the nodes share one tip, or as soon as they are
 #: connected (to break a cluster in the middle of its first sync).
 START_WHEN = ("converged", "connected")
-CLUSTER_KEYS = ("nodes", "blocks", "mine_interval", "hostile", "seed")
+CLUSTER_KEYS = ("nodes", "blocks", "mine_interval", "hostile", "seed", "idle_timeout")
 HOSTILE_KEYS = ("count", "mode", "delay", "rate")
 NEMESIS_KEYS = ("seed", "kinds", "rate", "duration", "start", "nodes")
 STEP_KEYS = ("at", "fault", "target", "duration")
@@ -157,6 +159,8 @@ class ClusterSpec:
     #: ``{"count": ..., "mode": ...}`` as :meth:`HostileSpec.of` takes it; None: all honest.
     hostile: tuple[tuple[str, Any], ...] | None = None
     seed: int = 1
+    #: Every node's ``--idle-timeout`` in seconds; None: the node's default (150 s).
+    idle_timeout: float | None = None
 
     @property
     def hostile_count(self) -> int:
@@ -170,6 +174,7 @@ class ClusterSpec:
             "mine_interval": self.mine_interval,
             "hostile": None if self.hostile is None else dict(self.hostile),
             "seed": self.seed,
+            "idle_timeout": self.idle_timeout,
         }
 
 
@@ -430,7 +435,16 @@ class _Parser:
         hostile = None
         if "hostile" in doc:
             hostile = self.hostile(doc["hostile"], nodes)
-        return ClusterSpec(nodes, blocks, mine, hostile, seed)
+        idle = None
+        if "idle_timeout" in doc:
+            idle = self.number(doc, "idle_timeout", "cluster", minimum=IDLE_TIMEOUT_MIN)
+            if idle > IDLE_TIMEOUT_MAX:
+                self.fail(
+                    f"idle_timeout must not be above {IDLE_TIMEOUT_MAX:g} seconds, got {idle:g}",
+                    "cluster",
+                    "idle_timeout",
+                )
+        return ClusterSpec(nodes, blocks, mine, hostile, seed, idle)
 
     def hostile(self, doc: object, nodes: int) -> tuple[tuple[str, Any], ...]:
         if not isinstance(doc, dict):

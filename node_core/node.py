@@ -39,6 +39,8 @@ from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
 from node_core.header_sync.reactor import HeaderSyncReactor
 from node_core.header_sync.service import HeaderSyncService
 from node_core.identity import Identity, load_or_create
+from node_core.observe.diagnostics import DiagnosticThresholds
+from node_core.observe.diagnostics_task import DiagnosticsMonitor
 from node_core.observe.journal import Journal
 from node_core.observe.looplag import LoopLagMonitor
 from node_core.observe.metrics import NodeMetrics
@@ -51,6 +53,7 @@ from node_core.transport.endpoint import Transport
 from node_core.transport.service import Service, ServiceRegistry
 
 if TYPE_CHECKING:
+    from node_core.observe.schema import Snapshot
     from node_core.ssh import SshConfig
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,8 @@ class NodeConfig:
     #: Serve the console and script commands over SSH (``--ssh``); it needs the API, so a
     #: node with SSH and no ``api`` serves one on 127.0.0.1 with a free port.
     ssh: SshConfig | None = None
+    #: When each diagnostic fires (``--diag KEY=VALUE``; node_core/observe/diagnostics.py).
+    diagnostics: DiagnosticThresholds = field(default_factory=DiagnosticThresholds)
 
     def __post_init__(self) -> None:
         if self.hostile_mode is not None:
@@ -212,9 +217,14 @@ class Node:
             bootstrap=list(config.bootstrap),
             interval=config.dial_interval,
         )
+        # A healed partition retries the dials it refused now, not after their backoff.
+        self.transport.links.on_heal.append(self.dialer.links_healed)
         self.loop_lag = LoopLagMonitor()
         self.loop_lag.on_sample = self.metrics.record_loop_lag
         self.faults = FaultInjector(self, enabled=config.allow_faults)
+        self.diagnostics = DiagnosticsMonitor(
+            self._snapshot_doc, self.journal, self.metrics, config.diagnostics
+        )
         self.api: Any = None
         self.ssh: Any = None
         self.started_mono = time.monotonic()
@@ -239,6 +249,7 @@ class Node:
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
         self.loop_lag.start()
+        self.diagnostics.start()
         self.dialer.start()
         api = self.config.api
         if api is None and self.config.ssh is not None:
@@ -278,6 +289,7 @@ class Node:
         await self.dialer.stop()
         await self.transport.close()
         await self.loop_lag.stop()
+        await self.diagnostics.stop()
         await self.block_sync.stop()
         await self.header_sync.stop()
         await self.chain.close()
@@ -340,6 +352,11 @@ class Node:
     def _summaries(self) -> list[dwire.ServiceSummary]:
         free = max(0, self.transport.config.max_connections - len(self.transport.peers))
         return [dwire.ServiceSummary(SERVICE_ID, min(free, 0xFFFF), min(free, 0xFFFF), b"")]
+
+    def _snapshot_doc(self) -> Snapshot:
+        from node_core.observe.snapshot import build_snapshot
+
+        return build_snapshot(self)
 
     def snapshot(self) -> dict[str, Any]:
         """The snapshot document (:class:`node_core.observe.schema.Snapshot`), as the plain

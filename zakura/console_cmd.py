@@ -58,6 +58,7 @@ from zakura.args import (
     hostile_modes_help,
     seconds,
 )
+from zakura.diag_args import DIAG_HELP, add_diag_flag, thresholds_from_args
 from zakura.process import finish_leftover_tasks
 from zakura.ssh_args import SSH_HELP, add_ssh_flags, ssh_config_from_args
 
@@ -134,6 +135,8 @@ EXAMPLE = f"""\
 {HOSTILE_HELP}
 
 {SSH_HELP}
+
+{DIAG_HELP}
 
 example:
   zakura                                   # same as: zakura console
@@ -228,6 +231,7 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     )
     add_api(console, "DIR/node")
     add_ssh_flags(console)
+    add_diag_flag(console)
     add_log_level(console, "info", "in --log-file and in every testnet node's node.log")
 
 
@@ -400,6 +404,7 @@ async def run_console(args: argparse.Namespace) -> int:
             hostile_mode=hostile_mode,
             api=api,
             ssh=ssh,
+            diagnostics=thresholds_from_args(args),
         )
         backend = ThreadBackend(network)
         chain = f" (node 0 pre-generates {args.blocks:,} blocks)" if args.blocks else ""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from node_core.observe.diagnostics import DiagnosticThresholds
 from zakura.node_cmd import format_start_line
 from zakura.testnet import HOST, Testnet
 
@@ -48,6 +49,7 @@ class LocalNetwork:
             :data:`~node_core.block_sync.hostile.ALL_HOSTILE_MODES`); required with ``hostile``.
         api: Serve the operator node's control API on this address (``--api``); None: no API.
         ssh: Serve the operator node's console and script commands over SSH (``--ssh``).
+        diagnostics: The operator node's diagnostic thresholds (``--diag``); None: defaults.
 
     Raises:
         ValueError: Inconsistent hostile settings
@@ -67,6 +69,7 @@ class LocalNetwork:
         hostile_mode: str | None = None,
         api: tuple[str, int] | None = None,
         ssh: SshConfig | None = None,
+        diagnostics: DiagnosticThresholds | None = None,
     ) -> None:
         self.peers = peers
         self.hostile = hostile
@@ -74,6 +77,7 @@ class LocalNetwork:
         self.extra_services = tuple(extra_services)
         self.api = api
         self.ssh = ssh
+        self.diagnostics = diagnostics or DiagnosticThresholds()
         self.testnet = Testnet(
             peers + hostile,
             data_dir=root / "testnet",
@@ -115,6 +119,7 @@ class LocalNetwork:
                     target_peers=self.peers + self.hostile,
                     api=self.api,
                     ssh=self.ssh,
+                    diagnostics=self.diagnostics,
                 ),
                 extra_services=self.extra_services,
             )

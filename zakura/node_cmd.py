@@ -40,6 +40,7 @@ from zakura.args import (
     listen_addr,
     seconds,
 )
+from zakura.diag_args import DIAG_HELP, add_diag_flag, thresholds_from_args
 from zakura.process import finish_leftover_tasks, setup_logging
 from zakura.ssh_args import SSH_HELP, add_ssh_flags, ssh_config_from_args
 
@@ -108,6 +109,8 @@ EXAMPLE = f"""\
 {HOSTILE_HELP}
 
 {SSH_HELP}
+
+{DIAG_HELP}
 
 example:
   zakura node --listen 127.0.0.1:9000 --data-dir ./node-a --api 9100
@@ -235,6 +238,7 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     )
     add_hostile_rate(node)
     add_ssh_flags(node)
+    add_diag_flag(node)
     add_log_level(node, "info")
 
 
@@ -281,6 +285,7 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         hostile_delay=DEFAULT_HOSTILE_DELAY if args.hostile_delay is None else args.hostile_delay,
         hostile_rate_bytes=DEFAULT_HOSTILE_RATE if args.hostile_rate is None else args.hostile_rate,
         ssh=ssh_config_from_args(args),
+        diagnostics=thresholds_from_args(args),
         transport=transport_config(args.idle_timeout),
     )
 

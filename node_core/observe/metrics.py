@@ -58,6 +58,9 @@ Reference name -> our metric (sample names as exposed; attribute in brackets):
   [trace_rows_dropped]
 * (event-loop lag) ->
   gauge ``zakura_event_loop_lag_seconds{quantile="0.5"|"0.99"|"max"}`` [loop_lag]
+* (diagnostics, :mod:`node_core.observe.diagnostics`) -> gauge
+  ``zakura_diagnostic_active{id}``: how many subjects each diagnostic is active for now, every
+  id present (0 when clear) so a dashboard can alert on ``> 0`` [diagnostic_active]
 
 Service packages that need more reference metrics (``sync.header.*``, ``sync.block.*``) register
 them in the same registry through :meth:`NodeMetrics.counter` / :meth:`NodeMetrics.gauge`
@@ -67,11 +70,12 @@ them in the same registry through :meth:`NodeMetrics.counter` / :meth:`NodeMetri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import generate_latest
 
+from node_core.observe.diagnostics import DIAGNOSTICS
 from node_core.observe.looplag import LoopLagStats
 
 __all__ = ["NodeMetrics"]
@@ -154,6 +158,12 @@ class NodeMetrics:
             "Event-loop timer lag over the recent window",
             ["quantile"],
         )
+        self.diagnostic_active = g(
+            "zakura_diagnostic_active",
+            "Subjects each diagnostic is active for now (0: clear)",
+            ["id"],
+        )
+        self.record_diagnostics(dict.fromkeys(DIAGNOSTICS, 0))
 
     # ------------------------------------------------------------------ helpers
 
@@ -193,6 +203,11 @@ class NodeMetrics:
         self.loop_lag.labels(quantile="0.5").set(stats.p50_ms / 1000.0)
         self.loop_lag.labels(quantile="0.99").set(stats.p99_ms / 1000.0)
         self.loop_lag.labels(quantile="max").set(stats.max_ms / 1000.0)
+
+    def record_diagnostics(self, counts: Mapping[str, int]) -> None:
+        """Set ``zakura_diagnostic_active`` per diagnostic id (subjects active)."""
+        for diagnostic, n in counts.items():
+            self.diagnostic_active.labels(id=diagnostic).set(n)
 
     def render(self) -> tuple[bytes, str]:
         """Prometheus text exposition of this node's registry, and its content type."""

@@ -24,8 +24,8 @@ and read the journal anew rather than ask for rows after a seq of the old run.
 * ``X | None`` means the key is always present and may be null. ``NotRequired`` means the key
   may be absent: the per-routine sub-documents (``discovery``, ``header_sync``,
   ``block_sync`` on a :class:`RoutineRow`), because they exist only while that service's
-  routine is registered, and the top-level ``invariants``, which nodes built before it (and
-  fixture documents) do not carry.
+  routine is registered, and the top-level ``invariants`` and ``diagnostics``, which nodes
+  built before them (and fixture documents) do not carry.
 * Enumerated values (a routine's ``state``, a peer's ``direction``, a close's ``by``, a fill
   stop) are typed ``str``, their values listed in comments: a node that learns a new state
   must not make every older client refuse the whole document.
@@ -481,6 +481,20 @@ class InvariantsSection(TypedDict):
     routines_on_open: dict[str, int]  # service -> live routines on open connections
 
 
+# ---------------------------------------------------------------------------------- diagnostics
+
+
+class DiagnosticRow(TypedDict):
+    """One active diagnostic (:mod:`node_core.observe.diagnostics`): what is wrong, where,
+    since when, and what to look at."""
+
+    id: str  # ``routine_stalled`` | ``peer_parked`` | ``command_queue_full`` | ...
+    severity: str  # ``warning`` | ``critical``
+    subject: str  # a peer label, ``LABEL SERVICE``, ``node``, ``block_sync`` ...
+    since: float  # when the condition began (wall time)
+    message: str  # one sentence saying what to look at
+
+
 # ---------------------------------------------------------------------------------- the document
 
 
@@ -508,6 +522,8 @@ class Snapshot(TypedDict):
     #: seq of the newest journal row (0: none yet); counts again from 0 under a new ``boot_id``.
     journal_seq: int
     invariants: NotRequired[InvariantsSection]
+    #: Active diagnostics, most severe first; absent from nodes built before them.
+    diagnostics: NotRequired[list[DiagnosticRow]]
 
 
 # ---------------------------------------------------------------------------------- validation

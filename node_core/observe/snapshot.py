@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from node_core.faults import FaultInjector
     from node_core.header_sync.reactor import HeaderSyncReactor
     from node_core.header_sync.service import HeaderSyncService
+    from node_core.observe.diagnostics_task import DiagnosticsMonitor
     from node_core.observe.journal import Journal
     from node_core.observe.looplag import LoopLagMonitor
     from node_core.observe.metrics import NodeMetrics
@@ -109,6 +110,8 @@ class SnapshotSource(Protocol):
     def loop_lag(self) -> LoopLagMonitor: ...
     @property
     def trace(self) -> TraceWriter | None: ...
+    @property
+    def diagnostics(self) -> DiagnosticsMonitor: ...
 
 
 def _routine(handle: RoutineHandle, node: SnapshotSource) -> RoutineRow:
@@ -371,4 +374,5 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
         "misbehavior_tally": misbehavior_tally(node),
         "journal_seq": node.journal.last_seq,
         "invariants": invariants_section(node, conns),
+        "diagnostics": node.diagnostics.rows(),
     }

@@ -42,6 +42,8 @@ commands:
                                     journal rows after SEQ (JSONL), at most N;
                                     --follow keeps streaming
   peers                             connected peers (a plain table)
+  diagnostics                       what is wrong now, one line each (severity, id,
+                                    subject, seconds since, what to look at)
   whoami                            your key's name and role
   fault ACTION LABEL [service=S] [seconds=N] [rate=N]
                                     operator keys only; ACTION is one of: {actions}
@@ -115,6 +117,20 @@ def peers_table(snapshot: dict[str, Any]) -> str:
     )
 
 
+def diagnostics_lines(snapshot: dict[str, Any]) -> str:
+    """The snapshot's ``diagnostics``, one tab-separated line each (severity, id, subject,
+    whole seconds since it began, the sentence), or one line saying there are none."""
+    rows = snapshot.get("diagnostics") or []
+    if not rows:
+        return "no diagnostics: everything within thresholds\n"
+    now = float(snapshot.get("generated_at") or 0.0)
+    return "".join(
+        f"{d['severity']}\t{d['id']}\t{d['subject']}\t{max(0.0, now - float(d['since'])):.0f}s"
+        f"\t{d['message']}\n"
+        for d in rows
+    )
+
+
 def _fault_fields(args: list[str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for arg in args:
@@ -172,6 +188,8 @@ async def run_command(
             out.write(orjson.dumps(node.snapshot()) + b"\n")
         elif name == "peers" and not args:
             out.write(peers_table(node.snapshot()).encode())
+        elif name == "diagnostics" and not args:
+            out.write(diagnostics_lines(node.snapshot()).encode())
         elif name == "whoami" and not args:
             out.write(f"{principal.name} role={principal.role.value} node={node.label}\n".encode())
         elif name in ("help", "--help", "-h") and not args:

@@ -106,6 +106,12 @@ def test_a_wrong_type_deep_in_the_document_is_reported_at_its_path() -> None:
         (lambda d: d["routines_summary"]["discovery"].update(running="3"), "$.routines_", "str"),
         (lambda d: d["block_sync"].update(stall={"height": 1}), "$.block_sync.stall", "waiting_s"),
         (lambda d: d.pop("boot_id"), "$", "boot_id"),
+        (
+            lambda d: d.update(diagnostics=[{"id": "peer_parked", "severity": "warning"}]),
+            "$.diagnostics[0]",
+            "subject",
+        ),
+        (lambda d: d.update(diagnostics={"id": "x"}), "$.diagnostics", "array"),
     ],
 )
 def test_each_kind_of_mismatch_names_where(mutate: Any, path: str, words: str) -> None:

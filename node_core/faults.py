@@ -558,8 +558,9 @@ class FaultInjector:
         self, nodes: Sequence[bytes] | None = None, *, actor: Actor | None = None
     ) -> LinkOutcome:
         """Clear the link rules of ``nodes`` (None: all): refusals stop, records still held
-        leave at once and in order, and the dialers on both sides reconnect on their own
-        schedule (their backoff is not reset)."""
+        leave at once and in order, and this node's dialer redials the nodes whose partition
+        was lifted at once, their backoff forgotten (``Dialer.links_healed``); the other side
+        redials on its own backoff unless it heals too."""
         self._check()
         ids = () if nodes is None else self._link_nodes(nodes)
         fid, _since = self._link_injected("heal", ids, actor, all=nodes is None)

@@ -271,6 +271,21 @@ class AddressBook:
         exponent = min(failures - 1, BACKOFF_MAX_EXPONENT)
         return float(min(self._backoff_max, self._backoff_base * 2**exponent))
 
+    def forgive(self, node_id: bytes) -> bool:
+        """Forget the node's failed dials, backoff and short-lived cooldown, so it is dialable
+        at once; True if the node is in the book.
+
+        For a link fault just lifted (a partition healed): those failures were the fault's
+        doing, not the node's, and waiting out their backoff would only delay the reconnect.
+        """
+        entry = self._entries.get(node_id)
+        if entry is None:
+            return False
+        entry.failures = 0
+        entry.backoff_until = 0.0
+        entry.short_lived_until = 0.0
+        return True
+
     def mark_short_lived(self, node_id: bytes, now: float) -> None:
         """The node's connection only lasted one discovery exchange: leave it alone a while.
 

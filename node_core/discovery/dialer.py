@@ -8,6 +8,12 @@
   cap, inbound peers count towards the target. Candidates come from the address book: never a
   node that is connected or already being dialed, never one in backoff.
 - A dial that registers but closes within 60 s is "short-lived": that node cools down 60 s.
+- A healed link fault (:meth:`Dialer.links_healed`, called by the transport's link table
+  through a listener the node wires) ends the waits it caused: the healed nodes' book backoff
+  and cooldown are forgotten, every bootstrap peer not connected whose id is healed or not
+  known yet is retried at once with its backoff back to 1 s, and the candidate dialer wakes.
+  Without it a partition of a minute would keep the nodes apart up to 30 s (bootstrap) or
+  60 s (book) after the heal.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from node_core.discovery.book import AddressBook
@@ -48,6 +54,10 @@ class BootstrapState:
     failures: int = 0
     last_error: str | None = None
     next_attempt_mono: float = 0.0
+    #: The wait before the next dial after this one fails (doubles up to the maximum).
+    backoff: float = BOOTSTRAP_BACKOFF_MIN
+    #: Set to cut the current backoff short (a healed link fault).
+    retry: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def addr(self) -> str:
@@ -131,7 +141,6 @@ class Dialer:
 
     # ------------------------------------------------------------------ bootstrap
     async def _maintain(self, state: BootstrapState) -> None:
-        backoff = BOOTSTRAP_BACKOFF_MIN
         while True:
             if state.node_id is not None and self.transport.peers.get(state.node_id) is not None:
                 conn = self.transport.peers.get(state.node_id)
@@ -140,7 +149,7 @@ class Dialer:
                 await conn.wait_closed()
                 state.connected = False
                 if conn.age >= HEALTHY_AFTER_SECS:
-                    backoff = BOOTSTRAP_BACKOFF_MIN
+                    state.backoff = BOOTSTRAP_BACKOFF_MIN
             else:
                 state.attempts += 1
                 try:
@@ -156,9 +165,45 @@ class Dialer:
                             continue
                     state.failures += 1
                     state.last_error = exc.reason
-            state.next_attempt_mono = time.monotonic() + backoff
-            await asyncio.sleep(backoff)
-            backoff = min(BOOTSTRAP_BACKOFF_MAX, backoff * 2)
+            await self._back_off(state)
+
+    async def _back_off(self, state: BootstrapState) -> None:
+        """Wait out ``state``'s backoff, or until :meth:`links_healed` cuts it short.
+
+        The backoff doubles before the wait, so a heal that resets it during the wait is
+        not doubled away after it.
+        """
+        delay = state.backoff
+        state.backoff = min(BOOTSTRAP_BACKOFF_MAX, delay * 2)
+        state.next_attempt_mono = time.monotonic() + delay
+        # asyncio.timeout, not wait_for (see _candidate_loop).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await state.retry.wait()
+        state.retry.clear()
+
+    def links_healed(self, node_ids: Iterable[bytes]) -> None:
+        """Link faults on ``node_ids`` were lifted: dial them again now, not after the
+        backoff their refused dials built up.
+
+        A bootstrap peer is retried when its id is healed, or not known yet: a partition
+        refuses a peer dialed by address before we learn its id, and one extra dial to an
+        address that merely failed costs nothing.
+        """
+        healed = set(node_ids)
+        if not healed:
+            return
+        forgiven = sum(self.book.forgive(node_id) for node_id in healed)
+        retried = 0
+        for state in self.bootstrap:
+            if not state.connected and (state.node_id is None or state.node_id in healed):
+                state.backoff = BOOTSTRAP_BACKOFF_MIN
+                state.retry.set()
+                retried += 1
+        self.journal.emit(
+            "discovery", "dial.retry", reason="links_healed", book=forgiven, bootstrap=retried
+        )
+        self._wake.set()
 
     def _adopt_bootstrap(self, state: BootstrapState) -> None:
         for conn in self.transport.peers.connections():

@@ -19,10 +19,14 @@ Invariants:
   sent at once take at least ``N / rate`` seconds to all leave.
 - The jitter comes from the table's own :class:`random.Random`, seeded from the config, so a
   run with the same seed and the same sends draws the same delays.
+- A heal that lifts partitions tells every :attr:`LinkTable.on_heal` listener which node ids
+  it lifted them for. The node wires its dialer there, so the dials the partition refused are
+  retried at once rather than after their backoff; the transport never imports discovery.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable, Iterable
@@ -54,6 +58,8 @@ MAX_KIB_PER_S = 1_048_576
 KIB = 1024
 #: A node id is an Ed25519 public key.
 NODE_ID_BYTES = 32
+
+log = logging.getLogger(__name__)
 
 
 class LinkRow(TypedDict):
@@ -143,13 +149,16 @@ class LinkTable:
     (``partitioned``), so both are one dict lookup and an empty table costs nothing more.
     """
 
-    __slots__ = ("_rules", "_shaping", "rng")
+    __slots__ = ("_rules", "_shaping", "on_heal", "rng")
 
     def __init__(self, seed: int) -> None:
         self._rules: dict[bytes, LinkRule] = {}
         self._shaping: dict[bytes, LinkRule] = {}
         #: Draws the jitter; its own generator so a test seeds it without touching others.
         self.rng = random.Random(seed)
+        #: Called with the ids whose partition a heal lifted (never with none), after their
+        #: rules are gone: a delay or a pace refused no dial, so its heal calls nobody.
+        self.on_heal: list[Callable[[list[bytes]], None]] = []
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -200,8 +209,15 @@ class LinkTable:
     def heal(self, nodes: Iterable[bytes] | None = None) -> list[bytes]:
         """Drop the rules of ``nodes`` (None: every rule); returns the ids that had one."""
         targets = list(self._rules) if nodes is None else [n for n in nodes if n in self._rules]
+        unrefused = [n for n in targets if self._rules[n].partitioned]
         for node_id in targets:
             self._set(node_id, LinkRule())
+        if unrefused:
+            for listener in self.on_heal:
+                try:
+                    listener(list(unrefused))
+                except Exception:
+                    log.exception("link heal listener failed")
         return targets
 
     def rows(self) -> list[LinkRow]:

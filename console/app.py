@@ -28,6 +28,7 @@ from console.client import ActionRequest, ClientUnavailable, NodeClient
 from console.format import ASCII_GLYPHS, UNICODE_GLYPHS, clean
 from console.policy import ActionPolicy
 from console.screens.base import ConsoleScreen
+from console.screens.diagnostics import DiagnosticsScreen
 from console.screens.journal import JournalScreen
 from console.screens.misbehavior import MisbehaviorScreen
 from console.screens.modals import (
@@ -50,6 +51,7 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("3", "journal", "Journal"),
     ("4", "misbehavior", "Misbehavior"),
     ("5", "parked", "Parked"),
+    ("6", "diagnostics", "Diagnostics"),
 )
 
 #: Longest notification text (a node's sentence plus a quoted reason fits easily).
@@ -116,6 +118,7 @@ class ZakuraConsole(App[None]):
         "journal": JournalScreen,
         "misbehavior": MisbehaviorScreen,
         "parked": ParkedScreen,
+        "diagnostics": DiagnosticsScreen,
     }
     DEFAULT_MODE = "overview"
     BINDINGS = [

@@ -14,6 +14,8 @@ from typing import Any
 
 from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
 from console.policy import ActionPolicy, ActionRefused
+from node_core.observe.diagnostics import DiagnosticThresholds
+from node_core.observe.schema import DiagnosticRow
 
 #: 2026-11-26 12:00:00 UTC: every fixture time is relative to this.
 FIXTURE_NOW = 1_795_694_400.0
@@ -425,7 +427,41 @@ def fixture_snapshot(peers: int = 6, *, now: float = FIXTURE_NOW, seq: int = 120
             {"service": "discovery", "reason": "unsolicited_peers", "count": len(misbehaving)}
         ],
         "journal_seq": seq,
+        "diagnostics": fixture_diagnostics(peers, now),
+        "diagnostic_thresholds": DiagnosticThresholds().to_dict(),
     }
+
+
+def fixture_diagnostics(peers: int, now: float) -> list[DiagnosticRow]:
+    """A critical and a warning diagnostic, so the Diagnostics view and the status bar's
+    count show both severities: the header tip behind idle peers, a window at its floor."""
+    rows: list[DiagnosticRow] = [
+        {
+            "id": "header_tip_behind",
+            "severity": "critical",
+            "subject": "node",
+            "since": now - 37,
+            "message": f"header tip {FIXTURE_HEADER_TIP} is behind the tip {FIXTURE_TARGET} a "
+            "peer advertises and peers that have it are idle: see the refused headers and "
+            "the candidate branch in the Overview's header-sync panel, and each peer's fork "
+            "search in the peer detail",
+        }
+    ]
+    if peers > 3:
+        label = fixture_label(3)
+        rows.append(
+            {
+                "id": "window_floor",
+                "severity": "warning",
+                "subject": label,
+                "since": now - 95,
+                "message": f"block-sync window of {label} sits at its floor (4 blocks) with "
+                "requests outstanding: the peer is slow, throttled or losing requests; see its "
+                "window, RTT and reliability in the peer detail (2, enter) and its throttle in "
+                "the Peers view",
+            }
+        )
+    return rows
 
 
 def fixture_journal(snapshot: Snapshot, count: int = 40) -> list[JournalRow]:

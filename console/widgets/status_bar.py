@@ -1,8 +1,14 @@
-"""The one-line status bar: node, uptime, peers, the PAUSED / READ-ONLY markers, and views.
+"""The one-line status bar: node, uptime, peers, diagnostics, the PAUSED / READ-ONLY markers,
+and views.
+
+The diagnostics count is the node's own (the snapshot's ``diagnostics``, view 6), in the
+theme's ``error`` colour when one is critical and ``warning`` otherwise; a node that sends no
+diagnostics section shows none.
 
 Below :data:`NARROW_BELOW` columns it says the same in fewer cells: the label without its
-``peer:`` prefix, no listen address (the Overview's node panel has it), and the views as their
-keys with only the current one named (``1 [2 Peers] 3 4 5``), so nothing is cut.
+``peer:`` prefix, no listen address (the Overview's node panel has it), the diagnostics count
+only when it is not zero, and the views as their keys with only the current one named
+(``1 [2 Peers] 3 4 5 6``), so nothing is cut.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class StatusBar(Static):
                 text.append(f"{node['label']} ", style="bold")
                 text.append(f"{node['listen']}  up {duration(float(node['uptime_s']))}  ")
             text.append(f"peers {dialer['connected']}/{dialer['target']}  ")
+            self._diagnostics(text, snap.get("diagnostics"), narrow)
         # The markers before the views: when they are on they matter most, and a narrow
         # terminal cuts the end of the line.
         if state.link_down is not None:
@@ -81,6 +88,20 @@ class StatusBar(Static):
             label = f" {key} {title} " if here or not narrow else f" {key} "
             text.append(label, style="reverse bold" if here else "dim")
         self.update(text)
+
+    def _diagnostics(self, text: Text, rows: object, narrow: bool) -> None:
+        """``diagnostics N`` (``diag N`` when narrow), coloured by the worst severity."""
+        if not isinstance(rows, list) or (narrow and not rows):
+            return
+        word = "diag" if narrow else "diagnostics"
+        if not rows:
+            text.append(f"{word} 0  ", style="dim")
+            return
+        colours = self.app.get_css_variables()
+        critical = any(isinstance(r, dict) and r.get("severity") == "critical" for r in rows)
+        colour = colours.get("error" if critical else "warning", "red" if critical else "yellow")
+        text.append(f"{word} {len(rows)}", style=f"bold {colour}")
+        text.append("  ")
 
     def on_resize(self) -> None:
         """The narrow form depends on the width: re-render with the app's current state."""

@@ -126,7 +126,20 @@ class DiagnosticThresholds:
         )
 
     def to_dict(self) -> dict[str, float]:
+        """The snapshot's ``diagnostic_thresholds``: every key with its value."""
         return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, float]) -> DiagnosticThresholds:
+        """Back from :meth:`to_dict` (a reader's side): unknown keys ignored, missing ones
+        default, a value out of bounds raises ``ValueError``."""
+        known = {k.key: k for k in KNOBS}
+        changes: dict[str, Any] = {
+            key: int(value) if known[key].integer else float(value)
+            for key, value in values.items()
+            if key in known
+        }
+        return cls(**changes)
 
 
 @dataclass(frozen=True, slots=True)

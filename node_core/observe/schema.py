@@ -24,8 +24,9 @@ and read the journal anew rather than ask for rows after a seq of the old run.
 * ``X | None`` means the key is always present and may be null. ``NotRequired`` means the key
   may be absent: the per-routine sub-documents (``discovery``, ``header_sync``,
   ``block_sync`` on a :class:`RoutineRow`), because they exist only while that service's
-  routine is registered, and the top-level ``invariants`` and ``diagnostics``, which nodes
-  built before them (and fixture documents) do not carry.
+  routine is registered, and the top-level ``invariants``, ``diagnostics`` and
+  ``diagnostic_thresholds``, which nodes built before them (and fixture documents) do not
+  carry.
 * Enumerated values (a routine's ``state``, a peer's ``direction``, a close's ``by``, a fill
   stop) are typed ``str``, their values listed in comments: a node that learns a new state
   must not make every older client refuse the whole document.
@@ -524,6 +525,8 @@ class Snapshot(TypedDict):
     invariants: NotRequired[InvariantsSection]
     #: Active diagnostics, most severe first; absent from nodes built before them.
     diagnostics: NotRequired[list[DiagnosticRow]]
+    #: The thresholds they fire at (``--diag`` key -> value), for the view's empty state.
+    diagnostic_thresholds: NotRequired[dict[str, float]]
 
 
 # ---------------------------------------------------------------------------------- validation

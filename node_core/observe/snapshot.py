@@ -375,4 +375,5 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
         "journal_seq": node.journal.last_seq,
         "invariants": invariants_section(node, conns),
         "diagnostics": node.diagnostics.rows(),
+        "diagnostic_thresholds": node.diagnostics.thresholds.to_dict(),
     }

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from console.record_flag import add_record, open_record, report, start_recorder
 from console.remote import NodeUnreachable, RemoteNodeClient, TokenRefused
 
 __all__ = ["AttachError", "add_parser", "read_token", "run_attach"]
@@ -100,6 +101,7 @@ def add_parser(sub: object, formatter_class: type[argparse.HelpFormatter]) -> No
     )
     p.add_argument("--theme", default=None, metavar="NAME", help="colour theme, as for console")
     p.add_argument("--ascii", action="store_true", help="state glyphs as letters")
+    add_record(p, "the node's snapshot every --refresh (one URL only)")
     p.add_argument(
         "--log-file",
         type=Path,
@@ -185,15 +187,21 @@ async def run_attach(args: argparse.Namespace) -> int:
     if args.fleet is None and not args.urls:
         raise AttachError("give the node's API URL (or several, or --fleet FILE)")
     if args.fleet is not None or len(args.urls) > 1:
+        if getattr(args, "record", None) is not None:
+            raise AttachError("--record records one node: give one URL (not several, not --fleet)")
         return await _run_fleet(args)
     token = read_token(args.token_file, os.environ)
     check_terminal()
+    writer = open_record(args)
     log_file = args.log_file or Path(tempfile.gettempdir()) / f"zakura-attach-{os.getpid()}.log"
     handler = configure_logging(log_file, "info")
     client = RemoteNodeClient(args.urls[0], token, read_only=args.read_only)
+    recorder = None
     try:
         await connect(client)
         log.info("attached to %s", client.description)
+        if writer is not None:
+            recorder = start_recorder(client, writer, args.refresh)
         app = ZakuraConsole(
             client,
             refresh_interval=args.refresh,
@@ -203,6 +211,10 @@ async def run_attach(args: argparse.Namespace) -> int:
         await app.run_async()
         return 1 if app.return_code not in (None, 0) else 0
     finally:
+        if recorder is not None:
+            report("zakura attach", await recorder.stop(), recorder.writer.error)
+        elif writer is not None:
+            writer.close()
         await client.close()
         logging.getLogger().removeHandler(handler)
         print(f"zakura attach: log in {log_file}", file=sys.stderr)

@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
         if args.serve is not None:
             from zakura.serve import serve
 
+            if args.record is not None:
+                raise AttachError("--record with --serve: record with a console in a terminal")
             return serve(args)
         return asyncio.run(run_attach(args))
     except (AttachError, NotATerminal) as exc:

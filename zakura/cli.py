@@ -1,5 +1,5 @@
 """The ``zakura`` command line: ``console`` (the default), ``attach``, ``node``, ``testnet``,
-``demo``, ``token`` and ``chaos``.
+``demo``, ``token``, ``chaos`` and ``replay``.
 
 This package is the application layer: the only one that imports both :mod:`node_core` and
 :mod:`console` (docs/ARCHITECTURE.md, "Layers and packages"). Each subcommand lives in its own
@@ -19,7 +19,7 @@ import sys
 from typing import Any, Protocol
 
 from console.usage import UsageError
-from zakura import attach_cmd, console_cmd, demo, node_cmd, testnet, token_cmd
+from zakura import attach_cmd, console_cmd, demo, node_cmd, replay_cmd, testnet, token_cmd
 from zakura.args import Parser, fail
 from zakura.chaos import run_cmd as chaos_cmd
 
@@ -41,6 +41,7 @@ COMMANDS: dict[str, Subcommand] = {
     "token": token_cmd,
     "attach": attach_cmd,
     "chaos": chaos_cmd,
+    "replay": replay_cmd,
 }
 
 
@@ -58,7 +59,7 @@ def build_parser() -> Parser:
         epilog="example:\n  zakura            # same as: zakura console\n  zakura node --help",
     )
     sub = root.add_subparsers(
-        dest="command", metavar="{console,attach,node,testnet,demo,token,chaos}"
+        dest="command", metavar="{console,attach,node,testnet,demo,token,chaos,replay}"
     )
     for module in COMMANDS.values():
         module.add_parser(sub, fmt)

@@ -45,6 +45,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.record_flag import add_record, open_record, report, start_recorder
 from console.usage import UsageError
 from zakura.api_flag import add_api, check_api, start_usage_error
 from zakura.args import (
@@ -231,6 +232,7 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     )
     add_api(console, "DIR/node")
     add_ssh_flags(console)
+    add_record(console, "your node's snapshot every --refresh")
     add_diag_flag(console)
     add_log_level(console, "info", "in --log-file and in every testnet node's node.log")
 
@@ -375,6 +377,7 @@ async def run_console(args: argparse.Namespace) -> int:
         check_api(api, node_dir, token_dir="DIR/node")
     ssh = ssh_config_from_args(args, probe=True)
     launcher.check_terminal()
+    writer = open_record(args)
     owns_root = args.data_dir is None
     root = Path(tempfile.mkdtemp(prefix="zakura-console-")) if owns_root else Path(args.data_dir)
     # An owned temp dir is removed only after a clean exit: otherwise its logs explain why.
@@ -423,6 +426,8 @@ async def run_console(args: argparse.Namespace) -> int:
         for sig in signals:
             loop.add_signal_handler(sig, app.exit)
         bring_up = asyncio.ensure_future(_bring_up(app, client, backend, args.read_only, log_file))
+        # Reads your node as the views do (waiting until it is up), whatever view is shown.
+        recorder = None if writer is None else start_recorder(client, writer, args.refresh)
         try:
             with gil_switch_interval(NODE_THREAD_SWITCH_INTERVAL):
                 await app.run_async()
@@ -431,6 +436,8 @@ async def run_console(args: argparse.Namespace) -> int:
             bring_up.cancel()
             with contextlib.suppress(BaseException):
                 await bring_up
+            if recorder is not None:
+                report(PROG, await recorder.stop(), recorder.writer.error)
             # The Fleet view's HTTP sessions to the testnet nodes: closed here, or aiohttp
             # prints "Unclosed connector" over the operator's shell after the app has gone.
             with contextlib.suppress(Exception):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from console.record_flag import add_record, open_record, report, start_recorder
 from console.usage import UsageError
 from node_core.block_sync.hostile import BLOCK_HOSTILE_MODES, DEFAULT_HOSTILE_RATE
 from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
@@ -46,9 +47,13 @@ from zakura.ssh_args import SSH_HELP, add_ssh_flags, ssh_config_from_args
 
 if TYPE_CHECKING:
     from node_core.node import NodeConfig
+    from node_core.observe.record_writer import Recorder
     from node_core.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)
+
+#: ``--record``: seconds between snapshots (the console's default refresh).
+RECORD_INTERVAL = 0.25
 
 START_LINE_RE = re.compile(
     r"^zakura node ready: label=(\S+) listen=(\S+) api=(\S+)(?: ssh=(\S+))?\s*$"
@@ -239,6 +244,7 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     add_hostile_rate(node)
     add_ssh_flags(node)
     add_diag_flag(node)
+    add_record(node, f"a snapshot every {RECORD_INTERVAL:g} s")
     add_log_level(node, "info")
 
 
@@ -312,6 +318,8 @@ async def run_node(args: argparse.Namespace) -> int:
         # The identity loaded, so the data dir is fine: the trace writer could not start.
         raise UsageError("--trace-dir", f"{args.trace_dir}: {describe(exc)}") from None
 
+    writer = open_record(args)  # before the node starts: a bad --record is a usage error
+    recorder: Recorder | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -328,6 +336,10 @@ async def run_node(args: argparse.Namespace) -> int:
             if err is None:
                 raise
             raise err from None
+        if writer is not None:
+            from node_core.observe.record_writer import NodeSource
+
+            recorder = start_recorder(NodeSource(node), writer, RECORD_INTERVAL)
         print(
             format_start_line(node.label, node.listen, node.api_address, node.ssh_address),
             flush=True,
@@ -342,6 +354,10 @@ async def run_node(args: argparse.Namespace) -> int:
         await stop.wait()
         log.info("signal received, stopping node %s", node.label)
     finally:
+        if recorder is not None:
+            report("zakura node", await recorder.stop(), recorder.writer.error)
+        elif writer is not None:  # the node never started: keep what the file holds
+            writer.close()
         await node.stop()
         await finish_leftover_tasks()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -34,6 +34,8 @@ class Shot:
     read_only: bool = False
     size: tuple[int, int] = SIZE
     ascii: bool = False
+    #: Replay a fixture recording (``zakura replay``), paused this many seconds in.
+    replay_at: float | None = None
 
 
 SHOTS = (
@@ -69,6 +71,12 @@ SHOTS = (
     Shot("read-only", ("2", "d"), "--read-only: actions refused, READ-ONLY marked", read_only=True),
     Shot("peers-ansi", ("2",), "--theme ansi: the terminal's own 16 colours", theme="ansi"),
     Shot("peers-ascii", ("2", "down"), "--ascii: states as letters", size=SMALL, ascii=True),
+    Shot(
+        "replay",
+        ("1",),
+        "zakura replay: the timeline with fault, panic, misbehavior and reorg marks",
+        replay_at=40.0,
+    ),
     *(
         Shot(f"{name}-80x24", keys, f"{title} at 80x24", size=SMALL)
         for name, keys, title in (
@@ -83,10 +91,21 @@ SHOTS = (
 )
 
 
+def console_for(shot: Shot, out: Path, peers: int) -> ZakuraConsole:
+    if shot.replay_at is None:
+        client = FixtureClient(peers=peers, read_only=shot.read_only)
+        return ZakuraConsole(client, theme=shot.theme, ascii=shot.ascii)
+    from console.replay import ReplayClient
+    from console.replay_app import ReplayConsole
+    from console.replay_fixture import write_fixture_recording
+
+    replay = ReplayClient.open(write_fixture_recording(out / f"{shot.name}.zrec", peers=peers))
+    replay.clock.seek(replay.clock.start + shot.replay_at)
+    return ReplayConsole(replay, theme=shot.theme, ascii=shot.ascii, play=False)
+
+
 async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
-    app = ZakuraConsole(
-        FixtureClient(peers=peers, read_only=shot.read_only), theme=shot.theme, ascii=shot.ascii
-    )
+    app = console_for(shot, out, peers)
     async with app.run_test(size=shot.size, notifications=True) as pilot:
         await pilot.pause()
         await app.poll()
@@ -100,6 +119,7 @@ async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
         svg = app.export_screenshot(title=f"zakura console - {shot.caption}")
     path = out / f"{shot.name}.svg"
     await asyncio.to_thread(path.write_text, svg, encoding="utf-8")
+    (out / f"{shot.name}.zrec").unlink(missing_ok=True)
     return path
 
 

@@ -817,7 +817,9 @@ class Cluster:
         await self._links_on("bandwidth", args, {node: body}, check)
 
     async def heal(self, node: int | None = None, *, check: bool = True) -> None:
-        """Clear every link fault on ``node``, or on every running node."""
+        """Clear every link fault on ``node``, or on every running node. Each node redials
+        at once the nodes whose partition it lifted (their dial backoff forgotten), so the
+        cluster reconnects in moments however long the partition lasted."""
         nodes = self.running if node is None else (node,)
         args = {} if node is None else {"node": node}
         await self._links_on("heal", args, {i: {} for i in nodes}, check)

@@ -41,7 +41,8 @@ keys:
   g                    go to a time: 1:02:13, 12:30 or 90 from the start, 14:03:27Z
                        (UTC time of day), +30 or -1:00 from here, 50%
   n or ]  /  N or [    next / previous marked event
-  1-5, Enter, ?, q     the console's views, peer detail, help and quit, as live
+  1, 2, ..., Enter     the console's views and peer detail, as live
+  ?, q                 every key, quit
 
 A recording still being written (or cut short by a crash) plays up to its last complete
 second; at its end the replay looks for more every second. A file that is not a recording,

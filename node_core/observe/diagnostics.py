@@ -478,9 +478,9 @@ class DiagnosticsEvaluator:
             self._hold(
                 key,
                 f"block-sync byte budget {t.budget_pct:g} % used or more and no body "
-                "committed: the height the committer waits for is not arriving; see "
-                "block_sync.stall and the routines' fill stops in the Overview's block-sync "
-                "panel",
+                "committed: either the height the committer waits for is not arriving (see "
+                "block_sync.stall and the fill stops in the Overview's block-sync panel) or "
+                "the store is not writing (see the log for store errors and the disk)",
                 t.budget_s,
                 since=max(saturated_since, self._commits[1]),
             )

@@ -37,6 +37,9 @@ class FleetConsole(ZakuraConsole):
         super().__init__(fleet.members[0].client, **kwargs)
         self.fleet = fleet
         self.chosen = 0
+        #: A line the program driving the fleet puts first on the Fleet view's summary (what
+        #: ``zakura chaos run --console`` is doing to the fleet now); empty for none.
+        self.banner = ""
 
     def help_rows(self) -> list[tuple[str, str]]:
         rows = super().help_rows()

@@ -127,6 +127,15 @@ class RemoteNodeClient:
             doc.get("field"),
         )
 
+    def retarget(self, url: str, token: str) -> None:
+        """Read the node at ``url`` with ``token`` from now on (a restarted node may come back
+        on another port, with a fresh token); the next read tries at once."""
+        url = url.rstrip("/")
+        if (url, token) == (self.url, self._token):
+            return
+        self.url, self._token = url, token
+        self._next_try = 0.0
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

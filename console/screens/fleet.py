@@ -122,10 +122,13 @@ class FleetScreen(ConsoleScreen):
         if rows:
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
         best = rows[0].best_tip if rows else 0
-        self.query_one("#fleet-summary", Static).update(
+        summary = (
             f"fleet of {len(rows)}: {up} reachable, best header tip {best:,}"
             "  ·  Enter opens a node, 0 or Esc comes back"
         )
+        if app.banner:
+            summary = f"{app.banner}  ·  {summary}"
+        self.query_one("#fleet-summary", Static).update(summary)
 
     def action_open_node(self) -> None:
         table: DataTable[Text] = self.query_one(DataTable)

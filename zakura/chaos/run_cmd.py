@@ -17,6 +17,9 @@ stays quick.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +28,7 @@ from zakura.args import count
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from zakura.chaos.cluster import Cluster, FaultRecord
     from zakura.chaos.invariants import Check
     from zakura.chaos.nemesis import Outcome, Step
     from zakura.chaos.scenario import Scenario
@@ -101,6 +105,13 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         "at exit unless an invariant failed)",
     )
     run_p.add_argument(
+        "--console",
+        action="store_true",
+        help="open the fleet console (view 0: every node; Enter opens one) on the cluster while "
+        "the scenario runs; progress shows as notifications, and the verdict table is printed "
+        "when you quit it (q); quitting before the end stops the run (default: off)",
+    )
+    run_p.add_argument(
         "--dry-run",
         action="store_true",
         help="print the seed and the schedule (timeline and nemesis merged) and exit without "
@@ -123,6 +134,17 @@ def run(args: argparse.Namespace) -> int:
         return fail_line(prog, str(exc))
     if args.seed is not None and scenario.nemesis is None:
         raise UsageError("--seed", f"{args.file} has no [nemesis] to seed")
+    if args.console and not args.dry_run:
+        from console.launcher import NotATerminal, check_terminal
+
+        try:
+            check_terminal()
+        except NotATerminal:
+            return fail_line(
+                prog,
+                "--console draws a full-screen UI and needs a terminal on stdin and stdout "
+                "(without --console the run prints plain progress lines)",
+            )
     return asyncio.run(_main(scenario, args))
 
 
@@ -145,6 +167,69 @@ async def _main(scenario: Scenario, args: argparse.Namespace) -> int:
             loop.remove_signal_handler(sig)
 
 
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a scenario run came to, for the table, the report and the exit status."""
+
+    checks: list[Check]
+    outcomes: list[Outcome]
+    notes: list[str]
+    timeline: list[FaultRecord]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+async def _drive(
+    cluster: Cluster,
+    scenario: Scenario,
+    steps: tuple[Step, ...],
+    say: Callable[[str, bool], None],
+    stage: Callable[[str], None],
+) -> _Verdict:
+    """The scenario on a started cluster: connect, run the schedule, converge, check.
+
+    ``say`` gets each progress line (and whether it is good news); ``stage`` what is going on
+    now. The plain run prints them under a spinner, ``--console`` shows them in the console.
+    """
+    from zakura.chaos.cluster import ClusterTimeout
+    from zakura.chaos.invariants import check_cluster
+    from zakura.chaos.nemesis import run_steps
+    from zakura.chaos.scenario import INVARIANT_NAMES
+
+    spec = scenario.cluster
+    notes: list[str] = []
+    outcomes: list[Outcome] = []
+    stage("waiting for the nodes to connect and converge ...")
+    # Hostile nodes may be dropped by design: wait for the honest mesh.
+    await cluster.connected(CONNECT_TIMEOUT, nodes=cluster.honest)
+    if scenario.start_when == "converged":
+        tip = await cluster.converged(scenario.converge_timeout)
+        say(f"cluster of {spec.nodes} converged at {tip}; faults start now", True)
+    else:
+        say(f"cluster of {spec.nodes} connected; faults start now", True)
+    stage("running the timeline ...")
+
+    def progress(o: Outcome) -> None:
+        say(o.format(), o.ok)
+        stage(f"faults: {len(outcomes) + 1} of {_events(steps)} done; last: {o.step.fault}")
+
+    outcomes += await run_steps(cluster, steps, on_outcome=progress)
+    stage("faults done; waiting for the honest nodes to converge ...")
+    try:
+        tip = await cluster.converged(scenario.converge_timeout)
+        notes.append(f"converged at {tip} after the faults")
+    except ClusterTimeout as exc:
+        notes.append(f"did not converge after the faults: {exc}")
+    stage("checking the invariants ...")
+    checks = await check_cluster(cluster)
+    wanted = {INVARIANT_NAMES[n] for n in scenario.invariants}
+    checks = [c for c in checks if c.invariant in wanted]
+    checks.append(_steps_check(outcomes))
+    return _Verdict(checks, outcomes, notes, list(cluster.timeline))
+
+
 async def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     import time
 
@@ -152,9 +237,6 @@ async def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from zakura.chaos.cluster import Cluster, ClusterError, ClusterTimeout
-    from zakura.chaos.invariants import check_cluster
-    from zakura.chaos.nemesis import run_steps
-    from zakura.chaos.scenario import INVARIANT_NAMES
     from zakura.testnet import TestnetError
 
     console = Console(highlight=False)
@@ -171,70 +253,83 @@ async def _run(scenario: Scenario, args: argparse.Namespace) -> int:
     spec = scenario.cluster
     t0 = time.monotonic()
     cluster = Cluster(**spec.kwargs(), data_dir=args.data_dir)
-    notes: list[str] = []
-    outcomes: list[Outcome] = []
-    with console.status(f"starting {spec.nodes} nodes ...") as status:
-        try:
+
+    def said(line: str, ok: bool) -> None:
+        console.print(f"[{'green' if ok else 'yellow'}]{escape(line)}")
+
+    verdict: _Verdict | None
+    try:
+        if args.console:
+            console.print(f"starting {spec.nodes} nodes; the console opens when they are up ...")
             async with cluster:
-                status.update("waiting for the nodes to connect and converge ...")
-                # Hostile nodes may be dropped by design: wait for the honest mesh.
-                await cluster.connected(CONNECT_TIMEOUT, nodes=cluster.honest)
-                if scenario.start_when == "converged":
-                    tip = await cluster.converged(scenario.converge_timeout)
-                    console.print(f"cluster of {spec.nodes} converged at {tip}; faults start now")
-                else:
-                    console.print(f"cluster of {spec.nodes} connected; faults start now")
-                status.update("running the timeline ...")
-
-                def progress(o: Outcome) -> None:
-                    colour = "green" if o.ok else "yellow"
-                    console.print(f"[{colour}]{escape(o.format())}")
-                    done = len(outcomes) + 1
-                    status.update(f"faults: {done} of {_events(steps)} done; last: {o.step.fault}")
-
-                outcomes += await run_steps(cluster, steps, on_outcome=progress)
-                status.update("faults done; waiting for the honest nodes to converge ...")
-                try:
-                    tip = await cluster.converged(scenario.converge_timeout)
-                    notes.append(f"converged at {tip} after the faults")
-                except ClusterTimeout as exc:
-                    notes.append(f"did not converge after the faults: {exc}")
-                status.update("checking the invariants ...")
-                checks = await check_cluster(cluster)
-                timeline = cluster.timeline
-                wanted = {INVARIANT_NAMES[n] for n in scenario.invariants}
-                checks = [c for c in checks if c.invariant in wanted]
-                checks.append(_steps_check(outcomes))
-                passed = all(c.ok for c in checks)
-                cluster.keep_data = cluster.keep_data or not passed
-        except (TestnetError, ClusterError, ClusterTimeout) as exc:
-            console.print(f"[red]zakura chaos run: error: {escape(str(exc))}")
-            return 1
+                verdict = await _watched(cluster, scenario, steps, args)
+                if verdict is not None:
+                    cluster.keep_data = cluster.keep_data or not verdict.passed
+        else:
+            with console.status(f"starting {spec.nodes} nodes ...") as status:
+                async with cluster:
+                    verdict = await _drive(cluster, scenario, steps, said, status.update)
+                    cluster.keep_data = cluster.keep_data or not verdict.passed
+    except (TestnetError, ClusterError, ClusterTimeout) as exc:
+        console.print(f"[red]zakura chaos run: error: {escape(str(exc))}")
+        return 1
+    if verdict is None:
+        console.print(
+            "zakura chaos run: the console closed before the scenario ended; every node stopped"
+        )
+        return 130
     elapsed = time.monotonic() - t0
-    for note in notes:
+    for note in verdict.notes:
         console.print(escape(note))
-    console.print(_verdict_table(checks, scenario))
-    verdict = "[green]PASS" if passed else "[red]FAIL"
-    console.print(f"{verdict}[/] {scenario.path} in {elapsed:.1f} s")
+    console.print(_verdict_table(verdict.checks, scenario))
+    passed = verdict.passed
+    console.print(
+        f"{'[green]PASS' if passed else '[red]FAIL'}[/] {scenario.path} in {elapsed:.1f} s"
+    )
     if not passed:
         console.print(f"data dirs kept in {cluster.data_dir}")
     elif args.data_dir is not None:
         console.print(f"data dirs in {cluster.data_dir}")
-    report = _report(scenario, seed, steps, outcomes, checks, passed, elapsed, notes)
-    report["timeline"] = [
-        {
-            "at": r.at,
-            "elapsed": r.elapsed,
-            "node": r.node,
-            "fault": r.fault,
-            "args": {k: _jsonable(v) for k, v in r.args.items()},
-            "ok": r.ok,
-            "result": r.result,
-        }
-        for r in timeline
-    ]
+    report = _report(scenario, seed, steps, verdict, elapsed)
     _write_outputs(args, report, elapsed, console)
     return 0 if passed else 1
+
+
+async def _watched(
+    cluster: Cluster, scenario: Scenario, steps: tuple[Step, ...], args: argparse.Namespace
+) -> _Verdict | None:
+    """``--console``: the scenario beside the fleet console; None if the console closed first.
+    The progress lines are printed once the console is gone."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from console.launcher import default_theme
+    from zakura.chaos.watch import ScenarioWatch
+
+    watch = ScenarioWatch(
+        cluster, theme=default_theme(None, os.environ), ascii=False, refresh_interval=1.0
+    )
+
+    def say(line: str, ok: bool) -> None:
+        watch.follow()
+        watch.say(line, ok=ok)
+
+    def stage(text: str) -> None:
+        watch.stage(f"{Path(scenario.path).name}: {text}")
+
+    async def scenario_run() -> _Verdict:
+        verdict = await _drive(cluster, scenario, steps, say, stage)
+        word = "PASS" if verdict.passed else "FAIL"
+        watch.stage(f"{Path(scenario.path).name}: {word}; q quits and prints the verdict")
+        watch.say(f"scenario finished: {word}", ok=verdict.passed)
+        return verdict
+
+    try:
+        return await watch.run(scenario_run)
+    finally:
+        console = Console(highlight=False)
+        for line in watch.lines:
+            console.print(escape(line))
 
 
 def _events(steps: tuple[Step, ...]) -> int:
@@ -302,11 +397,8 @@ def _report(
     scenario: Scenario,
     seed: int | None,
     steps: tuple[Step, ...],
-    outcomes: list[Outcome],
-    checks: list[Check],
-    passed: bool,
+    verdict: _Verdict,
     elapsed: float,
-    notes: list[str],
 ) -> dict[str, Any]:
     """The verdict as a JSON document: what ran, what was done, what held."""
     from zakura.chaos.scenario import INVARIANT_NAMES
@@ -315,11 +407,11 @@ def _report(
     return {
         "scenario": scenario.path,
         "description": scenario.description,
-        "passed": passed,
+        "passed": verdict.passed,
         "seed": seed,
         "duration_s": round(elapsed, 3),
         "cluster": scenario.cluster.kwargs(),
-        "notes": notes,
+        "notes": verdict.notes,
         "steps": [
             {
                 "at": s.at,
@@ -340,7 +432,7 @@ def _report(
                 "ok": o.ok,
                 "detail": o.detail,
             }
-            for o in outcomes
+            for o in verdict.outcomes
         ],
         "invariants": [
             {
@@ -352,7 +444,19 @@ def _report(
                     {"node": _jsonable(v.node), "evidence": v.evidence} for v in c.violations
                 ],
             }
-            for c in checks
+            for c in verdict.checks
+        ],
+        "timeline": [
+            {
+                "at": r.at,
+                "elapsed": r.elapsed,
+                "node": r.node,
+                "fault": r.fault,
+                "args": {k: _jsonable(v) for k, v in r.args.items()},
+                "ok": r.ok,
+                "result": r.result,
+            }
+            for r in verdict.timeline
         ],
     }
 

@@ -369,6 +369,8 @@ class Cluster:
         idle_timeout: ``--idle-timeout`` of every node, in seconds (1 to 600): a connection
             with no record for that long is closed. Set it short (say 3) to :meth:`pause` a
             node past it in seconds; None: the node's default, 150 s.
+        node_args: More ``zakura node`` flags for every node, e.g.
+            ``("--diag", "parked_s=1")`` for short diagnostic thresholds.
     """
 
     def __init__(
@@ -384,6 +386,7 @@ class Cluster:
         log_level: str = "info",
         ready_timeout: float = 20.0,
         idle_timeout: float | None = None,
+        node_args: Sequence[str] = (),
     ) -> None:
         spec = HostileSpec.of(hostile)
         self.size = nodes
@@ -405,6 +408,7 @@ class Cluster:
             hostile_delay=None if spec is None else spec.delay,
             hostile_rate=None if spec is None else spec.rate,
             idle_timeout=idle_timeout,
+            extra_args=tuple(node_args),
         )
         # Built here so bad settings fail now (ValueError), not at start(); start() builds the
         # one it runs, on the data dir it made.

@@ -37,11 +37,12 @@ HELP = """\
 Run a chaos scenario: start a cluster of real nodes on 127.0.0.1, break it on the scenario's
 timeline (and with its seeded nemesis), then check its invariants and print a verdict table.
 
-The scenario file (TOML) holds [cluster] (nodes, blocks, mine_interval, hostile), [[step]]
-entries (at, fault, target, duration and the fault's arguments), an optional [nemesis] (seed,
-kinds, rate, duration) and invariants = [...] (names from zakura.chaos.invariants). A bad file
-is refused before anything starts, as FILE:LINE: reason (exit 2). Exit 0 when every invariant
-held and every timeline step took effect, 1 otherwise; Ctrl-C stops every node (exit 130).
+The scenario file (TOML) holds [cluster] (nodes, blocks, mine_interval, hostile, seed,
+idle_timeout), [[step]] entries (at, fault, target, duration and the fault's arguments), an
+optional [nemesis] (seed, kinds, rate, duration) and invariants = [...] (names from
+zakura.chaos.invariants). A bad file is refused before anything starts, as FILE:LINE: reason
+(exit 2). Exit 0 when every invariant held and every timeline step took effect, 1 otherwise;
+Ctrl-C stops every node (exit 130). --console watches the cluster in the fleet console.
 """
 
 EXAMPLE = """\

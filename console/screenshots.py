@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +51,11 @@ SHOTS = (
     Shot("journal", ("3",), "Journal: live events with kind, peer and service filters"),
     Shot("misbehavior", ("4",), "Misbehavior: records and counts by reason"),
     Shot("parked", ("5",), "Parked: peers whose header sync is parked, why, work returned"),
+    Shot(
+        "diagnostics",
+        ("6",),
+        "Diagnostics: what the node says is wrong, since when, and where to look",
+    ),
     Shot("confirm-disconnect", ("2", "down", "d"), "Disconnect asks first and names the target"),
     Shot(
         "confirm-stall",
@@ -86,6 +93,7 @@ SHOTS = (
             ("journal", ("3",), "Journal"),
             ("misbehavior", ("4",), "Misbehavior"),
             ("parked", ("5",), "Parked"),
+            ("diagnostics", ("6",), "Diagnostics"),
         )
     ),
 )
@@ -123,10 +131,43 @@ async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
     return path
 
 
+#: The font CairoSVG draws braille with (DejaVu Sans has it; the monospace fonts do not).
+BRAILLE_FONT = 'style="font-family: DejaVu Sans"'
+#: A ``<text>`` run holding braille (the Charts view's plot lines), with its x and length.
+BRAILLE_RUN = re.compile(
+    r'<text (?P<head>[^>]*?)x="(?P<x>[\d.]+)"(?P<mid>[^>]*?)textLength="(?P<len>[\d.]+)"'
+    r'(?P<tail>[^>]*)>(?P<run>[^<]*[\u2800-\u28ff][^<]*)</text>'
+)
+
+
+def cell_braille(svg: str) -> str:
+    """Each braille character of ``svg`` in its own cell.
+
+    No monospace font on the machine has braille, so CairoSVG draws it in a proportional
+    fallback and, ignoring ``textLength``, lets a run of it drift right of its cells (a plot
+    line past its axis). One ``<text>`` per character, in a font that has braille, puts each
+    where the terminal would.
+    """
+
+    def split(m: re.Match[str]) -> str:
+        chars = html.unescape(m["run"])
+        cell = float(m["len"]) / max(1, len(chars))
+        x0 = float(m["x"])
+        return "".join(
+            f'<text {m["head"]}x="{x0 + i * cell:.1f}"{m["mid"]}{m["tail"]} {BRAILLE_FONT}>'
+            f"{html.escape(c)}</text>"
+            for i, c in enumerate(chars)
+            if not c.isspace()
+        )
+
+    return BRAILLE_RUN.sub(split, svg)
+
+
 def to_png(svg_path: Path, width: int = PNG_WIDTH) -> Path:
     import cairosvg
 
     svg = svg_path.read_text(encoding="utf-8").replace("Fira Code", "DejaVu Sans Mono")
+    svg = cell_braille(svg)
     png = svg_path.with_suffix(".png")
     cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(png), output_width=width)
     return png

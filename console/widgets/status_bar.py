@@ -5,7 +5,8 @@ The diagnostics count is the node's own (the snapshot's ``diagnostics``, view 6)
 theme's ``error`` colour when one is critical and ``warning`` otherwise; a node that sends no
 diagnostics section shows none.
 
-Below :data:`NARROW_BELOW` columns it says the same in fewer cells: the label without its
+Below :data:`NARROW_BELOW` columns, or wherever the long form would not fit, it says the same
+in fewer cells: the label without its
 ``peer:`` prefix, no listen address (the Overview's node panel has it), the diagnostics count
 only when it is not zero, and the views as their keys with only the current one named
 (``1 [2 Peers] 3 4 5 6``), so nothing is cut.
@@ -13,7 +14,9 @@ only when it is not zero, and the views as their keys with only the current one 
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
+from textual.color import Color, ColorParseError
 from textual.widgets import Static
 
 from console.format import duration, short_peer
@@ -47,6 +50,21 @@ class StatusBar(Static):
         *,
         headline: str | None = None,
     ) -> None:
+        width = self.content_size.width or max(0, self.app.size.width - 2)
+        text = self._line(state, current, views, headline, narrow=width < NARROW_BELOW)
+        if text.cell_len > width:  # the long form does not fit: the short one cuts nothing
+            text = self._line(state, current, views, headline, narrow=True)
+        self.update(text)
+
+    def _line(
+        self,
+        state: ConsoleState,
+        current: str,
+        views: list[tuple[str, str]],
+        headline: str | None,
+        *,
+        narrow: bool,
+    ) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         snap = state.snapshot
         if headline is not None:
@@ -55,7 +73,6 @@ class StatusBar(Static):
             state_markers_only = True
         else:
             state_markers_only = False
-        narrow = (self.size.width or self.app.size.width) < NARROW_BELOW
         if state_markers_only:
             pass
         elif snap is None:
@@ -87,7 +104,7 @@ class StatusBar(Static):
             here = title == current
             label = f" {key} {title} " if here or not narrow else f" {key} "
             text.append(label, style="reverse bold" if here else "dim")
-        self.update(text)
+        return text
 
     def _diagnostics(self, text: Text, rows: object, narrow: bool) -> None:
         """``diagnostics N`` (``diag N`` when narrow), coloured by the worst severity."""
@@ -97,10 +114,13 @@ class StatusBar(Static):
         if not rows:
             text.append(f"{word} 0  ", style="dim")
             return
-        colours = self.app.get_css_variables()
         critical = any(isinstance(r, dict) and r.get("severity") == "critical" for r in rows)
-        colour = colours.get("error" if critical else "warning", "red" if critical else "yellow")
-        text.append(f"{word} {len(rows)}", style=f"bold {colour}")
+        token = self.app.get_css_variables().get("error" if critical else "warning", "")
+        try:  # a theme colour ("#E5534B", or "ansi_red" in the ansi theme) as rich takes it
+            colour = Color.parse(token).rich_color
+        except ColorParseError:
+            colour = None
+        text.append(f"{word} {len(rows)}", style=Style(bold=True, color=colour))
         text.append("  ")
 
     def on_resize(self) -> None:

@@ -9,6 +9,7 @@ deliberate change: ``.venv/bin/pytest tests/console/test_diagnostics_view.py
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,11 +22,12 @@ from console.fixture import FixtureClient
 from console.screens.diagnostics import DiagnosticsScreen
 from console.widgets.status_bar import StatusBar
 from node_core.observe.diagnostics import DiagnosticThresholds
+from themes import load_themes
 
 SMALL = (80, 24)
 MEDIUM = (120, 40)
 #: Wide enough for the status bar's long form (``diagnostics N``).
-WIDE = (140, 40)
+WIDE = (200, 40)
 
 
 def _client(*, empty: bool = False, thresholds: dict[str, float] | None = None) -> FixtureClient:
@@ -100,3 +102,20 @@ async def test_a_node_without_diagnostics_shows_no_count() -> None:
         await pilot.press("6")
         await _settle(pilot)
         assert DiagnosticThresholds().summary() in _text(app, "#diag-empty")
+
+
+@pytest.mark.parametrize("theme", [t.name for t in load_themes()])
+@pytest.mark.parametrize("size", [SMALL, MEDIUM, (140, 40), WIDE], ids=lambda s: f"{s[0]}")
+async def test_the_status_bar_shows_the_count_and_the_whole_current_view(
+    theme: str, size: tuple[int, int]
+) -> None:
+    """In every theme (the ansi one names its colours ``ansi_red``...) and at every width,
+    the count is drawn and the current view's name, the last on the line, is not cut."""
+    app = ZakuraConsole(_client(), theme=theme)
+    async with app.run_test(size=size) as pilot:
+        await _settle(pilot)
+        await pilot.press("6")
+        await _settle(pilot)
+        bar = str(app.screen.query_one(StatusBar).render())
+        assert re.search(r"diag(nostics)? 2", bar), bar
+        assert bar.rstrip().endswith("6 Diagnostics"), bar

@@ -7,8 +7,10 @@ Invariants:
 - Writes are synchronous ``transport.write`` calls made only while the peer has granted credit,
   so buffered output is bounded by the sum of stream windows.
 - Every declared length is checked against its cap before the bytes are read or buffered.
-- Violations close the connection with the documented code; the first close reason wins and is
-  the one reported. Unknown stream kinds reset only that stream.
+- The stream rules (which OPEN is admitted, what DATA, CREDIT, FIN and RESET may do, and the
+  reason each violation closes with) are decided by the sans-I/O ``MuxState``
+  (``node_core/protocol/mux_state.py``); this module only carries out its events, journaling
+  and counting them. The first close reason wins and is the one reported.
 - The connection scope is the parent of every service scope on it: closing the connection
   cancels every routine, and cancelling the scope (protocol reject, panic, fault) closes it.
 - A link fault (``links.py``) that delays or paces this peer holds our records in one queue,
@@ -23,19 +25,28 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from node_core.observe.journal import Journal
 from node_core.observe.metrics import NodeMetrics
 from node_core.protocol import mux
-from node_core.protocol.errors import CodecError, OverCap
-from node_core.protocol.flow import stream_window
-from node_core.protocol.frames import FrameOversize
 from node_core.protocol.handshake import Negotiated
 from node_core.protocol.limits import MUX_DATA_CHUNK_BYTES, MUX_HEADER_BYTES, CloseCode
-from node_core.protocol.ratelimit import TokenBucket
+from node_core.protocol.mux_state import (
+    CreditReceived,
+    FramesReceived,
+    IdleTimedOut,
+    MuxEvent,
+    MuxState,
+    PeerClosed,
+    PeerFinished,
+    PeerReset,
+    ProtocolViolation,
+    StreamAccepted,
+    StreamRefused,
+)
 from node_core.transport.cancel import CancelScope
 from node_core.transport.config import TransportConfig
 from node_core.transport.links import LinkTable, Pacing, schedule
@@ -102,7 +113,6 @@ class Connection:
         self.routines: list[RoutineHandle] = []
         self.connected_mono = time.monotonic()
         self.connected_wall = time.time()
-        self.last_inbound = self.connected_mono
         #: Operator fault (``faults.throttle``): cap on the bytes per second we read from it.
         self.throttle_bytes_per_s: float | None = None
         self._throttle_until = 0.0
@@ -115,10 +125,20 @@ class Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_record: CloseRecord | None = None
-        self._next_stream_id = 1 if initiator else 2
-        now = self.connected_mono
-        self._open_bucket = TokenBucket(config.stream_open_rate, now=now)
-        self._message_buckets: dict[int, TokenBucket] = {}
+        limits = negotiated.limits
+        #: The stream rules; ``streams`` holds a :class:`Stream` for each stream open in it.
+        self.mux = MuxState(
+            initiator=initiator,
+            lookup=registry.lookup,
+            capabilities=negotiated.capabilities,
+            max_open_streams=limits.max_open_streams,
+            max_message_bytes=limits.max_message_bytes,
+            stream_open_rate=config.stream_open_rate,
+            message_rate=config.message_rate,
+            idle_timeout=limits.idle_timeout_millis / 1000.0,
+            keepalive_interval=config.keepalive_interval,
+            now=self.connected_mono,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
         self.on_closed: list[Callable[[Connection], None]] = []
@@ -135,6 +155,11 @@ class Connection:
     @property
     def label(self) -> str:
         return self.peer.label
+
+    @property
+    def last_inbound(self) -> float:
+        """Monotonic time of the last complete record from the peer (the idle timer)."""
+        return self.mux.last_inbound
 
     @property
     def age(self) -> float:
@@ -251,17 +276,8 @@ class Connection:
         """Open an ordered stream to the peer (the prelude goes out at once)."""
         if self.closed:
             raise ConnectionError(f"connection to {self.label} is closed")
-        sid = self._next_stream_id
-        self._next_stream_id += 2
-        stream = Stream(
-            self,
-            sid,
-            kind,
-            version,
-            frame_cap=frame_cap,
-            window=stream_window(frame_cap),
-            locally_opened=True,
-        )
+        stream = Stream(self, self.mux.open_local(kind, frame_cap), version)
+        sid = stream.id
         self.streams[sid] = stream
         prelude = mux.encode_prelude(mux.StreamPrelude(kind, version, frame_cap))
         self._write(RecordType.OPEN, sid, prelude)
@@ -271,7 +287,7 @@ class Connection:
         return stream
 
     def reset_stream(self, stream: Stream, code: int, reason: str) -> None:
-        if self.streams.get(stream.id) is not stream:
+        if not self.mux.reset_local(stream.state):
             return  # already reset or forgotten; the id may belong to a successor now
         self._write(RecordType.RESET, stream.id, mux.encode_close(mux.CloseInfo(code, reason)))
         stream.on_reset(code, reason)
@@ -299,15 +315,14 @@ class Connection:
             self.bytes_out += MUX_HEADER_BYTES + size
             self.metrics.bytes_out.inc(MUX_HEADER_BYTES + size)
         if stream.local_finished and not stream.has_output and not stream.fin_sent:
-            stream.fin_sent = True
             self._write(RecordType.FIN, stream.id)
-            self._forget_if_done(stream)
+            if self.mux.sent_fin(stream.state):
+                del self.streams[stream.id]
 
     def consumed(self, stream: Stream, n: int) -> None:
         """The routine read ``n`` bytes from ``stream``; return credit when due."""
-        grant = stream.recv_window.on_consumed(n)
-        # Identity, not id: a reset stream's id may already belong to its successor.
-        if grant and not self.closed and self.streams.get(stream.id) is stream:
+        grant = self.mux.consumed(stream.state, n)
+        if grant and not self.closed:
             self._write(RecordType.CREDIT, stream.id, mux.encode_credit(grant))
 
     def _write(self, rtype: RecordType, sid: int, payload: bytes = b"") -> None:
@@ -387,23 +402,20 @@ class Connection:
     # ------------------------------------------------------------------------ reading
     async def _read_loop(self) -> None:
         reader = self._reader
+        rules = self.mux
         try:
             while not self.closed:
-                header = await reader.readexactly(MUX_HEADER_BYTES)
-                try:
-                    rec = mux.decode_record_header(header)
-                except OverCap as exc:
-                    self._violation(CloseCode.OVERSIZE, "record.oversize", str(exc))
-                    return
-                except CodecError as exc:
-                    self._violation(CloseCode.NEUTRAL, "bad_record", str(exc))
+                rec = rules.receive_header(await reader.readexactly(MUX_HEADER_BYTES))
+                if isinstance(rec, ProtocolViolation):
+                    self._violation(rec)
                     return
                 payload = await reader.readexactly(rec.length) if rec.length else b""
-                self.last_inbound = time.monotonic()
                 size = MUX_HEADER_BYTES + rec.length
                 self.bytes_in += size
                 self.metrics.bytes_in.inc(size)
-                self._dispatch(rec, payload)
+                events = rules.receive(rec, payload, time.monotonic())
+                if events:
+                    self._apply(events)
                 if self.throttle_bytes_per_s is not None:
                     await self._throttle(size)
         except asyncio.IncompleteReadError:
@@ -431,200 +443,102 @@ class Connection:
         if delay > 0.001:
             await asyncio.sleep(delay)
 
-    def _violation(self, code: int, reason: str, detail: str) -> None:
-        log.debug("closing %s: %s (%s)", self.label, reason, detail)
-        self.close(code, reason, punitive=True)
+    def _apply(self, events: Sequence[MuxEvent]) -> None:
+        """Carry out what the stream rules decided about one record, in order."""
+        for ev in events:
+            if isinstance(ev, FramesReceived):
+                stream = self.streams[ev.stream_id]
+                for frame in ev.frames:
+                    stream.deliver(frame)
+            elif isinstance(ev, CreditReceived):
+                self.pump(self.streams[ev.stream_id])
+            elif isinstance(ev, StreamAccepted):
+                self._accept(ev)
+            elif isinstance(ev, StreamRefused):
+                self._refuse(ev)
+            elif isinstance(ev, PeerFinished):
+                stream = self.streams[ev.stream_id]
+                stream.on_remote_fin()
+                if ev.forgotten:
+                    del self.streams[ev.stream_id]
+            elif isinstance(ev, PeerReset):
+                self._on_peer_reset(ev)
+            elif isinstance(ev, PeerClosed):
+                self.close(ev.code, ev.reason, by_remote=True)
+            else:
+                self._violation(ev)
 
-    def _dispatch(self, rec: mux.RecordHeader, payload: bytes) -> None:
-        t = rec.type
-        if t is RecordType.DATA:
-            self._on_data(rec.stream_id, payload)
-        elif t is RecordType.CREDIT:
-            self._on_credit(rec.stream_id, payload)
-        elif t is RecordType.OPEN:
-            self._on_open(rec.stream_id, payload)
-        elif t is RecordType.FIN:
-            self._on_fin(rec.stream_id)
-        elif t is RecordType.RESET:
-            self._on_reset(rec.stream_id, payload)
-        elif t is RecordType.CLOSE:
-            try:
-                info = mux.decode_close(payload)
-                self.close(info.code, f"peer:{info.reason}", by_remote=True)
-            except CodecError:
-                self.close(CloseCode.NEUTRAL, "peer:malformed_close", by_remote=True)
-        # PING carries nothing beyond liveness, already recorded in last_inbound.
-
-    def _on_open(self, sid: int, payload: bytes) -> None:
-        if sid % 2 == (1 if self.initiator else 0) or sid in self.streams or sid == 0:
-            self._violation(CloseCode.BAD_PRELUDE, "bad_stream_id", f"stream id {sid}")
-            return
-        # Charge the stream-open bucket before parsing anything (reference §1.6 step 1).
-        if not self._open_bucket.try_take(time.monotonic()):
-            self.metrics.ratelimit_stream_open_throttled.inc()
-            self._row("ratelimit", "stream.open_throttled", stream=sid)
-            self._reset_unopened(sid, CloseCode.RATE_LIMIT, "stream_open_rate")
-            return
-        try:
-            prelude = mux.decode_prelude(payload)
-        except CodecError as exc:
-            self._violation(CloseCode.BAD_PRELUDE, "bad_prelude", str(exc))
-            return
-        if prelude.request_id is not None:
-            self._violation(CloseCode.BAD_PRELUDE, "request_id_on_ordered_stream", "")
-            return
-        svc = self.registry.lookup(prelude.kind)
-        if svc is None or svc.version != prelude.version:
-            self._reset_unopened(
-                sid, CloseCode.UNKNOWN_STREAM, "unknown_stream", stream_kind=str(prelude.kind)
+    def _violation(self, ev: ProtocolViolation) -> None:
+        """The peer broke a rule: count and journal the limit it broke, if any, and close."""
+        limit = ev.limit
+        if limit is not None:
+            metrics = self.metrics
+            counter = (
+                metrics.ratelimit_frame_oversize
+                if limit.event == "frame.oversize"
+                else metrics.ratelimit_message_oversize
+                if limit.event == "message.oversize"
+                else metrics.ratelimit_message_throttled
             )
-            return
-        if not svc.capability & self.negotiated.capabilities:
-            self._reset_unopened(
-                sid, CloseCode.UNKNOWN_STREAM, "capability_not_negotiated", stream_kind=svc.name
-            )
-            return
-        if any(s.kind == svc.kind for s in self.streams.values()):
-            self._violation(CloseCode.BAD_PRELUDE, "duplicate_ordered_stream", svc.name)
-            return
-        if len(self.streams) >= self.negotiated.limits.max_open_streams:
-            self._reset_unopened(sid, CloseCode.RESOURCE, "max_open_streams")
-            return
-        stream = Stream(
-            self,
-            sid,
-            svc.kind,
-            svc.version,
-            frame_cap=svc.frame_cap,
-            window=stream_window(svc.frame_cap),
-            locally_opened=False,
-        )
-        self.streams[sid] = stream
-        self._row("stream", "accepted", stream=sid, stream_kind=svc.name, direction="inbound")
-        svc.add_peer(self, stream)
-
-    def _reset_unopened(
-        self, sid: int, code: int, reason: str, stream_kind: str | None = None
-    ) -> None:
-        self._write(RecordType.RESET, sid, mux.encode_close(mux.CloseInfo(code, reason)))
-        self.metrics.stream_reset.labels(str(int(code))).inc()
-        self._row(
-            "stream", "rejected", stream=sid, reason=reason, code=int(code), stream_kind=stream_kind
-        )
-
-    def _on_data(self, sid: int, payload: bytes) -> None:
-        stream = self.streams.get(sid)
-        if stream is None:
-            return  # data in flight for a stream we reset: discard
-        if stream.remote_finished:
-            self._violation(CloseCode.BAD_PRELUDE, "data_after_fin", f"stream {sid}")
-            return
-        if not stream.recv_window.on_data(len(payload)):
-            self._violation(CloseCode.RESOURCE, "flow_control", f"stream {sid} overran its window")
-            return
-        stream.bytes_in += len(payload)
-        try:
-            frames = stream.decoder.feed(payload)
-        except FrameOversize as exc:
-            self.metrics.ratelimit_frame_oversize.labels(stream.kind_label).inc()
+            counter.labels(limit.stream_kind).inc()
             self._row(
                 "ratelimit",
-                "frame.oversize",
-                stream=sid,
-                stream_kind=stream.kind_label,
-                declared=exc.declared,
-                cap=exc.cap,
+                limit.event,
+                stream=limit.stream_id,
+                stream_kind=limit.stream_kind,
+                **limit.fields,
             )
-            self._violation(CloseCode.OVERSIZE, "frame.oversize", str(exc))
-            return
-        if not frames:
-            return
-        bucket = self._message_buckets.get(stream.kind)
-        if bucket is None:
-            svc = self.registry.lookup(stream.kind)
-            rate = (svc.message_rate if svc is not None else None) or self.config.message_rate
-            bucket = TokenBucket(rate, now=self.last_inbound)
-            self._message_buckets[stream.kind] = bucket
-        max_message = self.negotiated.limits.max_message_bytes
-        for frame in frames:
-            if len(frame.payload) > max_message:
-                self.metrics.ratelimit_message_oversize.labels(stream.kind_label).inc()
-                self._row(
-                    "ratelimit",
-                    "message.oversize",
-                    stream=sid,
-                    stream_kind=stream.kind_label,
-                    size=len(frame.payload),
-                )
-                self._violation(CloseCode.OVERSIZE, "message.oversize", "")
-                return
-            if not bucket.try_take(self.last_inbound):
-                # Dropping a frame of an ordered stream would leave a permanent gap: close.
-                self.metrics.ratelimit_message_throttled.labels(stream.kind_label).inc()
-                self._row(
-                    "ratelimit", "message.throttled", stream=sid, stream_kind=stream.kind_label
-                )
-                self._violation(CloseCode.RATE_LIMIT, "message.throttled", "")
-                return
-            stream.deliver(frame)
+        log.debug("closing %s: %s (%s)", self.label, ev.reason, ev.detail)
+        self.close(ev.code, ev.reason, punitive=True)
 
-    def _on_credit(self, sid: int, payload: bytes) -> None:
-        stream = self.streams.get(sid)
-        if stream is None:
-            return
-        try:
-            stream.send_credit.grant(mux.decode_credit(payload))
-        except CodecError as exc:
-            self._violation(CloseCode.NEUTRAL, "bad_credit", str(exc))
-            return
-        self.pump(stream)
+    def _accept(self, ev: StreamAccepted) -> None:
+        svc = self.registry.lookup(ev.kind)
+        assert svc is not None  # the rules accepted the kind because the registry has it
+        sid = ev.stream_id
+        stream = Stream(self, self.mux.streams[sid], svc.version)
+        self.streams[sid] = stream
+        self._row("stream", "accepted", stream=sid, stream_kind=ev.name, direction="inbound")
+        svc.add_peer(self, stream)
 
-    def _on_fin(self, sid: int) -> None:
-        stream = self.streams.get(sid)
-        if stream is None:
-            return
-        if not stream.decoder.at_boundary:
-            self._violation(CloseCode.NEUTRAL, "truncated_frame", f"stream {sid} ended mid-frame")
-            return
-        stream.on_remote_fin()
-        self._forget_if_done(stream)
+    def _refuse(self, ev: StreamRefused) -> None:
+        sid, code = ev.stream_id, int(ev.code)
+        if ev.throttled:
+            self.metrics.ratelimit_stream_open_throttled.inc()
+            self._row("ratelimit", "stream.open_throttled", stream=sid)
+        self._write(RecordType.RESET, sid, mux.encode_close(mux.CloseInfo(code, ev.reason)))
+        self.metrics.stream_reset.labels(str(code)).inc()
+        self._row(
+            "stream",
+            "rejected",
+            stream=sid,
+            reason=ev.reason,
+            code=code,
+            stream_kind=ev.stream_kind,
+        )
 
-    def _forget_if_done(self, stream: Stream) -> None:
-        """Both sides finished: the stream id and its kind are free again."""
-        if stream.fin_sent and stream.remote_finished:
-            self.streams.pop(stream.id, None)
-
-    def _on_reset(self, sid: int, payload: bytes) -> None:
-        stream = self.streams.pop(sid, None)
-        if stream is None:
-            return
-        try:
-            info = mux.decode_close(payload)
-        except CodecError:
-            info = mux.CloseInfo(CloseCode.NEUTRAL, "malformed_reset")
-        stream.on_reset(info.code, f"peer:{info.reason}")
+    def _on_peer_reset(self, ev: PeerReset) -> None:
+        stream = self.streams.pop(ev.stream_id)
+        stream.on_reset(ev.code, f"peer:{ev.reason}")
         self._row(
             "stream",
             "reset",
-            stream=sid,
+            stream=ev.stream_id,
             stream_kind=stream.kind_label,
-            reason=info.reason,
-            code=info.code,
+            reason=ev.reason,
+            code=ev.code,
             by="remote",
         )
 
     # ------------------------------------------------------------------------ liveness
     async def _keepalive(self) -> None:
-        idle = self.negotiated.limits.idle_timeout_millis / 1000.0
-        interval = min(self.config.keepalive_interval, idle / 3)
-        nonce = 0
+        interval = self.mux.keepalive_interval
         while not self.closed:
             await asyncio.sleep(interval)
-            if time.monotonic() - self.last_inbound > idle:
-                self.close(CloseCode.NEUTRAL, "idle_timeout")
+            due = self.mux.tick(time.monotonic())
+            if isinstance(due, IdleTimedOut):
+                self.close(due.code, due.reason)
                 return
-            nonce += 1
-            self._write(RecordType.PING, 0, mux.encode_ping(nonce))
+            self._write(RecordType.PING, 0, mux.encode_ping(due.nonce))
 
     def close_is_punitive(self) -> bool:
         rec = self.close_record

@@ -9,35 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from node_core.protocol.mux_state import KindRules
+
 if TYPE_CHECKING:
     from node_core.transport.connection import Connection
     from node_core.transport.stream import Stream
 
 
-class Service(Protocol):
-    """A per-peer ordered service. ``add_peer`` launches its supervised routine."""
+class Service(KindRules, Protocol):
+    """A per-peer ordered service. ``add_peer`` launches its supervised routine.
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def kind(self) -> int: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def capability(self) -> int: ...
-    @property
-    def frame_cap(self) -> int:
-        """Largest frame (header included) this service accepts; authoritative per kind."""
-        ...
-
-    @property
-    def message_rate(self) -> float | None:
-        """Inbound messages per second per connection for this kind (None: transport default).
-
-        Bulk services raise it: an honest sender that respects credit must never be closed
-        for rate; floods of small messages are what the bucket is for.
-        """
-        ...
+    Its name, kind, version, capability, frame cap and message rate (``KindRules``) are what
+    the stream rules of ``node_core/protocol/mux_state.py`` admit a stream by.
+    """
 
     def add_peer(self, conn: Connection, stream: Stream) -> None: ...
 

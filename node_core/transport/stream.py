@@ -17,9 +17,9 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from node_core.protocol.flow import RecvWindow, SendCredit
-from node_core.protocol.frames import Frame, FrameDecoder, encode_frame_header
-from node_core.protocol.limits import FRAME_HEADER_BYTES, STREAM_KIND_LABELS
+from node_core.protocol.frames import Frame, encode_frame_header
+from node_core.protocol.limits import FRAME_HEADER_BYTES
+from node_core.protocol.mux_state import StreamState
 from node_core.transport.routine import RoutineContext
 
 if TYPE_CHECKING:
@@ -47,41 +47,29 @@ _TIMEOUT = object()
 class Stream:
     """A stream endpoint. Created by :class:`Connection`; used by exactly one routine."""
 
-    def __init__(
-        self,
-        conn: Connection,
-        stream_id: int,
-        kind: int,
-        version: int,
-        *,
-        frame_cap: int,
-        window: int,
-        locally_opened: bool,
-    ) -> None:
+    def __init__(self, conn: Connection, state: StreamState, version: int) -> None:
         self.conn = conn
-        self.id = stream_id
-        self.kind = kind
-        self.kind_label = STREAM_KIND_LABELS.get(kind, str(kind))
+        #: The protocol state (window, credit, FINs), kept by the connection's ``MuxState``.
+        self.state = state
+        self.id = state.id
+        self.kind = state.kind
+        self.kind_label = state.kind_label
         self.version = version
-        self.frame_cap = frame_cap
-        self.locally_opened = locally_opened
-        self.decoder = FrameDecoder(frame_cap - FRAME_HEADER_BYTES)
-        self.recv_window = RecvWindow(window)
-        self.send_credit = SendCredit(window)
-        self.max_pending_bytes = window
+        self.frame_cap = state.frame_cap
+        self.locally_opened = state.locally_opened
+        self.recv_window = state.recv_window
+        self.send_credit = state.send_credit
+        self.max_pending_bytes = state.recv_window.window
         self.ctx: RoutineContext | None = None
         self.frames_in = 0
         self.frames_out = 0
-        self.bytes_in = 0
         self.bytes_out = 0
         self._inbox: deque[Frame] = deque()
         self._outbox: deque[memoryview] = deque()
         self._pending_bytes = 0
         self._recv_waiter: asyncio.Future[object] | None = None
         self._space_waiter: asyncio.Future[None] | None = None
-        self.remote_finished = False
         self.local_finished = False
-        self.fin_sent = False
         self.reset_info: StreamReset | None = None
         #: Called whenever the stream may have become readable or writable (a frame, FIN,
         #: reset, close, or freed send space): lets a routine that waits on several sources
@@ -96,6 +84,19 @@ class Stream:
     @property
     def closed(self) -> bool:
         return self.reset_info is not None or self.conn.closed
+
+    @property
+    def remote_finished(self) -> bool:
+        """The peer sent FIN: nothing more will arrive after the queued frames."""
+        return self.state.remote_finished
+
+    @property
+    def fin_sent(self) -> bool:
+        return self.state.fin_sent
+
+    @property
+    def bytes_in(self) -> int:
+        return self.state.bytes_in
 
     @property
     def inbox_depth(self) -> int:
@@ -201,7 +202,6 @@ class Stream:
         self._wake_recv()
 
     def on_remote_fin(self) -> None:
-        self.remote_finished = True
         self._wake_recv()
 
     def on_reset(self, code: int, reason: str) -> None:

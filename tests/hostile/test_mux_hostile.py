@@ -6,7 +6,6 @@ checks the victim's journal and metrics, and shows that the victim still serves 
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -497,14 +496,17 @@ async def test_operator_disconnect_is_neutral(harness: Harness) -> None:
 
 async def test_idle_timeout(harness: Harness) -> None:
     """The smallest idle timeout a node accepts (1 s, §4.6 step 9): PINGs every idle/3, then
-    a close once nothing came in for longer than the timeout."""
+    a close once nothing came in for longer than the timeout.
+
+    Read from the order of the victim's records, not a stopwatch: its checks come idle/3
+    apart and each one that finds the peer quiet for less than the timeout sends a PING, so
+    the close follows two PINGs (the checks at 1/3 and 2/3 of the timeout) and comes at the
+    first check past the timeout, before a fourth PING could go out.
+    """
     victim = await harness.victim()
     peer = await harness.session(victim, limits=Limits(idle_timeout_millis=MIN_IDLE_TIMEOUT_MILLIS))
-    started = time.monotonic()
     assert await peer.wait_close() == ControlClose(NEUTRAL, "idle_timeout")
-    elapsed = time.monotonic() - started
-    assert 0.8 <= elapsed < 3.0, elapsed
-    assert peer.pings[:2] == [1, 2]  # PINGs every idle/3, nonces counting from 1
+    assert peer.pings in ([1, 2], [1, 2, 3]), peer.pings  # nonces counting from 1
     ev = await harness.wait_event(victim, "conn", "closed.neutral", peer=peer.label)
     assert (ev.fields["reason"], ev.fields["code"], ev.fields["by"]) == ("idle_timeout", 0, "local")
 
@@ -512,11 +514,12 @@ async def test_idle_timeout(harness: Harness) -> None:
 async def test_pings_keep_an_idle_connection_alive(harness: Harness) -> None:
     victim = await harness.victim()
     peer = await harness.session(victim, limits=Limits(idle_timeout_millis=MIN_IDLE_TIMEOUT_MILLIS))
-    started = time.monotonic()
-    for i in range(7):  # a PING every ~0.33 s: ~2.3 s, well past the 1 s idle timeout
+    # Seven PINGs are seven of the victim's checks, idle/3 apart by its own clock: past twice
+    # the idle timeout, and each found the peer's last PING recent enough to ping again.
+    for i in range(7):
         await peer.wait_ping(after=i)
         peer.send_ping(i)
-    assert time.monotonic() - started > 2 * MIN_IDLE_TIMEOUT_MILLIS / 1000
+    assert peer.pings[:7] == list(range(1, 8))
     assert peer.close is None
     assert not conn_of(victim, peer).closed
 

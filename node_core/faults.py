@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,14 +34,10 @@ from node_core.transport.routine import InjectedPanic, RoutineState
 from node_core.transport.supervise import RoutineHandle
 
 if TYPE_CHECKING:
-    from node_core.block_sync.core import BlockSyncCore
-    from node_core.block_sync.routine import BlockSyncRoutine
-    from node_core.header_sync.reactor import HeaderSyncReactor
-    from node_core.header_sync.routine import HeaderSyncRoutine
-    from node_core.header_sync.service import HeaderSyncService
     from node_core.observe.journal import Journal
     from node_core.observe.metrics import NodeMetrics
-    from node_core.transport.endpoint import Transport
+    from node_core.transport.links import LinkTable
+    from node_core.transport.stream import Stream
 
 
 class FaultError(Exception):
@@ -106,25 +102,70 @@ def _labels(nodes: Sequence[bytes]) -> str:
     return ",".join(peer_label(n) for n in nodes)
 
 
+class Stallable(Protocol):
+    """A routine that a stall fault can pause."""
+
+    def stall(self, seconds: float) -> None: ...
+
+
+class StallableRoutines(Protocol):
+    """A service's sessions, as a stall finds them."""
+
+    def routine_for(self, conn_id: int, generation: int) -> Stallable | None: ...
+
+
+class ResumableService(StallableRoutines, Protocol):
+    """Header sync as unpark sees it: a service that starts a session on a new stream."""
+
+    @property
+    def kind(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def frame_cap(self) -> int: ...
+    def add_peer(self, conn: Connection, stream: Stream) -> None: ...
+
+
+class Parking(Protocol):
+    """The header-sync reactor as park and unpark see it."""
+
+    @property
+    def parked(self) -> Container[str]: ...
+    def park(self, label: str, reason: str) -> int: ...
+
+
+class LinkControl(Protocol):
+    """The transport as link faults see it: the link rules and what applies them now."""
+
+    @property
+    def links(self) -> LinkTable: ...
+    def close_partitioned(self, reason: str) -> list[Connection]: ...
+    def release_held(self, node_ids: Iterable[bytes]) -> int: ...
+
+
 class FaultTarget(Protocol):
     """The parts of a node that faults act on and watch (a :class:`~node_core.node.Node`).
 
-    Why a protocol: the node builds its injector, so the injector must not know the node's
-    class (docs/ARCHITECTURE.md, "Layers and packages").
+    Why a protocol, of narrow protocols: the node builds its injector, so the injector must
+    not know the node's class (docs/ARCHITECTURE.md, "Layers and packages"), nor how the
+    services keep their sessions; it sees only what each fault needs.
     """
 
     @property
-    def transport(self) -> Transport: ...
+    def node_id(self) -> bytes: ...
+    def connection_for_label(self, label: str) -> Connection | None: ...
+    @property
+    def transport(self) -> LinkControl: ...
     @property
     def journal(self) -> Journal: ...
     @property
     def metrics(self) -> NodeMetrics: ...
     @property
-    def header_sync(self) -> HeaderSyncReactor: ...
+    def header_sync(self) -> Parking: ...
     @property
-    def header_sync_service(self) -> HeaderSyncService: ...
+    def header_sync_service(self) -> ResumableService: ...
     @property
-    def block_sync(self) -> BlockSyncCore: ...
+    def block_sync_service(self) -> StallableRoutines: ...
 
 
 class FaultInjector:
@@ -142,7 +183,7 @@ class FaultInjector:
             )
 
     def _connection(self, label: str) -> Connection:
-        conn = self.node.transport.connection_for_label(label)
+        conn = self.node.connection_for_label(label)
         if conn is None or conn.closed:
             raise UnknownPeer(f"no connected peer {label[:64]!r}")
         return conn
@@ -390,11 +431,12 @@ class FaultInjector:
         conn = self._connection(label)
         handle = self._running_routine(conn, label, service)
         key = (conn.peer.conn_id, handle.ctx.generation)
-        routine: HeaderSyncRoutine | BlockSyncRoutine | None
-        if service == "header_sync":
-            routine = self.node.header_sync_service.routine_for(*key)
-        else:
-            routine = self.node.block_sync.routines.get(key)
+        sessions: StallableRoutines = (
+            self.node.header_sync_service
+            if service == "header_sync"
+            else self.node.block_sync_service
+        )
+        routine = sessions.routine_for(*key)
         if routine is None:
             raise RoutineNotRunning(f"the {service} routine of {label} is not known to the service")
         fid = next(self._ids)
@@ -445,7 +487,7 @@ class FaultInjector:
     # ------------------------------------------------------------------ link faults
     def _link_nodes(self, nodes: Sequence[bytes]) -> tuple[bytes, ...]:
         """``nodes`` without repeats, checked: node ids, and never our own."""
-        own = self.node.transport.identity.node_id
+        own = self.node.node_id
         unique = tuple(dict.fromkeys(nodes))
         for node_id in unique:
             if len(node_id) != 32:

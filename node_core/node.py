@@ -55,6 +55,7 @@ from node_core.transport.service import Service, ServiceRegistry
 if TYPE_CHECKING:
     from node_core.observe.schema import Snapshot
     from node_core.ssh import SshConfig
+    from node_core.transport.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,14 @@ class Node:
     @property
     def uptime(self) -> float:
         return time.monotonic() - self.started_mono
+
+    def connections(self) -> list[Connection]:
+        """The live connections, by connection id (what snapshots and the API list)."""
+        return sorted(self.transport.peers.connections(), key=lambda c: c.peer.conn_id)
+
+    def connection_for_label(self, label: str) -> Connection | None:
+        """The live connection to the peer labelled ``label``, if any (faults name peers so)."""
+        return self.transport.connection_for_label(label)
 
     def advertised_host(self) -> str:
         host = self.config.advertise_host or self.transport.listen_host or "127.0.0.1"

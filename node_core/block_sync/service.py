@@ -1,8 +1,9 @@
 """Block sync (stream kind 6) as a transport service: one supervised routine per peer.
 
-``add_peer`` builds the session's routine and launches it through the connection's
-supervised launcher with its teardown as ``on_teardown``; the serving helper rides the same
-connection as a supervised peer task, so a bug while serving disconnects only that peer.
+``add_peer`` has the connection's supervised launcher (``Connection.launch_routine``) build
+the session's routine for its context and start it, its teardown run on every exit; the
+serving helper rides the same connection as a supervised peer task, so a bug while serving
+disconnects only that peer.
 """
 
 from __future__ import annotations
@@ -43,23 +44,20 @@ class BlockSyncService:
 
     def add_peer(self, conn: Connection, stream: Stream) -> None:
         generation = next_generation(SERVICE)
-        holder: dict[str, BlockSyncRoutine] = {}
+        key = (conn.peer.conn_id, generation)
+        max_message = conn.negotiated.limits.max_message_bytes
 
-        async def body(ctx: RoutineContext) -> None:
-            await holder["routine"].run()
+        def build(ctx: RoutineContext) -> BlockSyncRoutine:
+            return BlockSyncRoutine(ctx, stream, self.core, max_message=max_message)
 
-        def teardown() -> None:
-            routine = holder.get("routine")
-            if routine is not None:
-                routine.teardown()
-                self.core.routines.pop((conn.peer.conn_id, generation), None)
-
-        handle = conn.launch(SERVICE, stream, body, on_teardown=teardown, generation=generation)
-        routine = BlockSyncRoutine(
-            handle.ctx, stream, self.core, max_message=conn.negotiated.limits.max_message_bytes
+        handle, routine = conn.launch_routine(
+            SERVICE,
+            stream,
+            build,
+            generation=generation,
+            on_teardown=lambda: self.core.routines.pop(key, None),
         )
-        holder["routine"] = routine
-        self.core.routines[(conn.peer.conn_id, generation)] = routine
+        self.core.routines[key] = routine
         self.core.registry.admit(conn.peer.label, generation, conn.peer.direction)
         self._sessions.setdefault(conn.peer.conn_id, []).append(generation)
         spawn_supervised_peer_task(
@@ -74,6 +72,11 @@ class BlockSyncService:
         # the same peer has another generation and stays).
         for generation in self._sessions.pop(conn.peer.conn_id, []):
             self.core.registry.remove(conn.peer.label, generation)
+
+    def routine_for(self, conn_id: int, generation: int) -> BlockSyncRoutine | None:
+        """The live routine of that session, or None once it ended."""
+        routine: BlockSyncRoutine | None = self.core.routines.get((conn_id, generation))
+        return routine
 
     def routine_view(self, conn_id: int, generation: int) -> BlockSyncRoutineView | None:
         routine = self.core.routines.get((conn_id, generation))

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from node_core.discovery.book import AddressBook, Source
 from node_core.discovery.records import RecordError, verify_record
@@ -39,6 +39,9 @@ from node_core.protocol.limits import FRAME_HEADER_BYTES, Capability, StreamKind
 from node_core.transport.connection import Connection
 from node_core.transport.routine import RemoteProtocolError, RoutineContext
 from node_core.transport.stream import SendResult, Stream, StreamReset
+
+if TYPE_CHECKING:
+    from node_core.observe.schema import DiscoveryExchange
 
 SERVICE = "discovery"
 SERVICE_ID = "zakura.discovery.v1"
@@ -142,6 +145,22 @@ class DiscoveryService:
         for handle in conn.routines:
             if handle.service == SERVICE:
                 self._cleanup(conn.peer.node_id, handle.ctx.generation)
+
+    def routine_view(self, conn_id: int, generation: int) -> DiscoveryExchange | None:
+        """The snapshot fields of the exchange on connection ``conn_id`` (one per connection:
+        the newest session's, whatever ``generation`` asks, as the console has always shown)."""
+        ex = self.exchanges.get(conn_id)
+        if ex is None:
+            return None
+        return {
+            "phase": ex.phase,
+            "outcome": ex.outcome,
+            "received_hello": ex.received_hello,
+            "received_peers": ex.received_peers,
+            "received_services": ex.received_services,
+            "records_imported": ex.records_imported,
+            "refreshes": ex.refreshes,
+        }
 
     def _cleanup(self, node_id: bytes, generation: int) -> None:
         """Idempotent and generation-scoped: a finished routine never un-admits the routine

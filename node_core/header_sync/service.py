@@ -1,10 +1,10 @@
 """Header-sync (stream kind 5) as a transport service: one supervised routine per peer.
 
-``add_peer`` mints the session's generation, builds its command sink and routine, registers
-the session with the reactor (which sends our Status at once) and launches the routine
-through the connection's supervised launcher, with the routine's teardown as ``on_teardown``.
-The reactor is told about a session before its routine runs, so no event of the session can
-reach the reactor before the session itself.
+``add_peer`` mints the session's generation, builds its command sink, has the connection's
+supervised launcher (``Connection.launch_routine``) build the routine for its context and
+start it (its teardown run on every exit), and registers the session with the reactor (which
+sends our Status at once). The reactor is told about a session before its routine runs, so
+no event of the session can reach the reactor before the session itself.
 """
 
 from __future__ import annotations
@@ -51,25 +51,17 @@ class HeaderSyncService:
     def add_peer(self, conn: Connection, stream: Stream) -> None:
         generation = next_generation(SERVICE)
         sink: HeaderSyncCommandSink[Status] = HeaderSyncCommandSink()
-        holder: dict[str, HeaderSyncRoutine] = {}
-
-        async def body(ctx: RoutineContext) -> None:
-            await holder["routine"].run()
-
-        def teardown() -> None:
-            routine = holder.get("routine")
-            if routine is not None:
-                routine.teardown()
-
-        handle = conn.launch(SERVICE, stream, body, on_teardown=teardown, generation=generation)
         # Everything either side sends must fit the negotiated message size, which can be
         # far below the stream's frame cap (16 KiB at the minimum).
         max_message = conn.negotiated.limits.max_message_bytes
         frame_cap = min(stream.frame_cap, max_message + FRAME_HEADER_BYTES)
-        routine = HeaderSyncRoutine(
-            handle.ctx, stream, sink, self.reactor, self.metrics, frame_cap=frame_cap
-        )
-        holder["routine"] = routine
+
+        def build(ctx: RoutineContext) -> HeaderSyncRoutine:
+            return HeaderSyncRoutine(
+                ctx, stream, sink, self.reactor, self.metrics, frame_cap=frame_cap
+            )
+
+        handle, routine = conn.launch_routine(SERVICE, stream, build, generation=generation)
         self.routines[(conn.peer.conn_id, generation)] = routine
         self.reactor.peer_connected(
             PeerEntry(conn.peer.label, generation, sink, max_message, routine.state, handle)

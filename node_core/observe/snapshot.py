@@ -10,7 +10,7 @@ connections, no I/O, no sorting beyond the peer list.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from node_core.observe.schema import SCHEMA_VERSION
 from node_core.protocol.limits import STREAM_KIND_LABELS
@@ -19,20 +19,20 @@ if TYPE_CHECKING:
     from prometheus_client import Counter
 
     from node_core.block_sync.core import BlockSyncCore
-    from node_core.block_sync.service import BlockSyncService
     from node_core.chain.chainstate import ChainState
     from node_core.discovery.dialer import Dialer
-    from node_core.discovery.service import DiscoveryService
     from node_core.faults import FaultInjector
     from node_core.header_sync.reactor import HeaderSyncReactor
-    from node_core.header_sync.service import HeaderSyncService
     from node_core.observe.diagnostics_task import DiagnosticsMonitor
     from node_core.observe.journal import Journal
     from node_core.observe.looplag import LoopLagMonitor
     from node_core.observe.metrics import NodeMetrics
     from node_core.observe.misbehavior import MisbehaviorLog
     from node_core.observe.schema import (
+        BlockSyncRoutineView,
         ChainSection,
+        DiscoveryExchange,
+        HeaderSyncRoutineView,
         InvariantsSection,
         MisbehaviorRow,
         MisbehaviorTallyRow,
@@ -56,6 +56,19 @@ __all__ = [
     "parked_rows",
     "peer_row",
 ]
+
+
+V_co = TypeVar("V_co", covariant=True)
+
+
+class RoutineViews(Protocol[V_co]):
+    """What a snapshot reads of a service: one session's fields, by connection and generation.
+
+    Why not the service itself: the snapshot must not depend on how a service keeps its
+    sessions (the console shows only what ``routine_view`` chooses to give).
+    """
+
+    def routine_view(self, conn_id: int, generation: int) -> V_co | None: ...
 
 
 class SnapshotSource(Protocol):
@@ -86,20 +99,24 @@ class SnapshotSource(Protocol):
     def faults(self) -> FaultInjector: ...
     @property
     def transport(self) -> Transport: ...
+    def connections(self) -> list[Connection]:
+        """The live connections, by connection id."""
+        ...
+
     @property
     def dialer(self) -> Dialer: ...
     @property
-    def discovery(self) -> DiscoveryService: ...
+    def discovery(self) -> RoutineViews[DiscoveryExchange]: ...
     @property
     def chain(self) -> ChainState: ...
     @property
     def header_sync(self) -> HeaderSyncReactor: ...
     @property
-    def header_sync_service(self) -> HeaderSyncService: ...
+    def header_sync_service(self) -> RoutineViews[HeaderSyncRoutineView]: ...
     @property
     def block_sync(self) -> BlockSyncCore: ...
     @property
-    def block_sync_service(self) -> BlockSyncService: ...
+    def block_sync_service(self) -> RoutineViews[BlockSyncRoutineView]: ...
     @property
     def journal(self) -> Journal: ...
     @property
@@ -126,17 +143,9 @@ def _routine(handle: RoutineHandle, node: SnapshotSource) -> RoutineRow:
         "exited_at": handle.exited_wall,
     }
     if handle.service == "discovery":
-        ex = node.discovery.exchanges.get(handle.peer.conn_id)
-        if ex is not None:
-            out["discovery"] = {
-                "phase": ex.phase,
-                "outcome": ex.outcome,
-                "received_hello": ex.received_hello,
-                "received_peers": ex.received_peers,
-                "received_services": ex.received_services,
-                "records_imported": ex.records_imported,
-                "refreshes": ex.refreshes,
-            }
+        dview = node.discovery.routine_view(handle.peer.conn_id, handle.ctx.generation)
+        if dview is not None:
+            out["discovery"] = dview
     elif handle.service == "block_sync":
         bview = node.block_sync_service.routine_view(handle.peer.conn_id, handle.ctx.generation)
         if bview is not None:
@@ -208,18 +217,10 @@ def _misbehavior_counts(node: SnapshotSource) -> dict[str, int]:
     return counts
 
 
-def _connections(node: SnapshotSource) -> list[Connection]:
-    return sorted(node.transport.peers.connections(), key=lambda c: c.peer.conn_id)
-
-
 def peer_row(node: SnapshotSource, label: str) -> PeerRow | None:
     """The snapshot's ``peers`` entry for ``label`` (the first by connection id, as in the
     full document), or None when no such peer is connected; builds only that row."""
-    conn = min(
-        (c for c in node.transport.peers.connections() if c.peer.label == label),
-        key=lambda c: c.peer.conn_id,
-        default=None,
-    )
+    conn = next((c for c in node.connections() if c.peer.label == label), None)
     if conn is None:
         return None
     count = sum(1 for rec in node.misbehavior.records if rec.label == label)
@@ -304,7 +305,7 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
     transport = node.transport
     cfg = transport.config
     misbehavior = _misbehavior_counts(node)
-    conns = _connections(node)
+    conns = node.connections()
     peers = [_peer(c, node, misbehavior) for c in conns]
     summary: dict[str, dict[str, int]] = {}
     for p in peers:

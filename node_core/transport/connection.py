@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from node_core.observe.journal import Journal
 from node_core.observe.metrics import NodeMetrics
@@ -65,6 +65,17 @@ from node_core.transport.supervise import (
 log = logging.getLogger(__name__)
 
 RecordType = mux.RecordType
+
+
+class PeerRoutine(Protocol):
+    """A service's routine as an object: ``run`` is its body, ``teardown`` its exit hook."""
+
+    async def run(self) -> None: ...
+
+    def teardown(self) -> None: ...
+
+
+R = TypeVar("R", bound=PeerRoutine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +256,39 @@ class Connection:
         The routine gets a fresh service scope (a child of the connection scope); the stream's
         waits are routed through its context so injected faults land inside the routine.
         """
+        ctx = self._routine_context(service, stream, generation)
+        return self._spawn(ctx, routine, on_teardown, on_panic)
+
+    def launch_routine(
+        self,
+        service: str,
+        stream: Stream,
+        factory: Callable[[RoutineContext], R],
+        *,
+        generation: int | None = None,
+        on_teardown: Teardown | None = None,
+    ) -> tuple[RoutineHandle, R]:
+        """Start ``service``'s routine object: built by ``factory`` for its context, its
+        ``run`` supervised like :meth:`launch`, its ``teardown`` (then ``on_teardown``) run
+        on every exit path.
+
+        Why a factory: the routine object needs its context, which exists only here; built
+        first and started second, it is never half there, so a service keeps no holder for a
+        routine that does not exist yet.
+        """
+        ctx = self._routine_context(service, stream, generation)
+        built = factory(ctx)
+
+        def teardown() -> None:
+            built.teardown()
+            if on_teardown is not None:
+                on_teardown()
+
+        return self._spawn(ctx, lambda _ctx: built.run(), teardown, None), built
+
+    def _routine_context(
+        self, service: str, stream: Stream, generation: int | None
+    ) -> RoutineContext:
         ctx = RoutineContext(
             peer=self.peer,
             service=service,
@@ -253,6 +297,15 @@ class Connection:
             generation=generation if generation is not None else next_generation(service),
         )
         stream.bind(ctx)
+        return ctx
+
+    def _spawn(
+        self,
+        ctx: RoutineContext,
+        routine: Routine,
+        on_teardown: Teardown | None,
+        on_panic: PanicHook | None,
+    ) -> RoutineHandle:
         handle = spawn_supervised_routine(
             ctx,
             routine,

@@ -41,6 +41,7 @@ from node_core.header_sync.service import HeaderSyncService
 from node_core.identity import Identity, load_or_create
 from node_core.observe.diagnostics import DiagnosticThresholds
 from node_core.observe.diagnostics_task import DiagnosticsMonitor
+from node_core.observe.gcpause import gc_paused
 from node_core.observe.journal import Journal
 from node_core.observe.looplag import LoopLagMonitor
 from node_core.observe.metrics import NodeMetrics
@@ -365,11 +366,10 @@ class Node:
     def _snapshot_doc(self) -> Snapshot:
         from node_core.observe.snapshot import build_snapshot
 
-        return build_snapshot(self)
+        with gc_paused():
+            return build_snapshot(self)
 
     def snapshot(self) -> dict[str, Any]:
         """The snapshot document (:class:`node_core.observe.schema.Snapshot`), as the plain
         dict the console's client protocol still speaks."""
-        from node_core.observe.snapshot import build_snapshot
-
-        return cast("dict[str, Any]", build_snapshot(self))
+        return cast("dict[str, Any]", self._snapshot_doc())

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import re
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,12 @@ if TYPE_CHECKING:
     from node_core.transport.config import TransportConfig
 
 log = logging.getLogger(__name__)
+
+#: Upper bound of the admission-cap flags: far above what one process holds, low enough that
+#: a typo (an extra zero or two) is refused instead of disarming the cap.
+MAX_CAP = 100_000
+#: ``--loop`` choices: asyncio's own loop, or uvloop (the optional ``fast`` extra).
+LOOPS = ("asyncio", "uvloop")
 
 #: ``--record``: seconds between snapshots (the console's default refresh).
 RECORD_INTERVAL = 0.25
@@ -229,6 +237,15 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
         f"shorter; {IDLE_TIMEOUT_MIN:g} to {IDLE_TIMEOUT_MAX:g} "
         f"(default: {IDLE_TIMEOUT_DEFAULT:g})",
     )
+    add_admission_flags(node)
+    node.add_argument(
+        "--loop",
+        choices=LOOPS,
+        default="asyncio",
+        help="the event loop the node runs on: asyncio's own, or uvloop (an optional extra: "
+        "pip install 'zakura-console[fast]'; refused when it is not installed) "
+        "(default: asyncio)",
+    )
     add_hostile_mode(
         node, "run a hostile header or block sync that attacks peers in MODE (listed below)"
     )
@@ -248,8 +265,38 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     add_log_level(node, "info")
 
 
-def transport_config(idle_timeout: float) -> TransportConfig:
-    """The transport settings of a node whose connections idle out after ``idle_timeout`` s.
+def add_admission_flags(node: argparse.ArgumentParser) -> None:
+    """The transport's admission caps. The defaults suit a small testnet and stay safe; a
+    node meant to hold many peers (``bench/scale_peers.py`` holds 1,000) raises them."""
+    from node_core.protocol import limits as L
+
+    caps = (
+        ("--max-connections", L.DEFAULT_MAX_CONNECTIONS,
+         "refuse an inbound peer once N connections are up or handshaking"),
+        ("--max-connections-per-ip", L.DEFAULT_MAX_CONNECTIONS_PER_IP,
+         "refuse a new peer from an IP address that already has N connections"),
+        ("--max-pending-handshakes", L.DEFAULT_MAX_PENDING_HANDSHAKES,
+         "refuse a connection while N handshakes are in progress"),
+    )  # fmt: skip
+    for flag, default, what in caps:
+        node.add_argument(
+            flag,
+            type=count(1, MAX_CAP),
+            default=default,
+            metavar="N",
+            help=f"{what} (default: {default})",
+        )
+
+
+def transport_config(
+    idle_timeout: float,
+    *,
+    max_connections: int | None = None,
+    max_connections_per_ip: int | None = None,
+    max_pending_handshakes: int | None = None,
+) -> TransportConfig:
+    """The transport settings of a node whose connections idle out after ``idle_timeout`` s,
+    with the admission caps given (``None``: the default).
 
     The idle timeout is a handshake limit (offered in the Hello, the smaller of both sides'
     applies), so it goes into the offered limits; the keepalive interval must stay below it
@@ -262,9 +309,13 @@ def transport_config(idle_timeout: float) -> TransportConfig:
     from node_core.protocol.limits import DEFAULT_KEEPALIVE_SECS
     from node_core.transport.config import TransportConfig
 
+    default = TransportConfig()
     return TransportConfig(
         limits=replace(DEFAULT_LIMITS, idle_timeout_millis=round(idle_timeout * 1000)),
         keepalive_interval=min(DEFAULT_KEEPALIVE_SECS, idle_timeout / 3),
+        max_connections=max_connections or default.max_connections,
+        max_connections_per_ip=max_connections_per_ip or default.max_connections_per_ip,
+        max_pending_handshakes=max_pending_handshakes or default.max_pending_handshakes,
     )
 
 
@@ -292,7 +343,12 @@ def node_config_from_args(args: argparse.Namespace) -> NodeConfig:
         hostile_rate_bytes=DEFAULT_HOSTILE_RATE if args.hostile_rate is None else args.hostile_rate,
         ssh=ssh_config_from_args(args),
         diagnostics=thresholds_from_args(args),
-        transport=transport_config(args.idle_timeout),
+        transport=transport_config(
+            args.idle_timeout,
+            max_connections=args.max_connections,
+            max_connections_per_ip=args.max_connections_per_ip,
+            max_pending_handshakes=args.max_pending_handshakes,
+        ),
     )
 
 
@@ -365,7 +421,27 @@ async def run_node(args: argparse.Namespace) -> int:
     return 0
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The ``--loop`` choice as an event-loop factory (``None``: asyncio's default loop).
+
+    Raises:
+        UsageError: uvloop was asked for and is not installed.
+    """
+    if name == "asyncio":
+        return None
+    try:  # by name: the extra is optional, so neither the import nor mypy may require it
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        raise UsageError(
+            "--loop", "uvloop is not installed (pip install 'zakura-console[fast]')"
+        ) from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def run(args: argparse.Namespace) -> int:
     """``zakura node``: logs on stderr, the node until a signal. Raises :class:`UsageError`."""
+    factory = loop_factory(args.loop)
     setup_logging(args.log_level)
-    return asyncio.run(run_node(args))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_node(args))

@@ -53,6 +53,10 @@ HELP_CASES = {
         "--network",
         "--mine-interval",
         "--idle-timeout",
+        "--max-connections",
+        "--max-connections-per-ip",
+        "--max-pending-handshakes",
+        "--loop",
         "--log-level",
     ],
     ("testnet",): [
@@ -188,6 +192,71 @@ def test_node_idle_timeout_help_and_config() -> None:
     short = node_config_from_args(build_parser().parse_args([*base, "--idle-timeout", "3"]))
     assert short.transport.limits.idle_timeout_millis == 3000
     assert short.transport.keepalive_interval == 1.0  # a third: below the timeout
+
+
+def test_node_admission_caps_are_flags_with_safe_defaults() -> None:
+    flat = " ".join(run("node", "--help").stdout.split())
+    assert "--max-connections N refuse an inbound peer once N connections are up" in flat
+    assert "(default: 64)" in flat and "(default: 32)" in flat and "(default: 16)" in flat
+    base = ["node", "--listen", "127.0.0.1:0", "--data-dir", "unused"]
+    default = node_config_from_args(build_parser().parse_args(base)).transport
+    caps = ("max_connections", "max_connections_per_ip", "max_pending_handshakes")
+    assert tuple(getattr(default, c) for c in caps) == (64, 32, 16)
+    raised = node_config_from_args(
+        build_parser().parse_args(
+            [*base, "--max-connections", "1100", "--max-connections-per-ip", "1050",
+             "--max-pending-handshakes", "64", "--idle-timeout", "3"]
+        )
+    ).transport  # fmt: skip
+    assert tuple(getattr(raised, c) for c in caps) == (1100, 1050, 64)
+    assert raised.limits.idle_timeout_millis == 3000  # the other settings are kept
+
+
+@pytest.mark.parametrize("value", ["0", "100001", "many"])
+def test_node_admission_caps_are_bounded(tmp_path: Path, value: str) -> None:
+    result = run("node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
+                 "--max-connections", value)  # fmt: skip
+    assert result.returncode == 2
+    assert "--max-connections" in result.stderr
+    assert not (tmp_path / "node_key").exists()  # refused before anything started
+
+
+def test_node_loop_flag() -> None:
+    from console.usage import UsageError
+    from zakura.node_cmd import loop_factory
+
+    assert loop_factory("asyncio") is None
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        with pytest.raises(UsageError, match=r"--loop: uvloop is not installed"):
+            loop_factory("uvloop")
+        return
+    factory = loop_factory("uvloop")
+    assert factory is not None
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
+
+
+def test_node_runs_on_uvloop_and_stops_cleanly(tmp_path: Path) -> None:
+    pytest.importorskip("uvloop")
+    proc = subprocess.Popen(
+        [*ZAKURA, "node", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path),
+         "--loop", "uvloop", "--log-level", "warning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert parse_start_line(proc.stdout.readline()) is not None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_node_mine_help_teaches_what_it_does() -> None:

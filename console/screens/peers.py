@@ -12,7 +12,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from console.screens.base import ConsoleScreen
 from console.screens.peer_detail import PeerDetailScreen
@@ -117,8 +117,8 @@ class PeersScreen(ConsoleScreen):
         if label is not None:
             self.app.push_screen(PeerDetailScreen(label))
 
-    @on(DataTable.RowSelected, "#peers-table")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
+    @on(PeerTable.RowSelected)
+    def _row_selected(self, event: PeerTable.RowSelected) -> None:
         event.stop()
         self.action_open_detail()
 

@@ -11,16 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from console.format import clean, rate_text
+from console.format import clean
+from console.widgets.cells import NO_VALUE, Cell, doc_float, doc_int, rate_cell, unreported
 
 #: A peer's block-sync numbers: outstanding heights, cwnd, whether the window is proven,
 #: delivery rate (bytes/s), the last fill-stop reason. ``None`` where not reported.
 BlockSyncCells = tuple[int | None, int | None, bool | None, float | None, str | None]
-
-#: A cell: (text, style), as :data:`console.widgets.peer_rows.Cell`.
-Cell = tuple[str, str]
-
-NO_VALUE = "—"
 
 #: The fill-stop reasons of ``BlockSyncRoutine._fill`` as at most six characters (the width
 #: budget); the detail view shows the full reason. Unknown reasons are cut to six.
@@ -51,24 +47,6 @@ STOP_STYLES = {
 SLOW_CWND = 4
 
 
-def _int(value: object) -> int | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _float(value: object) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
 def block_sync_cells(routines: Any) -> BlockSyncCells | None:
     """The numbers of the peer's (newest) ``block_sync`` routine, if it reports any."""
     found: Mapping[str, Any] | None = None
@@ -85,10 +63,10 @@ def block_sync_cells(routines: Any) -> BlockSyncCells | None:
         rate = window.get("delivery_bytes_per_s")
     stop = found.get("fill_stop")
     return (
-        _int(found.get("outstanding")),
-        _int(window.get("cwnd")),
+        doc_int(found.get("outstanding")),
+        doc_int(window.get("cwnd")),
         None if proven is None else bool(proven),
-        _float(rate),
+        doc_float(rate),
         None if stop is None else clean(stop, 40),
     )
 
@@ -102,8 +80,7 @@ def block_sync_row_cells(bs: BlockSyncCells | None, live: bool, dim: str) -> lis
     closed row shows nothing (it has no routines). The rate carries its unit, as the
     ``in/s`` column's does."""
     if bs is None:
-        empty = (NO_VALUE, "dim") if live else ("", dim)
-        return [empty, empty, empty, empty]
+        return unreported(4, live, dim)
     outstanding, cwnd, proven, rate, stop = bs
     out: Cell = (NO_VALUE, "dim") if outstanding is None else (str(outstanding), dim)
     if outstanding == 0:
@@ -117,10 +94,7 @@ def block_sync_row_cells(bs: BlockSyncCells | None, live: bool, dim: str) -> lis
         # shrinks to the floor too (nothing to measure), so that one stays plain.
         slow = live and cwnd <= SLOW_CWND and bool(outstanding)
         window = (str(cwnd), "yellow" if slow else dim)
-    if rate is None:
-        speed: Cell = (NO_VALUE, "dim")
-    else:
-        speed = (rate_text(rate), "dim" if rate <= 0 else dim)
+    speed: Cell = (NO_VALUE, "dim") if rate is None else rate_cell(rate, dim)
     reason: Cell = (
         (NO_VALUE, "dim") if stop is None else (stop_text(stop), STOP_STYLES.get(stop, dim))
     )

@@ -28,6 +28,7 @@ from textual.widgets import Sparkline, Static
 
 from console.format import clean
 from console.widgets.block_sync_cells import stop_text
+from console.widgets.cells import doc_float
 from console.widgets.header_sync_panel import NO_VALUE, eta_text, number, progress_bar, tip_height
 from console.widgets.kv_panel import KVPanel, KVRow
 
@@ -43,18 +44,9 @@ MUTED = "$foreground-muted"
 LINES = 4
 
 
-def _float(value: object) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
 def mib(value: object) -> str:
     """``41`` or ``2.5`` (MiB): whole numbers from ten up, the unit is said once per line."""
-    n = _float(value)
+    n = doc_float(value)
     if n is None:
         return NO_VALUE
     n /= MIB
@@ -63,12 +55,12 @@ def mib(value: object) -> str:
 
 def mb_per_s(value: object) -> str:
     """Bytes per second as ``6.8 MB/s`` (decimal, as link speeds are said)."""
-    n = _float(value)
+    n = doc_float(value)
     return NO_VALUE if n is None else f"{n / 1e6:.1f} MB/s"
 
 
 def _seconds(value: object) -> str:
-    n = _float(value)
+    n = doc_float(value)
     return NO_VALUE if n is None else f"{n:.0f} s"
 
 
@@ -87,7 +79,7 @@ def stall_text(stall: object, width: int = 0) -> str | None:
     if isinstance(stops, Mapping) and stops:
         counted = sorted(
             (
-                (int(_float(n) or 0), stop_text(clean(reason or "none", 40)))
+                (int(doc_float(n) or 0), stop_text(clean(reason or "none", 40)))
                 for reason, n in stops.items()
             ),
             key=lambda item: (-item[0], item[1]),
@@ -122,8 +114,8 @@ def progress_rows(snap: Mapping[str, Any], bar_width: int = BAR_WIDTH) -> list[K
         verified = tip_height(chain.get("verified_tip"))
     header = tip_height(chain.get("header_tip"))
     rows: list[KVRow] = [("verified", f"{number(verified)} of {number(header)}", "bold")]
-    done, total = _float(verified), _float(header)
-    rate = _float(bs.get("blocks_per_s"))
+    done, total = doc_float(verified), doc_float(header)
+    rate = doc_float(bs.get("blocks_per_s"))
     if done is None or total is None or total <= 0:
         rows.append(("progress", NO_VALUE, MUTED))
     else:
@@ -148,7 +140,7 @@ def progress_rows(snap: Mapping[str, Any], bar_width: int = BAR_WIDTH) -> list[K
 def budget_rows(bs: Mapping[str, Any]) -> list[KVRow]:
     """The byte budget (a full one stops every fill), where its bytes are, the sequencer's
     depths (reorder buffer, blocks being applied) and the work queue's counts."""
-    used, cap = _float(bs.get("budget_reserved")), _float(bs.get("budget_max"))
+    used, cap = doc_float(bs.get("budget_reserved")), doc_float(bs.get("budget_max"))
     full = used is not None and cap is not None and cap > 0 and used >= cap * BUDGET_WARN
     return [
         (
@@ -284,8 +276,8 @@ class BlockSyncPanel(Vertical):
         generated = snap.get("generated_at")
         if generated != self._last_generated:  # one point per snapshot, not per render
             self._last_generated = generated
-            self.blocks_history.append(_float(bs.get("blocks_per_s")) or 0.0)
-            self.bytes_history.append((_float(bs.get("bytes_per_s")) or 0.0) / 1e6)
+            self.blocks_history.append(doc_float(bs.get("blocks_per_s")) or 0.0)
+            self.bytes_history.append((doc_float(bs.get("bytes_per_s")) or 0.0) / 1e6)
         rates = self.query_one("#bs-rates")
         if rates.has_class("-hidden") == sparklines:
             rates.set_class(not sparklines, "-hidden")

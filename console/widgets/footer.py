@@ -12,18 +12,25 @@ A read-only console refuses every fault action (:class:`~console.policy.ActionPo
 footer does not advertise them. The keys stay bound, so pressing one still says why nothing
 happens.
 
-It subclasses Textual's footer and replaces its ``compose`` (keys are not grouped here); like
-the peer table's render cache, that relies on Textual being pinned (``textual==8.2.8``).
+It subclasses Textual's footer and replaces its ``compose`` (keys are not grouped here), with
+public API only: its keys are :class:`ConsoleKey`, drawn as Textual's own footer keys are
+(Textual's key widget lives in a private module), and it knows the screen's bindings are ready
+from :meth:`Footer.bindings_changed`, the hook Textual calls when they are.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import HorizontalGroup
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
 from node_core.control import ACTIONS
 
@@ -31,6 +38,107 @@ from node_core.control import ACTIONS
 PINNED = ("help", "quit")
 #: Below this many columns the footer drops the padding around keys.
 COMPACT_BELOW = 120
+
+
+class ConsoleKey(Widget):
+    """One key in the footer (``q Quit``): a click presses it, a refused one only beeps.
+
+    The look and behaviour of Textual's own footer key, with the same component classes and
+    theme variables, so the footer looks as it did.
+    """
+
+    ALLOW_SELECT = False
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"footer-key--key", "footer-key--description"}
+
+    DEFAULT_CSS = """
+    ConsoleKey {
+        width: auto;
+        height: 1;
+        text-wrap: nowrap;
+        background: $footer-item-background;
+        .footer-key--key {
+            color: $footer-key-foreground;
+            background: $footer-key-background;
+            text-style: bold;
+            padding: 0 1;
+        }
+        .footer-key--description {
+            padding: 0 1 0 0;
+            color: $footer-description-foreground;
+            background: $footer-description-background;
+        }
+        &:hover {
+            pointer: pointer;
+            color: $footer-key-foreground;
+            background: $block-hover-background;
+        }
+        &.-disabled {
+            text-style: dim;
+        }
+        &.-compact {
+            .footer-key--key {
+                padding: 0;
+            }
+            .footer-key--description {
+                padding: 0 0 0 1;
+            }
+        }
+    }
+    """
+
+    compact = reactive(True)
+    """Display compact style."""
+
+    def __init__(
+        self,
+        key: str,
+        key_display: str,
+        description: str,
+        action: str,
+        *,
+        refused: bool = False,
+        tooltip: str = "",
+        classes: str = "",
+    ) -> None:
+        self.key = key
+        self.key_display = key_display
+        self.description = description
+        self.action = action
+        #: Shown dimmed; a click beeps (``disabled`` would make the widget ignore the mouse).
+        self.refused = refused
+        super().__init__(classes=f"{classes} -disabled" if refused else classes)
+        self.set_reactive(Widget.shrink, False)
+        if tooltip:
+            self.tooltip = tooltip
+
+    def render(self) -> Text:
+        key_style = self.get_component_rich_style("footer-key--key")
+        description_style = self.get_component_rich_style("footer-key--description")
+        key_padding = self.get_component_styles("footer-key--key").padding
+        description_padding = self.get_component_styles("footer-key--description").padding
+        if self.description:
+            text = Text.assemble(
+                (" " * key_padding.left + self.key_display + " " * key_padding.right, key_style),
+                (
+                    " " * description_padding.left
+                    + self.description
+                    + " " * description_padding.right,
+                    description_style,
+                ),
+            )
+        else:
+            text = Text.assemble((self.key_display, key_style))
+        text.stylize_before(self.rich_style)
+        return text
+
+    def on_mouse_down(self) -> None:
+        if self.refused:
+            self.app.bell()
+        else:
+            self.app.simulate_key(self.key)
+
+    def watch_compact(self, compact: bool) -> None:
+        self.set_class(compact, "-compact")
 
 
 class ConsoleFooter(Footer):
@@ -43,11 +151,14 @@ class ConsoleFooter(Footer):
         height: 1;
         background: $footer-background;
     }
-    ConsoleFooter #footer-pinned FooterKey.-palette {
+    ConsoleFooter.-compact ConsoleKey {
+        margin-right: 1;
+    }
+    ConsoleFooter #footer-pinned ConsoleKey.-palette {
         border-left: vkey $foreground 20%;
         padding-right: 1;
     }
-    ConsoleFooter.-compact #footer-pinned FooterKey.-palette {
+    ConsoleFooter.-compact #footer-pinned ConsoleKey.-palette {
         padding-right: 0;
     }
     """
@@ -61,6 +172,12 @@ class ConsoleFooter(Footer):
     def __init__(self) -> None:
         super().__init__()
         self._composed_width = 0
+        #: Set once the screen's bindings are known (nothing to lay out before).
+        self.keys_ready = False
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        self.keys_ready = True
+        super().bindings_changed(screen)
 
     def _width_of(self, binding: Binding, palette: bool = False) -> int:
         """Cells one key takes (its key, its description and the padding around them)."""
@@ -70,7 +187,7 @@ class ConsoleFooter(Footer):
         return text + 3 + (2 if palette else 0)
 
     def compose(self) -> ComposeResult:
-        if not self._bindings_ready:
+        if not self.keys_ready:
             return
         width = self.size.width or self.app.size.width
         self._composed_width = width
@@ -109,13 +226,13 @@ class ConsoleFooter(Footer):
                 tooltip = binding.tooltip or binding.description
                 yield self._key(binding, palette.enabled, tooltip, "-palette")
 
-    def _key(self, binding: Binding, enabled: bool, tooltip: str, classes: str = "") -> FooterKey:
-        key = FooterKey(
+    def _key(self, binding: Binding, enabled: bool, tooltip: str, classes: str = "") -> ConsoleKey:
+        key = ConsoleKey(
             binding.key,
             self.app.get_key_display(binding),
             binding.description,
             binding.action,
-            disabled=not enabled,
+            refused=not enabled,
             tooltip=tooltip,
             classes=classes,
         )
@@ -127,6 +244,6 @@ class ConsoleFooter(Footer):
         compact = event.size.width < COMPACT_BELOW
         if self.compact != compact:
             self.compact = compact
-        if event.size.width != self._composed_width and self._bindings_ready:
+        if event.size.width != self._composed_width and self.keys_ready:
             self._composed_width = event.size.width
             self.call_after_refresh(self.recompose)

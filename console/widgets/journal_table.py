@@ -179,11 +179,14 @@ class JournalTable(DataTable[Text]):
             FIELDS_MIN, self.scrollable_content_region.width - fixed - 2 * self.cell_padding
         )
         if width != column.width:
+            # ``Column.width`` is public, but a DataTable re-measures only when rows are
+            # added: re-adding the kept rows (cells already built) lays them out anew, and
+            # keeps the operator's place as a trim does.
             column.width = width
-            # DataTable has no public way to resize a column: this flag makes its next idle
-            # pass recompute the virtual size and drop the render caches.
-            self._require_update_dimensions = True
-            self.refresh()
+            with self._ours():
+                self._rebuild(trimmed=0)
+            if self.following:
+                self._to_end()
 
     def _recolour(self, _theme: Theme) -> None:
         # Cells hold concrete colours, so a theme switch re-renders the kept rows.

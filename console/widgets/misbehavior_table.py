@@ -11,16 +11,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
-from textual.theme import Theme
-from textual.widgets import DataTable
 
 from console.format import clean, clock, short_peer
 from console.widgets.palette import rich_style
+from console.widgets.record_table import ColumnDef, RecordTable
 
 #: Column key, label and fixed width (fixed widths: an update never re-measures a column).
 #: The reason (free text) comes last, so what the node did is whole on an 80-column terminal,
 #: and peers show without their constant ``peer:`` prefix, as in the Peers view.
-COLUMNS: tuple[tuple[str, str, int | None], ...] = (
+COLUMNS: tuple[ColumnDef, ...] = (
     ("time", "time", 8),
     ("peer", "peer", 16),
     ("service", "service", 12),
@@ -43,35 +42,27 @@ def record_keys(records: Sequence[Record]) -> list[str]:
     return keys
 
 
-class MisbehaviorTable(DataTable[Text]):
+class MisbehaviorTable(RecordTable):
     """``snapshot["misbehavior"]`` as rows: time, peer, service, reason, action."""
 
-    DEFAULT_CSS = """
-    MisbehaviorTable {
-        height: 1fr;
-        scrollbar-gutter: stable;
-    }
-    """
+    COLUMNS = COLUMNS
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(cursor_type="row", id=id)
+        super().__init__(id=id)
         self._records: tuple[tuple[Any, ...], ...] | None = None
         self._rows: list[tuple[str, Record]] = []
         self.labels: dict[str, str] = {}
         """Row key -> peer label of that record."""
 
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
-        self.app.theme_changed_signal.subscribe(self, self._recolour)
-
     @property
     def selected_label(self) -> str | None:
         """Peer label of the record under the cursor, if there is one."""
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return None if key is None else self.labels.get(key)
+        key = self.cursor_record()
+        return None if key is None else self.labels.get(str(key))
+
+    def records(self) -> list[str]:
+        """Rows stand for their records' keys: the cursor stays on its record."""
+        return [key for key, _record in self._rows]
 
     def set_records(self, records: Sequence[Record]) -> bool:
         """Show ``records`` (oldest first, as the snapshot lists them) newest first.
@@ -86,24 +77,15 @@ class MisbehaviorTable(DataTable[Text]):
         if ident == self._records:
             return False
         self._records = ident
+        selected, cursor = self.cursor_record(), self.cursor_row
         keys = record_keys(records)
         self._rows = list(reversed(list(zip(keys, records, strict=True))))
         self.labels = {k: str(r.get("label")) for k, r in self._rows}
-        self._refill()
+        self.refill(selected, cursor)
         return True
 
-    def _refill(self) -> None:
-        selected = None
-        if self.row_count:
-            selected = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        cursor = self.cursor_row
-        self.clear()
-        for key, record in self._rows:
-            self.add_row(*self._cells(record), key=key)
-        if selected is not None and selected in self.labels:
-            self.move_cursor(row=self.get_row_index(selected), animate=False)
-        elif self._rows:
-            self.move_cursor(row=min(cursor, len(self._rows) - 1), animate=False)
+    def row_items(self) -> list[tuple[str, tuple[Text, ...]]]:
+        return [(key, self._cells(record)) for key, record in self._rows]
 
     def _cells(self, r: Record) -> tuple[Text, ...]:
         app = self.app
@@ -116,6 +98,3 @@ class MisbehaviorTable(DataTable[Text]):
             Text(action, style=rich_style(app, action_spec)),
             Text(clean(r.get("reason") or "-", 80), style=rich_style(app, "$misbehaving")),
         )
-
-    def _recolour(self, _theme: Theme) -> None:
-        self._refill()

@@ -12,17 +12,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.text import Text
-from textual.theme import Theme
-from textual.widgets import DataTable
 
 from console.format import clean
 from console.widgets.palette import rich_style
 from console.widgets.peer_rows import age_text
+from console.widgets.record_table import ColumnDef, RecordTable
 
 #: Column key, label and fixed width.
 #: The reason (free text) comes last, so the numbers are whole on an 80-column terminal, and
 #: peers show without their constant ``peer:`` prefix, as in the Peers view.
-COLUMNS: tuple[tuple[str, str, int], ...] = (
+COLUMNS: tuple[ColumnDef, ...] = (
     ("peer", "peer", 16),
     ("service", "service", 12),
     ("since", "parked for", 10),
@@ -69,60 +68,47 @@ def parked_rows(parked: Sequence[Mapping[str, Any]], now: float) -> tuple[Parked
     return tuple(rows)
 
 
-class ParkedTable(DataTable[Text]):
+class ParkedTable(RecordTable):
     """``snapshot["parked"]`` as rows: peer, service, reason, how long, work returned."""
 
-    DEFAULT_CSS = """
-    ParkedTable {
-        height: 1fr;
-        scrollbar-gutter: stable;
-    }
-    """
+    COLUMNS = COLUMNS
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(cursor_type="row", id=id)
+        super().__init__(id=id)
         self.rows_shown: tuple[ParkedRow, ...] = ()
         self._built = False
-
-    def on_mount(self) -> None:
-        for key, label, width in COLUMNS:
-            self.add_column(label, key=key, width=width)
-        self.app.theme_changed_signal.subscribe(self, self._recolour)
 
     @property
     def selected_label(self) -> str | None:
         """Peer of the row under the cursor, if there is one."""
-        if not self.row_count or not 0 <= self.cursor_row < len(self.rows_shown):
-            return None
-        return self.rows_shown[self.cursor_row][0]
+        label = self.cursor_record()
+        return None if label is None else str(label)
+
+    def records(self) -> list[str]:
+        """Rows stand for their peers: the cursor stays on the peer it was on."""
+        return [r[0] for r in self.rows_shown]
 
     def set_rows(self, rows: tuple[ParkedRow, ...]) -> bool:
         """Show ``rows``; returns whether the table was rebuilt (False on an unchanged frame)."""
         if self._built and rows == self.rows_shown:
             return False
-        selected = self.selected_label
-        cursor = self.cursor_row
+        selected, cursor = self.selected_label, self.cursor_row
         self.rows_shown, self._built = rows, True
-        self._refill(selected, cursor)
+        self.refill(selected, cursor)
         return True
 
-    def _refill(self, selected: str | None, cursor: int) -> None:
-        self.clear()
+    def row_items(self) -> list[tuple[str, tuple[Text, ...]]]:
         app = self.app
-        for i, (peer, service, reason, age, work) in enumerate(self.rows_shown):
-            self.add_row(
-                Text(peer.removeprefix("peer:"), no_wrap=True),
-                Text(service, style=rich_style(app, "$secondary")),
-                Text(age, justify="right"),
-                Text(work, justify="right"),
-                Text(reason, style=rich_style(app, "$peer-parked"), overflow="ellipsis"),
-                key=f"{i}:{peer}",
+        return [
+            (
+                f"{i}:{peer}",
+                (
+                    Text(peer.removeprefix("peer:"), no_wrap=True),
+                    Text(service, style=rich_style(app, "$secondary")),
+                    Text(age, justify="right"),
+                    Text(work, justify="right"),
+                    Text(reason, style=rich_style(app, "$peer-parked"), overflow="ellipsis"),
+                ),
             )
-        labels = [r[0] for r in self.rows_shown]
-        if selected in labels:
-            self.move_cursor(row=labels.index(selected), animate=False)
-        elif labels:
-            self.move_cursor(row=min(cursor, len(labels) - 1), animate=False)
-
-    def _recolour(self, _theme: Theme) -> None:
-        self._refill(self.selected_label, self.cursor_row)
+            for i, (peer, service, reason, age, work) in enumerate(self.rows_shown)
+        ]

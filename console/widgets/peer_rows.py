@@ -48,7 +48,6 @@ from console.format import (
     Glyphs,
     clean,
     duration,
-    rate_text,
     short_peer,
 )
 from console.widgets.block_sync_cells import (
@@ -56,6 +55,14 @@ from console.widgets.block_sync_cells import (
     BlockSyncCells,
     block_sync_cells,
     block_sync_row_cells,
+)
+from console.widgets.cells import (
+    NO_VALUE,
+    Cell,
+    ColumnSpec,
+    doc_int,
+    rate_cell,
+    unreported,
 )
 
 #: How long a closed peer stays in the table, in seconds of snapshot time.
@@ -70,22 +77,9 @@ SERVICE_ORDER = ("discovery", "header_sync", "block_sync")
 #: Sort order of routine states: healthy first, so a reversed sort puts panics on top.
 STATE_RANK = {"running": 0, "parked": 1, "exited": 2, "panicked": 3}
 
-#: A cell before it becomes a ``Text``: (text, style). Cheap to compare frame to frame.
-Cell = tuple[str, str]
-
 #: Sort values: ``(0, value)`` when present, ``(1, "")`` when missing, so missing sorts last.
 SortValue = tuple[int, Any]
 MISSING: SortValue = (1, "")
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnSpec:
-    """One column: its key, header, fixed width, and whether numbers align right."""
-
-    key: str
-    title: str
-    width: int
-    right: bool = False
 
 
 LEADING = (ColumnSpec("label", "label", 16),)
@@ -117,9 +111,6 @@ TRAILING = (
 
 #: Short column titles of known services (the width budget has no room for ``header_sync``).
 SERVICE_TITLES = {"discovery": "disc", "header_sync": "hs", "block_sync": "bs"}
-
-#: Shown in a header-sync column of a live peer the snapshot says nothing about.
-NO_VALUE = "—"
 
 
 def service_column(service: str) -> ColumnSpec:
@@ -161,23 +152,13 @@ def header_sync_cells(routines: Any) -> HeaderSyncCells | None:
     flight = found.get("in_flight")
     span = None
     if isinstance(flight, dict):
-        span = (_int(flight.get("start_height")) or 0, _int(flight.get("count")) or 0)
+        span = (doc_int(flight.get("start_height")) or 0, doc_int(flight.get("count")) or 0)
     return (
-        _int(found.get("queue_depth")),
-        _int(found.get("queue_max")),
+        doc_int(found.get("queue_depth")),
+        doc_int(found.get("queue_max")),
         span,
-        _int(found.get("advertised_tip")),
+        doc_int(found.get("advertised_tip")),
     )
-
-
-def _int(value: object) -> int | None:
-    """An int from a document field; ``None`` for missing or malformed (never raises)."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)  # type: ignore[call-overload, no-any-return]
-    except (TypeError, ValueError, OverflowError):
-        return None
 
 
 def queue_style(depth: int, capacity: int | None) -> str:
@@ -193,8 +174,7 @@ def queue_style(depth: int, capacity: int | None) -> str:
 
 def _header_sync_row_cells(hs: HeaderSyncCells | None, live: bool, dim: str) -> list[Cell]:
     if hs is None:
-        empty = (NO_VALUE, "dim") if live else ("", dim)
-        return [empty, empty, empty]
+        return unreported(3, live, dim)
     depth, capacity, flight, tip = hs
     if depth is None:
         queue: Cell = (NO_VALUE, "dim")
@@ -243,9 +223,7 @@ def _direction(value: object) -> str:
 
 
 def _rate_cell(rate: float | None, dim: str) -> Cell:
-    if rate is None:
-        return ("", dim)
-    return (rate_text(rate), "dim" if rate <= 0 else dim)
+    return ("", dim) if rate is None else rate_cell(rate, dim)
 
 
 #: The letters of the ``fault`` column: the keys that put each fault in force.

@@ -248,7 +248,7 @@ async def test_peers_table_with_block_sync_fits_120_columns() -> None:
     app = ZakuraConsole(FixtureClient(peers=8), refresh_interval=NO_TIMER)
     async with app.run_test(size=(120, 30)) as pilot:
         table = await peers_cursor_on(app, pilot, fixture_label(3))
-        widths = [c.get_render_width(table) for c in table.columns.values()]
+        widths = table.column_widths()
         # Every column but the close reason is whole on screen; it keeps six characters.
         assert sum(widths[:-1]) <= 120 - 7, widths
         line = table.render_line(1 + table.get_row_index(fixture_label(3))).text

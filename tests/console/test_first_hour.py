@@ -130,10 +130,10 @@ async def test_journal_counts_one_row_in_the_singular() -> None:
 
 def footer_keys(app: ZakuraConsole) -> list[str]:
     """The keys the footer shows, in order (the command palette's included)."""
-    from textual.widgets._footer import FooterKey
+    from console.widgets.footer import ConsoleKey
 
     footer = app.screen.query_one(Footer)
-    return [key.key for key in footer.query(FooterKey)]
+    return [key.key for key in footer.query(ConsoleKey)]
 
 
 @pytest.mark.parametrize("read_only", [False, True])

@@ -213,7 +213,7 @@ async def test_peers_table_fits_120_columns() -> None:
     app = ZakuraConsole(ScriptedClient(snap=header_only_snapshot(8)), refresh_interval=NO_TIMER)
     async with app.run_test(size=(120, 30)) as pilot:
         table = await peers_cursor_on(app, pilot, fixture_label(3))
-        widths = [c.get_render_width(table) for c in table.columns.values()]
+        widths = table.column_widths()
         # Every column but the last is whole on screen; the close reason (last, free text)
         # keeps at least nine characters there and the rest is a horizontal scroll away.
         assert sum(widths[:-1]) <= 120 - 9, widths

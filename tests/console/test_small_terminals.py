@@ -13,13 +13,13 @@ import pytest
 from consolekit import until
 from textual.pilot import Pilot
 from textual.widgets import Footer, Static
-from textual.widgets._footer import FooterKey
 
 from console.app import ZakuraConsole
 from console.fixture import FixtureClient, fixture_label
 from console.screens.base import ConsoleScreen
 from console.screens.overview import OverviewScreen
 from console.screens.peer_detail import PeerDetailScreen
+from console.widgets.footer import ConsoleKey
 from console.widgets.journal_tail import JournalTail
 from console.widgets.kv_panel import KVPanel
 from console.widgets.peer_table import PeerTable
@@ -58,7 +58,7 @@ def check_frame(app: ZakuraConsole, title: str, size: tuple[int, int]) -> None:
     assert bar.region.y == 0 and title in str(bar.render()), (title, bar.region)
     footer = screen.query_one(Footer)
     assert footer.region.y == height - 1
-    keys = {k.key: k.region for k in footer.query(FooterKey)}
+    keys = {k.key: k.region for k in footer.query(ConsoleKey)}
     assert "q" in keys and "question_mark" in keys, sorted(keys)
     pinned = min(keys["question_mark"].x, keys["q"].x)
     for key, region in keys.items():
@@ -120,10 +120,10 @@ async def test_peers_at_80_columns_keep_label_glyphs_and_key_numbers() -> None:
         must = ["label", "svc:discovery", "svc:header_sync", "svc:block_sync", "fault"]
         must += ["bs_out", "bs_cwnd", "bs_rate", "bs_stop", "misb"]
         right = 0
-        for column in table.columns.values():
-            right += column.get_render_width(table)
-            if str(column.key.value) in must:
-                assert right <= table.scrollable_content_region.width, (column.key, right)
+        for key, width in zip(keys, table.column_widths(), strict=True):
+            right += width
+            if key in must:
+                assert right <= table.scrollable_content_region.width, (key, right)
         assert set(must) <= set(keys)
         line = table.render_line(1 + table.get_row_index(fixture_label(3))).text
         # Label without its prefix, glyphs, the stall flag, the numbers with their units.

@@ -15,7 +15,6 @@ import pytest
 from consolekit import ScriptedClient, start, until
 from test_header_sync_views import RecordingConsole, peers_cursor_on
 from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
 
 from console.app import ZakuraConsole
 from console.client import ActionRequest
@@ -23,6 +22,7 @@ from console.fixture import fixture_label
 from console.screens.modals import ConfirmScreen, HelpScreen
 from console.screens.parked import ParkedScreen
 from console.screens.peers import PeersScreen
+from console.widgets.footer import ConsoleKey
 from console.widgets.parked_table import ParkedTable
 
 SIZE = (140, 40)
@@ -31,7 +31,7 @@ PARKED = fixture_label(1)
 
 
 def footer_actions(app: ZakuraConsole) -> list[str]:
-    return [key.action for key in app.screen.query_one(Footer).query(FooterKey)]
+    return [key.action for key in app.screen.query_one(Footer).query(ConsoleKey)]
 
 
 async def test_u_sends_unpark_after_confirming_the_named_target() -> None:

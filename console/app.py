@@ -24,10 +24,13 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.theme import ThemeProvider
 
+from console.charts_source import ChartSource, live_source
 from console.client import ActionRequest, ClientUnavailable, NodeClient
 from console.format import ASCII_GLYPHS, UNICODE_GLYPHS, clean
+from console.history import History, capacity_for
 from console.policy import ActionPolicy
 from console.screens.base import ConsoleScreen
+from console.screens.charts import ChartsScreen
 from console.screens.diagnostics import DiagnosticsScreen
 from console.screens.journal import JournalScreen
 from console.screens.misbehavior import MisbehaviorScreen
@@ -52,6 +55,7 @@ VIEWS: tuple[tuple[str, str, str], ...] = (
     ("4", "misbehavior", "Misbehavior"),
     ("5", "parked", "Parked"),
     ("6", "diagnostics", "Diagnostics"),
+    ("7", "charts", "Charts"),
 )
 
 #: Longest notification text (a node's sentence plus a quoted reason fits easily).
@@ -119,6 +123,7 @@ class ZakuraConsole(App[None]):
         "misbehavior": MisbehaviorScreen,
         "parked": ParkedScreen,
         "diagnostics": DiagnosticsScreen,
+        "charts": ChartsScreen,
     }
     DEFAULT_MODE = "overview"
     BINDINGS = [
@@ -155,6 +160,9 @@ class ZakuraConsole(App[None]):
         self.policy = ActionPolicy(read_only=client.read_only)
         self.refresh_interval = refresh_interval
         self.state = ConsoleState(read_only=client.read_only)
+        #: The last hour of snapshot numbers, one row per poll, for the Charts view (7);
+        #: fed while paused too, so resuming leaves no gap.
+        self.history = History(capacity_for(refresh_interval))
         self._themes = [t.name for t in load_themes()]
         self._initial_theme = theme or self._themes[0]
         self._polling = False
@@ -210,6 +218,11 @@ class ZakuraConsole(App[None]):
         """Fetch a frame now, in a worker: a slow client never blocks key handling."""
         self.run_worker(self.poll(), group="poll", exit_on_error=False)
 
+    def chart_source(self) -> ChartSource:
+        """What the Charts view plots: the live history, up to now (a replay overrides it
+        with the whole recording and its cursor)."""
+        return live_source(self.history)
+
     def view_titles(self) -> list[tuple[str, str]]:
         return [(key, title) for key, _mode, title in VIEWS]
 
@@ -237,6 +250,7 @@ class ZakuraConsole(App[None]):
         if self.state.link_down is not None:
             self.state.link_down = None
             self.notify("the node is back", timeout=3)
+        self.history.add_snapshot(snapshot)
         if self.state.paused or not self.is_running:
             return
         self.state.set_snapshot(snapshot)

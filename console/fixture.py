@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
+from console.history import FIELDS, History, Sample
 from console.policy import ActionPolicy, ActionRefused
 from node_core.observe.diagnostics import DiagnosticThresholds
 from node_core.observe.schema import DiagnosticRow
@@ -532,3 +533,38 @@ class FixtureClient:
             return ActionResult(False, str(exc))
         self.actions.append(request)
         return ActionResult(True, f"{request.describe()}: fixture (no effect)", len(self.actions))
+
+
+def fixture_history(peers: int = 6, *, seconds: float = 1800.0, interval: float = 2.0) -> History:
+    """``seconds`` of chart history up to just before :data:`FIXTURE_NOW`, one row every
+    ``interval``, ending on the values :func:`fixture_snapshot` shows, so the Charts view has
+    something to draw: header sync climbing to 12,400 with block sync behind it, a download
+    rate that dips while a peer is slow, a peer parked half-way and some churn, two loop-lag
+    spikes, the byte budget filling towards its limit. Seeded: the same every time."""
+    rng = random.Random(11)
+    rows = round(seconds / interval)
+    history = History(rows + 1)
+    history.node_id = fixture_snapshot(0)["node"]["id"]
+    with_status = peers - peers // 6
+    for n in range(rows):
+        f = (n + 1) / rows  # 0 -> 1 over the history
+        t = FIXTURE_NOW - (rows - n) * interval
+        dip = 0.35 if 0.55 < f < 0.7 else 1.0
+        blocks = max(0.0, 85.0 * dip * (0.8 + 0.4 * rng.random()) * min(1.0, 4 * f))
+        p99 = 3.1 + 2.0 * rng.random() + (38.0 if n in (rows // 4, rows * 3 // 4) else 0.0)
+        values = {
+            "header_tip": FIXTURE_HEADER_TIP * min(1.0, 0.15 + f),
+            "verified_tip": FIXTURE_VERIFIED * f**1.5,
+            "blocks_per_s": blocks,
+            "mb_per_s": blocks * 0.08,
+            "peers": float(min(peers, 2 + n // 20)),
+            "peers_with_status": float(min(with_status, 1 + n // 25)),
+            "peers_parked": 1.0 if f > 0.5 else 0.0,
+            "peers_left": 1.0 if rng.random() < 0.04 else 0.0,
+            "lag_p50_ms": 0.3 + 0.2 * rng.random(),
+            "lag_p99_ms": p99,
+            "budget_reserved_mib": min(41.0, 64.0 * f * (0.7 + 0.3 * rng.random())),
+            "budget_max_mib": 64.0,
+        }
+        history.add(Sample(t, tuple(values[name] for name in FIELDS)))
+    return history

@@ -15,7 +15,9 @@ replay adds:
 - **seeking** starts the views' state afresh from the position: the snapshot read last at or
   before it and the last journal rows up to it, exactly what a console opened at that moment
   would hold (a seek backwards must not keep rows from the future);
-- **refusals**: every action key answers that a recording cannot be acted on.
+- **refusals**: every action key answers that a recording cannot be acted on;
+- **charts**: the Charts view (7) plots the whole recording, read in the background
+  (:class:`~console.replay_series.ReplaySeries`), with a cursor at the replay position.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from textual.binding import Binding
 from textual.widgets import Input
 
 from console.app import ZakuraConsole
+from console.charts_source import ChartSource
+from console.format import duration
 from console.replay import REFUSAL, SPEEDS, ReplayClient
 from console.replay_goto import GotoScreen
+from console.replay_series import ReplaySeries
 from console.screens.base import ConsoleScreen
 from console.state import JOURNAL_KEEP, ConsoleState
 from console.widgets.journal_view import JournalView
@@ -79,6 +84,37 @@ class ReplayConsole(ZakuraConsole):
         self._fresh: set[int] = set()
         self._seeked = True
         self._followed = 0.0
+        #: The Charts view's series of the whole recording, read in the background.
+        self.series = ReplaySeries(client.recording.path)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.series.start()
+
+    def on_unmount(self) -> None:
+        self.series.close()
+
+    def chart_source(self) -> ChartSource:
+        """The whole recording, x from its start, the cursor at the replay position."""
+        clock = self.replay.clock
+        series = self.series
+        span = duration(clock.duration)
+        if series.error is not None:
+            note = f"replay: cannot read the series: {series.error}"
+        elif series.busy:
+            note = f"replay: reading the recording for the charts ({series.progress:.0%})"
+        else:
+            every = "every snapshot" if series.dense else "one snapshot per keyframe"
+            note = f"replay: the whole recording ({span}, {every}); the cursor is the position"
+        return ChartSource(
+            series.history,
+            clock.start,
+            0.0,
+            max(clock.duration, 1.0),
+            False,
+            clock.position,
+            note,
+        )
 
     # ------------------------------------------------------------------ frames
     async def poll(self) -> None:
@@ -89,7 +125,8 @@ class ReplayConsole(ZakuraConsole):
         now = time.monotonic()
         if clock.position >= clock.end and now - self._followed >= FOLLOW_SECS:
             self._followed = now
-            self.replay.refresh()  # a recording still being written may have grown
+            if self.replay.refresh():  # a recording still being written may have grown
+                self.series.follow()
         position = clock.position
         state = self.state
         if self._seeked:

@@ -136,7 +136,7 @@ BRAILLE_FONT = 'style="font-family: DejaVu Sans"'
 #: A ``<text>`` run holding braille (the Charts view's plot lines), with its x and length.
 BRAILLE_RUN = re.compile(
     r'<text (?P<head>[^>]*?)x="(?P<x>[\d.]+)"(?P<mid>[^>]*?)textLength="(?P<len>[\d.]+)"'
-    r'(?P<tail>[^>]*)>(?P<run>[^<]*[\u2800-\u28ff][^<]*)</text>'
+    r"(?P<tail>[^>]*)>(?P<run>[^<]*[\u2800-\u28ff][^<]*)</text>"
 )
 
 

@@ -224,6 +224,7 @@ KNOWN_CYCLES: dict[frozenset[str], str] = {
         {
             "console.app",
             "console.screens.base",
+            "console.screens.charts",
             "console.screens.diagnostics",
             "console.screens.journal",
             "console.screens.misbehavior",

@@ -97,7 +97,7 @@ node..." until it is up. Testnet node 0 is a miner: it starts with a --blocks ch
 a block every --mine-interval seconds, while your node starts at genesis, so the Overview's
 header-sync panel shows it syncing headers up to the testnet's tip and then following it.
 
-Views: 0 Fleet, 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior, 5 Parked, 6 Diagnostics;
+Views: 0 Fleet, 1 Overview, 2 Peers, 3 Journal, 4 Misbehavior, 5 Parked, 6 Diagnostics, 7 Charts;
 Enter on a peer opens its detail; the Fleet view lists your node and every testnet node (each
 serves its API with an operator token), Enter there opens that node's views, 0 or Esc comes
 back; ? lists every key, ctrl+p opens the command palette. q or Ctrl+C quits and stops the

@@ -42,6 +42,7 @@ keys:
                        (UTC time of day), +30 or -1:00 from here, 50%
   n or ]  /  N or [    next / previous marked event
   1, 2, ..., Enter     the console's views and peer detail, as live
+  7                    charts over the whole recording, a cursor at the position
   ?, q                 every key, quit
 
 A recording still being written (or cut short by a crash) plays up to its last complete

@@ -196,9 +196,10 @@ class Recording:
         j = max(0, bisect.bisect_right([r[0] for r in records], t) - 1)
         return records[j]
 
-    def snapshots(self) -> Iterator[tuple[float, Snapshot]]:
-        """Every snapshot, in order (for tests and tools; replay seeks instead)."""
-        for i in range(len(self.snap_blocks)):
+    def snapshots(self, first_block: int = 0) -> Iterator[tuple[float, Snapshot]]:
+        """Every snapshot, in order, from snapshot block ``first_block`` on (for tests, tools
+        and the replay's chart series, which picks up where it stopped; replay seeks)."""
+        for i in range(first_block, len(self.snap_blocks)):
             yield from self._decoded(i)
 
     def close(self) -> None:

@@ -110,7 +110,7 @@ async def test_the_status_bar_shows_the_count_and_the_whole_current_view(
     theme: str, size: tuple[int, int]
 ) -> None:
     """In every theme (the ansi one names its colours ``ansi_red``...) and at every width,
-    the count is drawn and the current view's name, the last on the line, is not cut."""
+    the count is drawn and the current view's name is not cut."""
     app = ZakuraConsole(_client(), theme=theme)
     async with app.run_test(size=size) as pilot:
         await _settle(pilot)
@@ -118,4 +118,4 @@ async def test_the_status_bar_shows_the_count_and_the_whole_current_view(
         await _settle(pilot)
         bar = str(app.screen.query_one(StatusBar).render())
         assert re.search(r"diag(nostics)? 2", bar), bar
-        assert bar.rstrip().endswith("6 Diagnostics"), bar
+        assert "6 Diagnostics" in bar, bar  # whole, wherever the view list puts it

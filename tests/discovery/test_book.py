@@ -331,6 +331,16 @@ def test_sample_honours_exclusions() -> None:
         assert sorted(picked) == sorted(ident(i).node_id for i in range(31, 41))
 
 
+def test_sample_finds_the_few_eligible_records_beyond_its_first_draw() -> None:
+    # 100 records, 90 excluded: the first random draw (twice the limit) cannot hold 32
+    # eligible ones, so the whole book is visited; every eligible record comes back.
+    b = _filled(100)
+    excluded = tuple(ident(i).node_id for i in range(1, 91))
+    for seed in range(10):
+        picked = _sample(b, 32, random.Random(seed), exclude=excluded)
+        assert sorted(picked) == sorted(ident(i).node_id for i in range(91, 101))
+
+
 def test_sample_honours_wanted_services() -> None:
     b = book()
     for i in range(1, 11):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from console.app import ZakuraConsole
-from console.fixture import FixtureClient
+from console.fixture import FixtureClient, fixture_history
 
 SIZE = (140, 40)
 #: The common remote-session terminal: every view is shot at this size too.
@@ -56,6 +56,11 @@ SHOTS = (
         ("6",),
         "Diagnostics: what the node says is wrong, since when, and where to look",
     ),
+    Shot(
+        "charts",
+        ("7",),
+        "Charts: tips, blocks/s, MB/s, peers, loop lag and byte budget over the last half hour",
+    ),
     Shot("confirm-disconnect", ("2", "down", "d"), "Disconnect asks first and names the target"),
     Shot(
         "confirm-stall",
@@ -84,6 +89,14 @@ SHOTS = (
         "zakura replay: the timeline with fault, panic, misbehavior and reorg marks",
         replay_at=40.0,
     ),
+    Shot(
+        "replay-charts",
+        ("7",),
+        "zakura replay, Charts: the whole recording, a cursor at the replay position",
+        size=(120, 40),
+        replay_at=40.0,
+    ),
+    Shot("charts-ascii-80x24", ("7",), "--ascii Charts: * marks at 80x24", size=SMALL, ascii=True),
     *(
         Shot(f"{name}-80x24", keys, f"{title} at 80x24", size=SMALL)
         for name, keys, title in (
@@ -94,6 +107,7 @@ SHOTS = (
             ("misbehavior", ("4",), "Misbehavior"),
             ("parked", ("5",), "Parked"),
             ("diagnostics", ("6",), "Diagnostics"),
+            ("charts", ("7",), "Charts (c shows the next three)"),
         )
     ),
 )
@@ -102,7 +116,9 @@ SHOTS = (
 def console_for(shot: Shot, out: Path, peers: int) -> ZakuraConsole:
     if shot.replay_at is None:
         client = FixtureClient(peers=peers, read_only=shot.read_only)
-        return ZakuraConsole(client, theme=shot.theme, ascii=shot.ascii)
+        app = ZakuraConsole(client, theme=shot.theme, ascii=shot.ascii)
+        app.history = fixture_history(peers)  # the Charts view's half hour
+        return app
     from console.replay import ReplayClient
     from console.replay_app import ReplayConsole
     from console.replay_fixture import write_fixture_recording
@@ -118,6 +134,11 @@ async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
         await pilot.pause()
         await app.poll()
         await pilot.pause()
+        if shot.replay_at is not None:  # a replay's charts: read before the shot
+            from console.replay_app import ReplayConsole
+
+            assert isinstance(app, ReplayConsole)
+            await asyncio.to_thread(app.series.wait, 60)
         for key in shot.keys:
             await pilot.press(key)
             await pilot.pause()

@@ -152,7 +152,12 @@ class ClockFormatter(NumericAxisFormatter):
             return [min_]
         step = next((s for s in self.STEPS if span / s <= 4), self.STEPS[-1] * 2)
         first = math.ceil(min_ / step) * step
-        return [float(first + k * step) for k in range(int((max_ - first) // step) + 1)]
+        ticks = [float(first + k * step) for k in range(int((max_ - first) // step) + 1)]
+        if ticks and max_ - ticks[-1] < step * 0.05:
+            # The end of a recording lands a hair past a round time: the tick is its end, so
+            # the widget right-aligns its label inside the plot instead of cutting it.
+            ticks[-1] = max_
+        return ticks
 
     def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
         return [self.label(t) for t in ticks]

@@ -39,7 +39,7 @@ async def test_problems_reports_wrong_bytes(tmp_path: Path) -> None:
 
 
 async def test_header_sync_benchmark_syncs_the_right_headers(tmp_path: Path) -> None:
-    n = 3_000  # one 4,000-header response: seconds, not the 100,000 of `make bench`
+    n = 3_000  # three 1,000-header responses: seconds, not the 100,000 of `make bench`
     run = await header_sync.run_interleaved(n_headers=n, repetitions=1, workdir=tmp_path)
 
     assert run.problems() == []
@@ -52,7 +52,7 @@ async def test_header_sync_benchmark_syncs_the_right_headers(tmp_path: Path) -> 
     assert sum(run.sync[0].extra["served_by_server"]) >= 1
     row = header_sync.to_result(run, 1)
     assert row.benchmark == "header_sync" and row.unit == "headers/s"
-    assert row.details["max_headers_per_response"] == 4000
+    assert row.details["max_headers_per_response"] == header_sync.HEADERS_PER_RESPONSE
     assert row.details["servers"] == 3
     assert math.isfinite(row.ratio) and row.ratio > 0
     leftovers = await asyncio.to_thread(lambda: list(tmp_path.iterdir()))

@@ -120,7 +120,9 @@ async def test_every_poll_adds_a_row_and_a_pause_leaves_no_gap() -> None:
         await pilot.press("space")  # paused: the view stands still, the history goes on
         client._snapshot = fixture_snapshot(4, now=FIXTURE_NOW + 1)
         await app.poll()
-        assert len(app.history) == 2 and app.state.snapshot["generated_at"] == FIXTURE_NOW
+        shown = app.state.snapshot
+        assert shown is not None and shown["generated_at"] == FIXTURE_NOW
+        assert len(app.history) == 2
         await app.poll()  # the same frame again adds nothing
         assert len(app.history) == 2
 

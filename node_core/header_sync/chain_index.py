@@ -140,6 +140,9 @@ class HeaderIndex:
         self.finalized_height = finalized_height
         self.branch: Branch | None = None
         self.reorgs = 0
+        #: Times the main chain was cut back (reorg, abandon, refused commit): an answer held
+        #: for a range ahead of the tip is only checked against the chain it was asked on.
+        self.truncations = 0
 
     # --- facts -----------------------------------------------------------------------------
 
@@ -186,6 +189,7 @@ class HeaderIndex:
 
     def truncate_to(self, height: int) -> None:
         """Forget the main chain above ``height`` (a planned write the store refused)."""
+        self.truncations += 1
         del self.hashes[height + 1 :]
         del self.times[height + 1 :]
         del self.cum_work[height + 1 :]

@@ -59,6 +59,10 @@ class HeaderSyncConfig:
     new_block_interval: float = 5.0
     #: First fork-search step below a failed anchor; each failed probe multiplies it by 4.
     fork_search_step: int = 16
+    #: Forward ranges planned at once with two or more peers (deviation 33 in
+    #: docs/PROTOCOL.md): the one at our tip and the ones after it, each asked of another peer.
+    #: Not the reference (one forward range at a time); 1 restores that.
+    ranges_ahead: int = 4
 
 
 @dataclass(slots=True)

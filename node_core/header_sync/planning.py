@@ -27,8 +27,8 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from node_core.header_sync.entries import ForkSearch
-from node_core.header_sync.range_queue import RangeRequest
-from node_core.protocol.header_sync import MAX_HEADERS_PER_RESPONSE
+from node_core.header_sync.range_queue import AHEAD_ANCHOR, RangeRequest
+from node_core.protocol.header_sync import MAX_HEADERS_PER_RESPONSE, clamp_max_headers
 
 if TYPE_CHECKING:
     from node_core.chain.genesis import Checkpoints
@@ -41,7 +41,9 @@ __all__ = [
     "branch_extension",
     "claims_more",
     "forward_range",
+    "forward_ranges",
     "next_probe",
+    "pipeline",
     "widen_search",
 ]
 
@@ -77,6 +79,44 @@ def forward_range(index: HeaderIndex, best: int, checkpoints: Checkpoints) -> Ra
     if cp is not None and cp <= end:
         end, finalized = cp, True
     return RangeRequest(start, end - start + 1, index.tip_hash, finalized)
+
+
+def forward_ranges(
+    index: HeaderIndex, best: int, checkpoints: Checkpoints, step: int, ahead: int
+) -> list[RangeRequest]:
+    """Up to ``ahead`` consecutive forward ranges of at most ``step`` headers from our tip.
+
+    The first is :func:`forward_range`'s, narrowed to ``step``; the others lie beyond our
+    index tip, so their anchor is :data:`AHEAD_ANCHOR` (resolved when their answer is
+    checked). Each range that reaches a checkpoint ends on it and is finalized. With
+    ``ahead = 1`` this is the reference's single forward range (deviation 33).
+    """
+    out: list[RangeRequest] = []
+    start, anchor = index.tip_height + 1, index.tip_hash
+    step = max(1, min(step, MAX_HEADERS_PER_RESPONSE))
+    while len(out) < ahead and start <= best:
+        end = min(best, start + step - 1)
+        cp = checkpoints.next_at_or_above(start)
+        finalized = cp is not None and cp <= end
+        if cp is not None and finalized:
+            end = cp
+        out.append(RangeRequest(start, end - start + 1, anchor, finalized))
+        start, anchor = end + 1, AHEAD_ANCHOR
+    return out
+
+
+def pipeline(peers: Iterable[PeerEntry], ranges_ahead: int) -> tuple[int, int]:
+    """``(step, ahead)`` for :func:`forward_ranges`.
+
+    One peer with a Status (or none): one range of up to 4,000 headers, narrowed to the
+    peer's cap when taken, as the reference plans it. Two or more: ranges of the smallest cap
+    any of them advertised (so no range is narrowed and no gap opens between them), one per
+    peer plus one, at most ``ranges_ahead`` (deviation 33).
+    """
+    caps = [clamp_max_headers(e.status.max_headers_per_response) for e in peers if e.status]
+    if len(caps) < 2 or ranges_ahead < 2:
+        return MAX_HEADERS_PER_RESPONSE, 1
+    return min(caps), min(len(caps) + 1, ranges_ahead)
 
 
 def branch_extension(index: HeaderIndex, peers: Mapping[str, PeerEntry]) -> RangeRequest | None:

@@ -47,6 +47,11 @@ from node_core.protocol.header_sync import clamp_request_count
 FANOUT = 3
 """How many distinct peers may hold the same range at once (reference: fan-out 3)."""
 
+AHEAD_ANCHOR = b""
+"""The anchor of a forward range planned beyond the index tip (its anchor is not known yet):
+the answer is held until the index reaches the range's start and is checked against the
+header there (:mod:`node_core.header_sync.responses`)."""
+
 PeerId: TypeAlias = str
 """A peer's label: the identity the node uses for a connection everywhere else."""
 
@@ -204,19 +209,27 @@ class SharedHeaderRangeQueue:
 
         Forward before backward; the first range that starts within the peer's advertised tip
         (a finalized one must end within it), that fewer than :data:`FANOUT` peers hold and
-        that this peer does not hold already. ``take_for_peer`` narrows it to the tip.
+        that this peer does not hold already. Within a deque, a range nobody holds comes
+        before one another peer holds (deviation 33 in docs/PROTOCOL.md): several ranges are
+        fetched in parallel from different peers, and a peer joins a range already asked of
+        another (fan-out) only when no unasked range is left for it. ``take_for_peer``
+        narrows it to the tip.
         """
         advertised_tip = min(advertised_tip, self._caps.get(peer, advertised_tip))
         for forward, dq in ((True, self._forward), (False, self._backward)):
+            shared: tuple[bool, int, RangeRequest] | None = None
             for index, rng in enumerate(dq):
                 if rng.peer not in (None, peer) or rng.start_height > advertised_tip:
                     continue
                 if rng.end_height > advertised_tip and rng.finalized:
                     continue  # a checkpoint bracket is only ever fetched whole
                 a = self._assigned.get(rng.key)
-                if a is not None and (len(a.peers) >= FANOUT or peer in a.peers):
-                    continue
-                return forward, index, rng
+                if a is None:
+                    return forward, index, rng
+                if shared is None and len(a.peers) < FANOUT and peer not in a.peers:
+                    shared = (forward, index, rng)
+            if shared is not None:
+                return shared
         return None
 
     def take_for_peer(

@@ -104,8 +104,9 @@ from node_core.header_sync.planning import (
     ProbeEnd,
     best_advertised,
     branch_extension,
-    forward_range,
+    forward_ranges,
     next_probe,
+    pipeline,
 )
 from node_core.header_sync.range_queue import RangeRequest, ReturnReason, SharedHeaderRangeQueue
 from node_core.header_sync.relay import NewBlockRelay
@@ -602,8 +603,12 @@ class HeaderSyncReactor:
         best = best_advertised(self.peers.values())
         if best >= 0:
             self.chain.note_advertised(best)
-        forward = forward_range(self.index, best, self.config.checkpoints)
-        if forward is not None:
+        for forward in forward_ranges(
+            self.index,
+            best,
+            self.config.checkpoints,
+            *pipeline(self.peers.values(), self.config.ranges_ahead),
+        ):
             self.queue.ensure_forward(forward)
         for entry in self.peers.values():
             probe = next_probe(entry, self.index)

@@ -25,13 +25,21 @@ Invariants:
 - A shared request whose heights became covered is dropped with a DropExpectation to its
   routine, and one late answer is absorbed for it; a peer that cannot take that command is
   parked.
+- An answer to a range planned ahead of the index tip (anchor
+  :data:`~node_core.header_sync.range_queue.AHEAD_ANCHOR`, deviation 33) is held, at most one
+  per start height and :data:`MAX_HELD` in all, until the index reaches the range's start;
+  it is then checked exactly like any other answer, against the header there. A held answer
+  whose peer session ended, or that was asked on a chain the index has since cut back, is
+  not checked: its range goes back to the queue.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from node_core.chain.miner import ChainError
@@ -48,7 +56,7 @@ from node_core.header_sync.committer import CommitHeaders, HeaderCommitter, Reor
 from node_core.header_sync.entries import SERVICE, Outstanding
 from node_core.header_sync.events import MisbehaviorReason, PeerHeadersReceived
 from node_core.header_sync.planning import claims_more, widen_search
-from node_core.header_sync.range_queue import SharedHeaderRangeQueue
+from node_core.header_sync.range_queue import AHEAD_ANCHOR, SharedHeaderRangeQueue
 from node_core.header_sync.unavailable import UnavailableHeaders
 from node_core.protocol.errors import CodecError
 
@@ -57,7 +65,22 @@ if TYPE_CHECKING:
     from node_core.header_sync.observe import HeaderSyncMetrics, HeaderSyncTrace
     from node_core.observe.journal import Journal
 
-__all__ = ["HeadersResponses"]
+__all__ = ["MAX_HELD", "HeadersResponses"]
+
+#: Answers held for ranges ahead of the index tip, at most (each at most one 4,000-header
+#: Headers message, 372 KB): a bound on memory whatever peers answer.
+MAX_HELD = 16
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """An answer to a range ahead of the tip, waiting for the index to reach its start."""
+
+    peer: str
+    generation: int
+    outstanding: Outstanding
+    headers: tuple[bytes, ...]
+    truncations: int
 
 
 class HeadersResponses:
@@ -100,6 +123,8 @@ class HeadersResponses:
         self._park = park
         self._schedule = schedule
         self._reorged = reorged
+        self._held: dict[int, _Held] = {}
+        self._releasing = False
 
     def on_headers(self, ev: PeerHeadersReceived) -> None:
         """A Headers response from ``ev.peer``: match, check, cut, plan and apply it."""
@@ -137,8 +162,60 @@ class HeadersResponses:
             self._record(ev.peer, MisbehaviorReason.RESPONSE_TOO_LONG)
             self._retry(o)
             return
+        if o.range.anchor_hash == AHEAD_ANCHOR:
+            self._hold(entry, o, ev.headers)
+            self._release_held()
+            return
+        self._check(entry, o, ev.headers)
+        self._release_held()
+
+    @property
+    def held(self) -> int:
+        """Answers held for ranges ahead of the index tip."""
+        return len(self._held)
+
+    def _hold(self, entry: PeerEntry, o: Outstanding, raw: tuple[bytes, ...]) -> None:
+        start = o.range.start_height
+        if start in self._held or len(self._held) >= MAX_HELD:
+            # Another peer's answer to the same range is held already (a fan-out copy), or
+            # the bound is reached: this one is not kept, and its range stays queued.
+            self.metrics.response_late_covered_dropped.inc()
+            if start not in self._held:
+                self._retry(o)
+            return
+        truncations = self.index.truncations
+        self._held[start] = _Held(entry.label, entry.generation, o, raw, truncations)
+
+    def _release_held(self) -> None:
+        """Check every held answer whose start the index reached, lowest first."""
+        if self._releasing:
+            return  # re-entered from an apply below: the outer loop picks it up
+        self._releasing = True
         try:
-            headers = tuple(BlockHeader.decode(raw) for raw in ev.headers)
+            while self._held:
+                start = min(self._held)
+                anchor = self.index.hash_at(start - 1)
+                if anchor is None:
+                    return
+                held = self._held.pop(start)
+                entry = self.peers.get(held.peer)
+                if (
+                    entry is None
+                    or entry.generation != held.generation
+                    or held.truncations != self.index.truncations
+                ):
+                    self._retry(held.outstanding)
+                    continue
+                o = held.outstanding
+                rng = dataclasses.replace(o.range, anchor_hash=anchor)
+                self._check(entry, dataclasses.replace(o, range=rng), held.headers)
+        finally:
+            self._releasing = False
+
+    def _check(self, entry: PeerEntry, o: Outstanding, raw: tuple[bytes, ...]) -> None:
+        """Decode, check against the range's anchor, cut, plan and apply one answer."""
+        try:
+            headers = tuple(BlockHeader.decode(b) for b in raw)
         except CodecError:
             self._reject_range(entry, o, "decode")
             return

@@ -125,7 +125,8 @@ def test_ensure_dedupes_queued_assigned_and_covered(
     assert q.forward == (rr(1, 10),) and q.backward == ()
     q.ensure_forward(rr(1, 10, priority=1))  # different priority is different work
     assert len(q.forward) == 2
-    for p in "abc":
+    # a takes the first, b the one nobody holds yet, c and d join the first (fan-out 3)
+    for p in "abcd":
         take(q, p)
     assert q.forward == (rr(1, 10, priority=1),)
     q.ensure_forward(rr(1, 30))  # assigned under the same key: skipped
@@ -134,6 +135,18 @@ def test_ensure_dedupes_queued_assigned_and_covered(
     q.ensure_forward(rr(120, 10))
     assert len(q.forward) == 1
     assert wakes.count == 7, "ensure always wakes, even when it queues nothing"
+
+
+def test_a_range_nobody_holds_comes_before_joining_one(q: SharedHeaderRangeQueue) -> None:
+    """Deviation 33: several forward ranges go to different peers at once; a peer joins a
+    range another holds (fan-out) only when no range is left that nobody holds."""
+    for start in (1, 11, 21):
+        q.ensure_forward(rr(start, 10))
+    starts = [w.range.start_height for p in "abc" if (w := take(q, p)) is not None]
+    assert starts == [1, 11, 21]
+    work = take(q, "d")
+    assert work is not None and work.range.start_height == 1  # all held: it hedges the first
+    assert q.assigned[(1, 0)] == {"a": 1, "d": 1}
 
 
 def test_count_clamped_to_peer_cap(q: SharedHeaderRangeQueue) -> None:
@@ -287,14 +300,14 @@ def test_reset_above_drops_forward_work_above_target(
     q.ensure_forward(rr(101, 100))  # ends 200
     q.ensure_backward(rr(300, 100, finalized=True))  # ends 399, backward: untouched
     take(q, "a", tip=150)  # takes rr(1,100)
-    take(q, "b")  # takes rr(1,100) too
+    take(q, "b")  # takes rr(101,100), which nobody holds
     q.ensure_forward(rr(50, 200))  # ends 249
-    take(q, "c", tip=1000)  # rr(1,100) 3rd peer
-    take(q, "a", tip=1000)  # rr(101,100)
+    take(q, "c", tip=1000)  # rr(50,200), which nobody holds
+    take(q, "a", tip=1000)  # joins rr(101,100)
     before = wakes.count
     q.reset_above(150)
     assert wakes.count == before
-    assert q.forward == ()
+    assert q.forward == (rr(1, 100),)  # held by a alone: still queued for fan-out
     assert set(q.assigned) == {(1, 0)}
     assert q.backward == (rr(300, 100, finalized=True),)
     q.reset_above(50)

@@ -142,6 +142,18 @@ class ChartsScreen(ConsoleScreen):
             return
         self.page = (self.page + 1) % self.pages
         self.refresh_view()
+        # The page's charts have no size until the next layout: draw them once they do,
+        # instead of leaving them blank until the next poll.
+        self.call_after_refresh(self.refresh_view)
+
+    @property
+    def settled(self) -> bool:
+        """Every chart on the page is laid out and drawn at its current size (tests wait on
+        this before comparing a frame)."""
+        visible = [p for p in self.query(ChartPanel) if p.display]
+        return bool(visible) and all(
+            p.size.width > 8 and self._drawn_size(p) == p.size for p in visible
+        )
 
     # ------------------------------------------------------------------ drawing
     def apply(self, state: ConsoleState) -> None:

@@ -11,7 +11,7 @@ tests/console/test_charts.py --snapshot-update``, then look at the report.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +47,38 @@ async def _settle(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
+def _on_charts(*keys: str) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """Press ``keys`` (the last one lands on a Charts page), then wait until every chart on
+    that page is drawn at its size: a frame is compared only once it is complete, however
+    slow the machine."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await _settle(pilot)
+        await pilot.press(*keys)
+        for _ in range(200):
+            screen = pilot.app.screen
+            if isinstance(screen, ChartsScreen) and screen.settled:
+                break
+            await pilot.pause(0.02)
+        else:
+            raise AssertionError(f"the charts after {keys} were never all drawn")
+        await pilot.pause()
+
+    return run_before
+
+
 # ---------------------------------------------------------------------- snapshots
 @pytest.mark.parametrize("size", [SMALL, MEDIUM], ids=["80x24", "120x40"])
 def test_charts_snapshot(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
-    assert snap_compare(_app(), press=["7"], terminal_size=size, run_before=_settle)
+    assert snap_compare(_app(), terminal_size=size, run_before=_on_charts("7"))
 
 
 def test_charts_second_page_snapshot(snap_compare: Callable[..., bool]) -> None:
-    assert snap_compare(_app(), press=["7", "c"], terminal_size=SMALL, run_before=_settle)
+    assert snap_compare(_app(), terminal_size=SMALL, run_before=_on_charts("7", "c"))
 
 
 def test_charts_ascii_snapshot(snap_compare: Callable[..., bool]) -> None:
-    assert snap_compare(_app(ascii=True), press=["7"], terminal_size=SMALL, run_before=_settle)
+    assert snap_compare(_app(ascii=True), terminal_size=SMALL, run_before=_on_charts("7"))
 
 
 # ---------------------------------------------------------------------- the view

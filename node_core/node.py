@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,7 +41,7 @@ from node_core.header_sync.reactor import HeaderSyncReactor
 from node_core.header_sync.service import HeaderSyncService
 from node_core.identity import Identity, load_or_create
 from node_core.observe.diagnostics import DiagnosticThresholds
-from node_core.observe.diagnostics_task import DiagnosticsMonitor
+from node_core.observe.diagnostics_task import DiagnosticsMonitor, node_facts
 from node_core.observe.gcpause import gc_paused
 from node_core.observe.journal import Journal
 from node_core.observe.looplag import LoopLagMonitor
@@ -225,7 +226,7 @@ class Node:
         self.loop_lag.on_sample = self.metrics.record_loop_lag
         self.faults = FaultInjector(self, enabled=config.allow_faults)
         self.diagnostics = DiagnosticsMonitor(
-            self._snapshot_doc, self.journal, self.metrics, config.diagnostics
+            partial(node_facts, self), self.journal, self.metrics, config.diagnostics
         )
         self.api: Any = None
         self.ssh: Any = None

@@ -38,6 +38,7 @@ from node_core.block_sync.window import DownloadWindow
 from node_core.block_sync.work import Owner, WorkItem
 from node_core.chain.miner import ChainError, validate_header
 from node_core.chain.model import BlockHeader, body_root
+from node_core.observe.diagnostic_facts import BlockSyncFacts, block_sync_matters
 from node_core.protocol.block_sync import (
     MAX_BLOCK_BODY_BYTES,
     TAG_BLOCK,
@@ -628,6 +629,25 @@ class BlockSyncRoutine:
         self.outstanding.clear()
         self.core.registry.clear_outstanding(self.label, self.owner[1])
         self.core.row("block_peer_disconnected", peer=self.label)
+
+    def diagnostic_facts(self) -> BlockSyncFacts | None:
+        """What diagnostics read of this session: the fields of :meth:`view` they use, read
+        without building the rest (the node evaluates them every second); None when the
+        session can raise no diagnostic (:func:`block_sync_matters`: nothing outstanding).
+        Like the view, it moves the window's clock to now first, so its ``cwnd`` is the one
+        the view shows."""
+        if not self.outstanding:
+            return None
+        outstanding = sum(o.count - len(o.received) for o in self.outstanding.values())
+        if not block_sync_matters(outstanding):
+            return None
+        window = self.window
+        return BlockSyncFacts(
+            outstanding=outstanding,
+            accepted_blocks=self.accepted_blocks,
+            cwnd=window.cwnd_at(time.monotonic()),
+            hard_cap=window.hard_cap,
+        )
 
     def view(self) -> BlockSyncRoutineView:
         now = time.monotonic()

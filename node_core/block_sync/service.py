@@ -22,6 +22,7 @@ from node_core.transport.routine import RoutineContext
 from node_core.transport.supervise import next_generation, spawn_supervised_peer_task
 
 if TYPE_CHECKING:
+    from node_core.observe.diagnostic_facts import BlockSyncFacts
     from node_core.observe.schema import BlockSyncRoutineView
     from node_core.transport.connection import Connection
     from node_core.transport.stream import Stream
@@ -77,6 +78,12 @@ class BlockSyncService:
         """The live routine of that session, or None once it ended."""
         routine: BlockSyncRoutine | None = self.core.routines.get((conn_id, generation))
         return routine
+
+    def routine_facts(self, conn_id: int, generation: int) -> BlockSyncFacts | None:
+        """What diagnostics read of a session (:meth:`routine_view`'s fields they use); None
+        when it can raise no diagnostic or is gone."""
+        routine = self.core.routines.get((conn_id, generation))
+        return None if routine is None else routine.diagnostic_facts()
 
     def routine_view(self, conn_id: int, generation: int) -> BlockSyncRoutineView | None:
         routine = self.core.routines.get((conn_id, generation))

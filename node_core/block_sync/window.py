@@ -301,6 +301,11 @@ class DownloadWindow:
     def hard_cap(self) -> int:
         return self._hard_cap
 
+    def cwnd_at(self, now: float) -> int:
+        """:attr:`cwnd` once the clock moved to ``now`` (the ``cwnd`` :meth:`view` shows)."""
+        self._advance(now)
+        return self.cwnd
+
     @property
     def proven(self) -> bool:
         """True once the peer delivered an accepted block this session."""

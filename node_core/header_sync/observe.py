@@ -188,6 +188,18 @@ def header_sync_section(
     }
 
 
+def session_outstanding(
+    peers: Mapping[str, PeerEntry], label: str, generation: int
+) -> tuple[tuple[int, int], ...]:
+    """A session's outstanding requests as (start height, count), oldest first, as
+    :func:`peer_session_view` lists them (empty when the session is not the peer's current
+    one): what diagnostics read, without the rest of the view."""
+    entry = peers.get(label)
+    if entry is None or entry.generation != generation:
+        return ()
+    return tuple((o.range.start_height, o.range.count) for o in entry.outstanding)
+
+
 def peer_session_view(entry: PeerEntry, now: float) -> dict[str, Any]:
     """The reactor-side fields of one peer's session: serving slots, outstanding requests
     with the seconds left before they time out, and its fork search."""

@@ -40,7 +40,9 @@ from node_core.header_sync.commands import (
     Wake,
 )
 from node_core.header_sync.events import PeerDisconnected
+from node_core.header_sync.observe import session_outstanding
 from node_core.header_sync.peer_state import HsPeerState
+from node_core.observe.diagnostic_facts import HeaderSyncFacts, header_sync_matters
 from node_core.protocol.header_sync import (
     TAG_GET_HEADERS,
     TAG_HEADERS,
@@ -215,6 +217,28 @@ class HeaderSyncRoutine:
         self.state.teardown()
         self.sink.close()
         self.reactor.lifecycle(PeerDisconnected(self.ctx.peer.label, self.ctx.generation))
+
+    def diagnostic_facts(self, tip: int) -> HeaderSyncFacts | None:
+        """What diagnostics read of this session: the fields of :meth:`view` they use, read
+        without building the rest (the node evaluates them every second); None when the
+        session can raise no diagnostic with our header tip at ``tip``
+        (:func:`header_sync_matters`)."""
+        state, sink = self.state, self.sink
+        outstanding = session_outstanding(
+            self.reactor.peers, self.ctx.peer.label, self.ctx.generation
+        )
+        received = state.received_status is not None
+        queued = sink.queued
+        if not header_sync_matters(queued, bool(outstanding), received, state.advertised_tip, tip):
+            return None
+        return HeaderSyncFacts(
+            queue_depth=queued,
+            queue_max=sink.depth,
+            outstanding=outstanding,
+            in_flight=state.in_flight is not None,
+            received_status=received,
+            advertised_tip=state.advertised_tip,
+        )
 
     def view(self) -> HeaderSyncRoutineView:
         """This session's ``header_sync`` sub-document of the snapshot: the routine's own

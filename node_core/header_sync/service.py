@@ -27,6 +27,7 @@ from node_core.transport.supervise import next_generation
 
 if TYPE_CHECKING:
     from node_core.header_sync.observe import HeaderSyncMetrics
+    from node_core.observe.diagnostic_facts import HeaderSyncFacts
     from node_core.observe.schema import HeaderSyncRoutineView
     from node_core.transport.connection import Connection
     from node_core.transport.stream import Stream
@@ -75,6 +76,14 @@ class HeaderSyncService:
 
     def routine_for(self, conn_id: int, generation: int) -> HeaderSyncRoutine | None:
         return self.routines.get((conn_id, generation))
+
+    def routine_facts(self, conn_id: int, generation: int) -> HeaderSyncFacts | None:
+        """What diagnostics read of a session (:meth:`routine_view`'s fields they use); None
+        when it can raise no diagnostic or is gone."""
+        routine = self.routines.get((conn_id, generation))
+        if routine is None:
+            return None
+        return routine.diagnostic_facts(self.reactor.chain.header_tip[0])
 
     def routine_view(self, conn_id: int, generation: int) -> HeaderSyncRoutineView | None:
         """The per-routine snapshot fields (routine side plus reactor side)."""

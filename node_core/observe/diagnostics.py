@@ -7,8 +7,12 @@ bar, ``/api/v1/snapshot``, the SSH ``diagnostics`` command), the Prometheus gaug
 ``zakura_diagnostic_active{id}`` and the journal rows ``diagnostic/started`` and
 ``diagnostic/cleared`` (docs/ARCHITECTURE.md, "Observation").
 
-**Sans-I/O.** :class:`DiagnosticsEvaluator` reads a snapshot document (schema
-:data:`~node_core.observe.schema.SCHEMA_VERSION`), the panics journalled since its last call
+**Sans-I/O.** :class:`DiagnosticsEvaluator` reads the facts of the node it needs
+(:class:`~node_core.observe.diagnostic_facts.NodeFacts`: a few numbers per running sync
+routine and a handful of node-wide ones), either from a snapshot document (schema
+:data:`~node_core.observe.schema.SCHEMA_VERSION`, :meth:`DiagnosticsEvaluator.evaluate`) or
+as the node reads them from its services without building that document
+(:meth:`DiagnosticsEvaluator.evaluate_facts`), plus the panics journalled since its last call
 and ``now``; it keeps, per diagnostic and subject, since when the condition has held, and
 returns the active diagnostics and what started or cleared. It never reads a clock, never
 awaits and never touches the node, so the tests drive it with made-up documents and times,
@@ -50,6 +54,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, cast
+
+from node_core.observe.diagnostic_facts import NodeFacts, facts_from_snapshot
 
 if TYPE_CHECKING:
     from node_core.observe.schema import DiagnosticRow, Snapshot
@@ -292,22 +298,28 @@ class DiagnosticsEvaluator:
             panics: ``routine/panicked`` rows journalled since the previous call.
             now: Wall-clock seconds (the ``since`` of every diagnostic is wall time too).
         """
+        return self.evaluate_facts(facts_from_snapshot(snap), panics, now)
+
+    def evaluate_facts(
+        self, facts: NodeFacts, panics: Iterable[PanicSeen], now: float
+    ) -> Evaluation:
+        """Evaluate the node as ``facts`` show it at wall time ``now`` (what :meth:`evaluate`
+        does after reading the facts from a snapshot; the node reads them from itself)."""
         self._found = {}
         self._now = now
         t = self.thresholds
-        self._routines(snap, now)
-        for parked in snap.get("parked") or []:
-            label = parked["label"]
+        self._routines(facts, now)
+        for parked in facts.parked:
+            label = parked.label
             self._hold(
                 ("peer_parked", label),
-                f"header sync of {label} is parked ({parked['reason']}): see the Parked view "
+                f"header sync of {label} is parked ({parked.reason}): see the Parked view "
                 "(5); u unparks it, and a command queue that fills again parks it again",
                 t.parked_s,
-                since=parked["since"],
+                since=parked.since,
             )
-        self._queues(snap)
-        lag = snap.get("loop_lag")
-        if lag is not None and lag["samples"] and lag["p99_ms"] > t.loop_lag_ms:
+        self._queues(facts)
+        if facts.lag_samples and facts.lag_p99_ms > t.loop_lag_ms:
             self._hold(
                 ("loop_lag_high", "node"),
                 f"event-loop lag p99 above {t.loop_lag_ms:g} ms: every routine waits on one "
@@ -316,8 +328,8 @@ class DiagnosticsEvaluator:
                 0.0,
             )
         self._panic_loop(panics, now)
-        self._behind(snap)
-        self._budget(snap, now)
+        self._behind(facts)
+        self._budget(facts, now)
 
         self._held = found = self._found
         active = {
@@ -345,73 +357,66 @@ class DiagnosticsEvaluator:
                 held.since = since
             self._found[key] = held
 
-    def _routines(self, snap: Snapshot, now: float) -> None:
+    def _routines(self, facts: NodeFacts, now: float) -> None:
         t = self.thresholds
         seen: set[tuple[str, str, int]] = set()
-        for peer in snap["peers"]:
-            label = peer["label"]
-            for r in peer["routines"]:
-                if r["state"] != "running":
-                    continue
-                work, token = False, cast("object", None)
-                bs = r.get("block_sync")
-                hs = r.get("header_sync")
-                if bs is not None:
-                    work, token = bs["outstanding"] > 0, bs["accepted_blocks"]
-                    floor = min(WINDOW_FLOOR_BLOCKS, bs["window"]["hard_cap"])
-                    if work and bs["window"]["cwnd"] <= floor:
-                        self._hold(
-                            ("window_floor", label),
-                            f"block-sync window of {label} sits at its floor ({floor} blocks) "
-                            "with requests outstanding: the peer is slow, throttled or losing "
-                            "requests; see its window, RTT and reliability in the peer detail "
-                            "(2, enter) and its throttle in the Peers view",
-                            t.floor_s,
-                        )
-                elif hs is not None:
-                    pending = [(o["start_height"], o["count"]) for o in hs["outstanding"]]
-                    work = hs["queue_depth"] > 0 or bool(pending)
-                    token = tuple(pending)
-                if not work:
-                    continue
-                key = (label, r["service"], r["generation"])
-                seen.add(key)
-                last = self._progress.get(key)
-                if last is None or last[0] != token:
-                    last = (token, now)
-                    self._progress[key] = last
-                self._hold(
-                    ("routine_stalled", f"{label} {r['service']}"),
-                    f"{r['service']} routine of {label} holds work and has made no progress for "
-                    f"{t.stall_s:g} s: see its requests and stall in the peer detail (2, enter), "
-                    "its throttle in the Peers view, and request timeouts in the Journal (3)",
-                    t.stall_s,
-                    since=last[1],
-                )
+        for r in facts.routines:
+            label = r.label
+            work, token = False, cast("object", None)
+            bs, hs = r.block_sync, r.header_sync
+            if bs is not None:
+                work, token = bs.outstanding > 0, bs.accepted_blocks
+                floor = min(WINDOW_FLOOR_BLOCKS, bs.hard_cap)
+                if work and bs.cwnd <= floor:
+                    self._hold(
+                        ("window_floor", label),
+                        f"block-sync window of {label} sits at its floor ({floor} blocks) "
+                        "with requests outstanding: the peer is slow, throttled or losing "
+                        "requests; see its window, RTT and reliability in the peer detail "
+                        "(2, enter) and its throttle in the Peers view",
+                        t.floor_s,
+                    )
+            elif hs is not None:
+                work = hs.queue_depth > 0 or bool(hs.outstanding)
+                token = hs.outstanding
+            if not work:
+                continue
+            key = (label, r.service, r.generation)
+            seen.add(key)
+            last = self._progress.get(key)
+            if last is None or last[0] != token:
+                last = (token, now)
+                self._progress[key] = last
+            self._hold(
+                ("routine_stalled", f"{label} {r.service}"),
+                f"{r.service} routine of {label} holds work and has made no progress for "
+                f"{t.stall_s:g} s: see its requests and stall in the peer detail (2, enter), "
+                "its throttle in the Peers view, and request timeouts in the Journal (3)",
+                t.stall_s,
+                since=last[1],
+            )
         for gone in [k for k in self._progress if k not in seen]:
             del self._progress[gone]
 
-    def _queues(self, snap: Snapshot) -> None:
+    def _queues(self, facts: NodeFacts) -> None:
         pct = self.thresholds.queue_pct
 
         def full(depth: int, size: int) -> bool:
             return size > 0 and depth * 100.0 >= pct * size
 
-        for peer in snap["peers"]:
-            label = peer["label"]
-            for r in peer["routines"]:
-                hs = r.get("header_sync")
-                if r["state"] == "running" and hs and full(hs["queue_depth"], hs["queue_max"]):
-                    self._hold(
-                        ("command_queue_full", label),
-                        f"header-sync command queue of {label} is {pct:g} % full or more: its "
-                        "routine is not taking commands (stalled, or the peer stopped reading "
-                        "our answers), and a never-drop command that does not fit parks it",
-                        0.0,
-                    )
-        reactor = snap["header_sync"]["reactor"]
-        if full(reactor["events"], reactor["events_max"]) or full(
-            reactor["actions"], reactor["actions_max"]
+        for r in facts.routines:
+            hs = r.header_sync
+            if hs is not None and full(hs.queue_depth, hs.queue_max):
+                label = r.label
+                self._hold(
+                    ("command_queue_full", label),
+                    f"header-sync command queue of {label} is {pct:g} % full or more: its "
+                    "routine is not taking commands (stalled, or the peer stopped reading "
+                    "our answers), and a never-drop command that does not fit parks it",
+                    0.0,
+                )
+        if full(facts.reactor_events, facts.reactor_events_max) or full(
+            facts.reactor_actions, facts.reactor_actions_max
         ):
             self._hold(
                 ("command_queue_full", "header_sync reactor"),
@@ -442,18 +447,17 @@ class DiagnosticsEvaluator:
                     since=recent[-t.panics].wall,
                 )
 
-    def _behind(self, snap: Snapshot) -> None:
-        tip = snap["chain"]["header_tip"]["height"]
+    def _behind(self, facts: NodeFacts) -> None:
+        tip = facts.header_tip
         best, idle = tip, 0
-        for peer in snap["peers"]:
-            for r in peer["routines"]:
-                hs = r.get("header_sync")
-                if r["state"] != "running" or hs is None or not hs["received_status"]:
-                    continue
-                if hs["advertised_tip"] > tip:
-                    best = max(best, hs["advertised_tip"])
-                    if hs["in_flight"] is None and not hs["outstanding"]:
-                        idle += 1
+        for r in facts.routines:
+            hs = r.header_sync
+            if hs is None or not hs.received_status:
+                continue
+            if hs.advertised_tip > tip:
+                best = max(best, hs.advertised_tip)
+                if not hs.in_flight and not hs.outstanding:
+                    idle += 1
         if best > tip and idle:
             self._hold(
                 ("header_tip_behind", "node"),
@@ -463,15 +467,14 @@ class DiagnosticsEvaluator:
                 self.thresholds.behind_s,
             )
 
-    def _budget(self, snap: Snapshot, now: float) -> None:
+    def _budget(self, facts: NodeFacts, now: float) -> None:
         t = self.thresholds
-        bs = snap["block_sync"]
-        committed = bs["committed_total"]
+        committed = facts.committed_total
         if self._commits is None or self._commits[0] != committed:
             self._commits = (committed, now)
         key = ("budget_saturated", "block_sync")
-        full = bs["budget_reserved"] * 100.0 >= t.budget_pct * bs["budget_max"]
-        if bs["budget_max"] > 0 and full:
+        full = facts.budget_reserved * 100.0 >= t.budget_pct * facts.budget_max
+        if facts.budget_max > 0 and full:
             held = self._held.get(key)
             saturated_since = now if held is None else self._saturated_since
             self._saturated_since = saturated_since

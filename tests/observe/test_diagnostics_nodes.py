@@ -7,7 +7,8 @@ Every fault goes through the node's fault injector, as the console's keys do. Fo
 diagnostic the test waits for it in the node's own evaluation, then checks that every
 surface says the same: the snapshot's ``diagnostics``, the gauge
 ``zakura_diagnostic_active{id}``, the journal's ``diagnostic/started`` row (and, once the
-fault is lifted, ``diagnostic/cleared``).
+fault is lifted, ``diagnostic/cleared``), and that the facts the node's evaluation reads from
+its services are the ones its snapshot shows at that moment.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from node_core.block_sync.core import BlockSyncConfig
 from node_core.block_sync.work import MAX_ESTIMATE
 from node_core.control import LOCAL_OPERATOR
 from node_core.node import Node
+from node_core.observe.diagnostic_facts import facts_from_snapshot
 from node_core.observe.diagnostics import DiagnosticThresholds
+from node_core.observe.diagnostics_task import node_facts
 from node_core.observe.schema import validate_snapshot
 from node_core.ssh.commands import run_command
 
@@ -83,7 +86,10 @@ def journal_rows(node: Node, event: str, diag: str) -> list[Any]:
 async def fires_everywhere(node: Node, diag: str, subject: str | None, timeout: float) -> None:
     """Wait for ``diag`` on ``node``, then check the snapshot, the gauge and the journal."""
     await wait_until(lambda: active(node, diag, subject), timeout, f"{diag} on {node.label}")
+    # What the node's evaluation read of itself is what its snapshot shows (same moment).
+    facts = node_facts(node)
     snap = validate_snapshot(node.snapshot())
+    assert facts == facts_from_snapshot(snap)
     rows = [r for r in snap.get("diagnostics", []) if r["id"] == diag]
     assert rows and all(r["message"] for r in rows), snap.get("diagnostics")
     assert subject is None or subject in {r["subject"] for r in rows}

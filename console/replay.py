@@ -1,14 +1,18 @@
-"""The replay client: a :class:`~console.client.NodeClient` over a recording.
+"""The replay client: a :class:`~console.client.NodeClient` over a recording or a trace.
 
 ``zakura replay FILE`` runs the ordinary console on it, so every view shows the recorded
 state exactly as it shows a live node's: :meth:`ReplayClient.snapshot` is the snapshot read
 last at or before the replay position, :meth:`ReplayClient.journal_since` the journal rows
-written up to it. The position belongs to a :class:`ReplayClock` (play, pause, speed, seek);
-the replay app (:mod:`console.replay_app`) moves it with keys and draws it on the timeline.
+written up to it. ``zakura replay DIR`` does the same over a trace directory
+(:class:`~node_core.observe.trace_reader.TraceJournal`): its rows are the journal, and there
+is no snapshot (:attr:`ReplayClient.journal_only`; the app says so on the views that need
+one). The position belongs to a :class:`ReplayClock` (play, pause, speed, seek); the replay
+app (:mod:`console.replay_app`) moves it with keys and draws it on the timeline.
 
-Journal rows are numbered by their place in the recording (``seq`` 1, 2, ... in file order),
-not by the node's own seq: a recording may span a restart of the node (its seq starts again)
-or start mid-way through its journal, and the console pages through the journal by seq.
+Journal rows are numbered by their place in the recording (``seq`` 1, 2, ... in file order;
+in a trace, in time order), not by the node's own seq: a recording may span a restart of the
+node (its seq starts again) or start mid-way through its journal, and the console pages
+through the journal by seq.
 
 Read-only by construction: :meth:`ReplayClient.act` refuses every action, saying why.
 """
@@ -23,6 +27,7 @@ from typing import Any
 
 from console.client import ActionRequest, ActionResult, JournalRow, Snapshot
 from node_core.observe.record_reader import Recording
+from node_core.observe.trace_reader import TraceJournal, resolve_trace_dir
 
 __all__ = ["MARK_KINDS", "SPEEDS", "Mark", "ReplayClient", "ReplayClock", "marks_of"]
 
@@ -126,20 +131,35 @@ class ReplayClient:
 
     def __init__(
         self,
-        recording: Recording,
+        recording: Recording | TraceJournal,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.recording = recording
         self.clock = ReplayClock(recording.start, recording.end, clock=clock)
-        self.marks = marks_of(recording.rows)
         self._numbered = 0
-        self._number(len(recording.rows))
+        if isinstance(recording, TraceJournal):
+            # Rows are read on demand and come numbered; the marks were kept while indexing.
+            self.marks = marks_of(recording.marked_rows)
+            self._numbered = len(recording.rows)
+        else:
+            self.marks = marks_of(recording.rows)
+            self._number(len(recording.rows))
 
     @classmethod
-    def open(cls, path: Path) -> ReplayClient:
-        """Raises :class:`~node_core.observe.record_format.RecordingError` (one line)."""
+    def open(cls, path: Path, *, node: str | None = None) -> ReplayClient:
+        """A recording file, or a trace directory (``node`` picks one node of a testnet's
+        trace root). Raises :class:`~node_core.observe.record_format.RecordingError` (one
+        line; a :class:`~node_core.observe.trace_reader.TraceError` for a directory)."""
+        path = Path(path)
+        if path.is_dir():
+            return cls(TraceJournal(resolve_trace_dir(path, node), marked=MARK_KINDS.keys()))
         return cls(Recording(path))
+
+    @property
+    def journal_only(self) -> bool:
+        """A trace directory: journal rows, no snapshots (nor wall-clock times)."""
+        return isinstance(self.recording, TraceJournal)
 
     # ------------------------------------------------------------------ NodeClient
     @property
@@ -148,7 +168,10 @@ class ReplayClient:
 
     @property
     def description(self) -> str:
-        return f"replay of {self.recording.path.name}"
+        rec = self.recording
+        if isinstance(rec, TraceJournal):
+            return f"replay of the trace {rec.path.name} ({rec.node_label or 'node unknown'})"
+        return f"replay of {rec.path.name}"
 
     async def snapshot(self) -> Snapshot:
         return self.snapshot_at(self.clock.position)
@@ -165,7 +188,8 @@ class ReplayClient:
         recording holds journal rows only)."""
         found = self.recording.snapshot_at(t)
         if found is None:
-            raise LookupError("this recording holds no snapshots")
+            what = "trace directory" if self.journal_only else "recording"
+            raise LookupError(f"this {what} holds no snapshots")
         return found[1]
 
     def rows_between(self, seq: int, t: float, limit: int | None = None) -> list[JournalRow]:
@@ -181,17 +205,21 @@ class ReplayClient:
 
     def refresh(self) -> bool:
         """Pick up what a recording still being written has added; ``True`` if anything."""
-        if not self.recording.refresh():
+        recording = self.recording
+        if isinstance(recording, TraceJournal) or not recording.refresh():
             return False
-        self.clock.extend(self.recording.end)
-        self.marks = marks_of(self.recording.rows)
+        self.clock.extend(recording.end)
+        self.marks = marks_of(recording.rows)
         self._number(len(self.recording.rows))
         return True
 
     def _number(self, upto: int) -> None:
         """Give rows their place in the recording as ``seq`` (in place, once each, as they
         are read); the node's own seq stays in ``node_seq``."""
-        rows: list[dict[str, Any]] = self.recording.rows
+        recording = self.recording
+        if isinstance(recording, TraceJournal):
+            return
+        rows: list[dict[str, Any]] = recording.rows
         for i in range(self._numbered, upto):
             row = rows[i]
             row["node_seq"] = row.get("seq")

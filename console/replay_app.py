@@ -1,4 +1,5 @@
-"""``zakura replay FILE``: the console over a recording, with a timeline and replay keys.
+"""``zakura replay FILE|DIR``: the console over a recording or a trace, with a timeline and
+replay keys.
 
 :class:`ReplayConsole` is the ordinary app over a :class:`~console.replay.ReplayClient`, so
 every view, table, filter and detail works on the recorded state as it does live; what
@@ -17,7 +18,12 @@ replay adds:
   would hold (a seek backwards must not keep rows from the future);
 - **refusals**: every action key answers that a recording cannot be acted on;
 - **charts**: the Charts view (7) plots the whole recording, read in the background
-  (:class:`~console.replay_series.ReplaySeries`), with a cursor at the replay position.
+  (:class:`~console.replay_series.ReplaySeries`), with a cursor at the replay position;
+- **a trace directory** (:attr:`~console.replay.ReplayClient.journal_only`): its rows are the
+  journal, with the same timeline, keys and marks; every view but the Journal draws
+  snapshots, which a trace does not hold, so instead of empty panels those views show one
+  :class:`~console.widgets.journal_only.JournalOnlyNotice` naming the Journal view, and the
+  status bar names the trace instead of waiting for a node.
 """
 
 from __future__ import annotations
@@ -26,19 +32,25 @@ import time
 from typing import Any
 
 from textual.binding import Binding
+from textual.widget import AwaitMount
 from textual.widgets import Input
 
 from console.app import ZakuraConsole
 from console.charts_source import ChartSource
 from console.format import duration
+from console.history import History
 from console.replay import REFUSAL, SPEEDS, ReplayClient
 from console.replay_goto import GotoScreen
 from console.replay_series import ReplaySeries
 from console.screens.base import ConsoleScreen
+from console.screens.journal import JournalScreen
 from console.state import JOURNAL_KEEP, ConsoleState
+from console.widgets.footer import ConsoleFooter
+from console.widgets.journal_only import JournalOnlyNotice
 from console.widgets.journal_view import JournalView
 from console.widgets.status_bar import StatusBar
 from console.widgets.timeline import TimelineBar, offset_text
+from node_core.observe.trace_reader import TraceJournal
 
 __all__ = ["ReplayConsole"]
 
@@ -46,6 +58,9 @@ __all__ = ["ReplayConsole"]
 STEP, BIG_STEP = 5.0, 60.0
 #: How often a replay at the end of a recording still being written looks for more.
 FOLLOW_SECS = 1.0
+#: The views that read the journal only: over a trace directory they work as over a
+#: recording; every other view draws snapshots and shows a :class:`JournalOnlyNotice`.
+JOURNAL_VIEWS: tuple[type[ConsoleScreen], ...] = (JournalScreen,)
 
 
 class ReplayConsole(ZakuraConsole):
@@ -77,6 +92,7 @@ class ReplayConsole(ZakuraConsole):
     ) -> None:
         super().__init__(client, refresh_interval=refresh_interval, theme=theme, ascii=ascii)
         self.replay = client
+        self.state = self.new_state()
         self.ascii = ascii
         client.clock.speed = speed
         client.clock.set_playing(play)
@@ -84,21 +100,37 @@ class ReplayConsole(ZakuraConsole):
         self._fresh: set[int] = set()
         self._seeked = True
         self._followed = 0.0
-        #: The Charts view's series of the whole recording, read in the background.
-        self.series = ReplaySeries(client.recording.path)
+        #: The Charts view's series of the whole recording, read in the background (none
+        #: for a trace directory: it holds no snapshots to chart).
+        self.series = None if client.journal_only else ReplaySeries(client.recording.path)
+
+    def new_state(self) -> ConsoleState:
+        """The views' state afresh (at the start and after a seek); over a trace, the
+        status bar names it instead of waiting for a node's snapshot."""
+        rec = self.replay.recording
+        headline = None
+        if isinstance(rec, TraceJournal):
+            headline = f"trace {rec.path.name} of {rec.node_label or 'an unknown node'}"
+        return ConsoleState(read_only=True, headline=headline)
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.series.start()
+        if self.series is not None:
+            self.series.start()
 
     def on_unmount(self) -> None:
-        self.series.close()
+        if self.series is not None:
+            self.series.close()
 
     def chart_source(self) -> ChartSource:
         """The whole recording, x from its start, the cursor at the replay position."""
         clock = self.replay.clock
         series = self.series
         span = duration(clock.duration)
+        if series is None:
+            note = "replay: a trace directory holds no snapshots to chart"
+            empty = History(capacity=None)
+            return ChartSource(empty, clock.start, 0.0, 1.0, False, clock.position, note)
         if series.error is not None:
             note = f"replay: cannot read the series: {series.error}"
         elif series.busy:
@@ -125,24 +157,27 @@ class ReplayConsole(ZakuraConsole):
         now = time.monotonic()
         if clock.position >= clock.end and now - self._followed >= FOLLOW_SECS:
             self._followed = now
-            if self.replay.refresh():  # a recording still being written may have grown
-                self.series.follow()
+            if self.replay.refresh() and self.series is not None:  # a recording still
+                self.series.follow()  # being written may have grown
         position = clock.position
         state = self.state
         if self._seeked:
             self._seeked = False
-            state = self.state = ConsoleState(read_only=True)
+            state = self.state = self.new_state()
             state.journal_seq = max(0, self.replay.visible_rows(position) - JOURNAL_KEEP)
             self._fresh.clear()
-        try:
-            snapshot = self.replay.snapshot_at(position)
-        except LookupError as exc:
-            state.link_down = str(exc)
-            self.render_current()
-            return
+        snapshot = None
+        if not self.replay.journal_only:
+            try:
+                snapshot = self.replay.snapshot_at(position)
+            except LookupError as exc:
+                state.link_down = str(exc)
+                self.render_current()
+                return
         rows = self.replay.rows_between(state.journal_seq, position)
         seq = state.journal_seq
-        state.set_snapshot(snapshot)
+        if snapshot is not None:
+            state.set_snapshot(snapshot)
         state.journal_seq = seq  # rows are numbered by the recording, across node restarts
         state.add_journal(rows)
         state.paused = not clock.playing
@@ -160,6 +195,8 @@ class ReplayConsole(ZakuraConsole):
             for view in screen.query(JournalView):
                 view._dirty = True  # re-read the journal: a seek replaced it
                 view.apply(self.state.journal)
+        if self.replay.journal_only:
+            self._journal_only(screen)
         bars = screen.query(TimelineBar)
         if not bars:
             screen.mount(TimelineBar(ascii=self.ascii), after=screen.query_one(StatusBar))
@@ -172,7 +209,31 @@ class ReplayConsole(ZakuraConsole):
             playing=clock.playing,
             speed=clock.speed,
             marks=self.replay.marks,
+            wall=not self.replay.journal_only,
         )
+
+    def _journal_only(self, screen: ConsoleScreen) -> None:
+        """A trace's frame (the status bar names it: :meth:`new_state`): the Journal view
+        renders the rows (the base renders only with a snapshot), and a view that draws
+        snapshots is replaced by a notice the first time it is shown."""
+        if isinstance(screen, JOURNAL_VIEWS):
+            screen.apply(self.state)
+            return
+        if screen.query(JournalOnlyNotice):
+            return
+        kept = (StatusBar, TimelineBar, ConsoleFooter)
+        for child in screen.children:
+            if not isinstance(child, kept):
+                child.display = False
+        screen.mount(JournalOnlyNotice(screen.VIEW_TITLE), before=screen.query_one(ConsoleFooter))
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        """Over a trace, a view that draws snapshots shows its notice as soon as it is
+        mounted, not at the next frame (its empty panels would flash first)."""
+        mounted = super().switch_mode(mode)
+        if self.replay.journal_only:
+            self.call_after_refresh(self.render_current)
+        return mounted
 
     def seek_to(self, t: float) -> None:
         """Move the replay to ``t`` and show that moment now."""
@@ -219,7 +280,13 @@ class ReplayConsole(ZakuraConsole):
                 self.seek_to(t)
 
         self.push_screen(
-            GotoScreen(position=clock.position, start=clock.start, end=clock.end), chosen
+            GotoScreen(
+                position=clock.position,
+                start=clock.start,
+                end=clock.end,
+                wall=not self.replay.journal_only,
+            ),
+            chosen,
         )
 
     def action_next_mark(self) -> None:

@@ -1,4 +1,5 @@
-"""Deterministic recordings for the replay screenshot, its tests and the seek benchmark.
+"""Deterministic recordings (and a trace directory) for the replay screenshots, its tests and
+the seek benchmark.
 
 :func:`write_fixture_recording` writes what a recorder would have written over ``seconds`` of
 a node with ``peers`` peers (the fixture documents of :mod:`console.fixture`, moving: ages,
@@ -6,19 +7,33 @@ bytes, a climbing header tip, loop lag), plus journal rows, among them the marke
 given in ``events`` (a fault, a panic, misbehavior, a reorg at chosen times). It drives the
 same :class:`~node_core.observe.record_format.BlockEncoder` as the live writer, flushing
 once per simulated second, so the file has exactly the live layout without waiting an hour.
+
+:func:`write_fixture_trace` writes the trace directory a node's ``--trace-dir`` would hold
+over the same minute: a JSONL file per table, rows in the trace writer's layout (``ts`` in
+microseconds from the start, ``node``, ``event``, then the fields), with the same marked
+events.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from console.fixture import FIXTURE_NOW, fixture_snapshot
+import orjson
+
+from console.fixture import FIXTURE_NOW, fixture_label, fixture_snapshot
 from node_core.observe.record_format import FILE_HEADER, KEYFRAME_SECS, BlockEncoder
 
-__all__ = ["DEFAULT_EVENTS", "MarkedEvent", "fixture_frames", "write_fixture_recording"]
+__all__ = [
+    "DEFAULT_EVENTS",
+    "MarkedEvent",
+    "fixture_frames",
+    "write_fixture_recording",
+    "write_fixture_trace",
+]
 
 #: ``(seconds from the start, table, event, fields)``: a journal row the timeline marks.
 MarkedEvent = tuple[float, str, str, dict[str, Any]]
@@ -123,3 +138,51 @@ def _row(
         "service": service,
         "fields": dict(fields),
     }
+
+
+#: ``(table, event, service, fields)`` of the ordinary rows of the fixture trace.
+TRACE_KINDS: tuple[tuple[str, str, str | None, dict[str, Any]], ...] = (
+    ("conn", "accepted", None, {"direction": "inbound"}),
+    ("handshake", "control.succeeded", None, {"role": "responder"}),
+    ("routine", "started", "header_sync", {"generation": 2}),
+    ("header_sync", "header_status_received", None, {"height": 130, "range_count": None}),
+    ("header_sync", "header_headers_served", None, {"range_start": 121, "range_count": 10}),
+    ("block_sync", "block_body_received", None, {"height": 129, "serialized_bytes": 3660}),
+    ("block_sync", "block_apply_finished", None, {"height": 129, "result": "committed"}),
+    ("stream", "opened", None, {"stream_kind": 5, "direction": "inbound"}),
+)
+
+
+def write_fixture_trace(
+    directory: Path,
+    *,
+    peers: int = 8,
+    seconds: float = 60.0,
+    rows_per_second: int = 3,
+    events: Sequence[MarkedEvent] = DEFAULT_EVENTS,
+    seed: int = 11,
+) -> Path:
+    """Write the trace directory to ``directory`` (replaced) and return it."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    rng = random.Random(seed)
+    node = fixture_label(0)
+    labels = [fixture_label(i + 1) for i in range(max(peers, 1))]
+    rows: list[tuple[float, str, dict[str, Any]]] = []
+    for second in range(int(seconds)):
+        for k in range(rows_per_second):
+            table, event, service, fields = TRACE_KINDS[rng.randrange(len(TRACE_KINDS))]
+            at = second + (k + rng.random()) / rows_per_second
+            peer = labels[rng.randrange(len(labels))]
+            rows.append((at, table, {"event": event, "peer": peer, "service": service, **fields}))
+    for at, table, event, fields in events:
+        service = "header_sync" if table in ("routine", "header_sync") else None
+        rows.append((at, table, {"event": event, "peer": labels[0], "service": service, **fields}))
+    rows.sort(key=lambda r: r[0])
+    files: dict[str, list[bytes]] = {}
+    for at, table, row in rows:
+        line = orjson.dumps({"ts": round(at * 1e6), "node": node, **row})
+        files.setdefault(table, []).append(line + b"\n")
+    for table, lines in files.items():
+        (directory / f"{table}.jsonl").write_bytes(b"".join(lines))
+    return directory

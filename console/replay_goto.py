@@ -37,13 +37,21 @@ def _seconds(text: str) -> float:
     return total
 
 
-def parse_goto(text: str, *, position: float, start: float, end: float) -> float:
-    """The recording time ``text`` names (clamped to the recording).
+def parse_goto(
+    text: str, *, position: float, start: float, end: float, wall: bool = True
+) -> float:
+    """The recording time ``text`` names (clamped to the recording). ``wall``: positions
+    are wall-clock times; a trace's are not, so a UTC time of day means nothing there.
 
     Raises:
         ValueError: With a sentence saying which forms are understood.
     """
     raw = text.strip()
+    if not wall and raw[-1:] in ("z", "Z"):
+        raise ValueError(
+            f"a trace holds no wall-clock time: {raw!r} cannot be found in it "
+            "(try a time from its start, +/- a move, or a %)"
+        )
     try:
         if raw.endswith("%"):
             t = start + (end - start) * float(raw[:-1]) / 100
@@ -75,9 +83,12 @@ class GotoScreen(ModalScreen[float | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, *, position: float, start: float, end: float) -> None:
+    def __init__(
+        self, *, position: float, start: float, end: float, wall: bool = True
+    ) -> None:
         super().__init__()
         self.position, self.start, self.end = position, start, end
+        self.wall = wall
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -88,7 +99,13 @@ class GotoScreen(ModalScreen[float | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
-            t = parse_goto(event.value, position=self.position, start=self.start, end=self.end)
+            t = parse_goto(
+                event.value,
+                position=self.position,
+                start=self.start,
+                end=self.end,
+                wall=self.wall,
+            )
         except ValueError as exc:
             self.query_one("#goto-error", Static).update(str(exc))
             return

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import html
 import re
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class Shot:
     ascii: bool = False
     #: Replay a fixture recording (``zakura replay``), paused this many seconds in.
     replay_at: float | None = None
+    #: With ``replay_at``: replay a fixture trace directory instead of a recording.
+    trace: bool = False
 
 
 SHOTS = (
@@ -96,6 +99,13 @@ SHOTS = (
         size=(120, 40),
         replay_at=40.0,
     ),
+    Shot(
+        "replay-trace",
+        ("3",),
+        "zakura replay DIR: a --trace-dir directory's tables as one journal, on the timeline",
+        replay_at=40.0,
+        trace=True,
+    ),
     Shot("charts-ascii-80x24", ("7",), "--ascii Charts: * marks at 80x24", size=SMALL, ascii=True),
     *(
         Shot(f"{name}-80x24", keys, f"{title} at 80x24", size=SMALL)
@@ -121,9 +131,12 @@ def console_for(shot: Shot, out: Path, peers: int) -> ZakuraConsole:
         return app
     from console.replay import ReplayClient
     from console.replay_app import ReplayConsole
-    from console.replay_fixture import write_fixture_recording
+    from console.replay_fixture import write_fixture_recording, write_fixture_trace
 
-    replay = ReplayClient.open(write_fixture_recording(out / f"{shot.name}.zrec", peers=peers))
+    if shot.trace:
+        replay = ReplayClient.open(write_fixture_trace(out / "trace-a", peers=peers))
+    else:
+        replay = ReplayClient.open(write_fixture_recording(out / f"{shot.name}.zrec", peers=peers))
     replay.clock.seek(replay.clock.start + shot.replay_at)
     return ReplayConsole(replay, theme=shot.theme, ascii=shot.ascii, play=False)
 
@@ -138,7 +151,8 @@ async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
             from console.replay_app import ReplayConsole
 
             assert isinstance(app, ReplayConsole)
-            await asyncio.to_thread(app.series.wait, 60)
+            if app.series is not None:  # a trace directory has none
+                await asyncio.to_thread(app.series.wait, 60)
         for key in shot.keys:
             await pilot.press(key)
             await pilot.pause()
@@ -149,6 +163,8 @@ async def take(shot: Shot, out: Path, peers: int = 8) -> Path:
     path = out / f"{shot.name}.svg"
     await asyncio.to_thread(path.write_text, svg, encoding="utf-8")
     (out / f"{shot.name}.zrec").unlink(missing_ok=True)
+    if shot.trace:
+        shutil.rmtree(out / "trace-a", ignore_errors=True)
     return path
 
 

@@ -29,6 +29,9 @@ class ConsoleState:
     link_down: str | None = None
     #: Restarts of the node seen (its boot id changed).
     restarts: int = 0
+    #: What the status bar says in place of the node while there is no snapshot (``None``:
+    #: "waiting for the node"); a replay of a trace, which never has one, names the trace.
+    headline: str | None = None
 
     def set_snapshot(self, snapshot: Snapshot) -> None:
         previous = self.snapshot

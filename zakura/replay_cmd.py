@@ -1,9 +1,12 @@
-"""``zakura replay FILE``: the console over a recording made with ``--record``.
+"""``zakura replay PATH``: the console over a recording made with ``--record``, or over a
+trace directory written by ``--trace-dir``.
 
 The app is :class:`~console.replay_app.ReplayConsole` over a
 :class:`~console.replay.ReplayClient`; this module puts it on the command line. A file that
-cannot be read as a recording (missing, foreign, another format version, corrupt) is one
-line naming the file and the problem, and exit code 2, before the terminal is touched.
+cannot be read as a recording (missing, foreign, another format version, corrupt), or a
+directory that cannot be read as a trace (empty, no tables, a malformed line, a testnet's
+trace root without ``--node``), is one line naming the path and the problem, and exit code
+2, before the terminal is touched.
 Textual is imported only when the command runs, so ``--help`` answers quickly.
 """
 
@@ -30,6 +33,14 @@ Play back a recording made with --record (zakura node, zakura console or zakura 
 the operator console: every view shows the recorded node as the live console showed it at
 that moment, and every action is refused (a recording cannot be acted on).
 
+PATH may also be a trace directory written by --trace-dir (zakura node; zakura testnet
+writes one per node, node-00, node-01, ...: pick one with --node). Its tables' rows, merged
+in time order, are the journal, with the same timeline, marks and keys; a trace holds no
+snapshots, so the views that draw them (Overview, Peers, Misbehavior, Parked, Diagnostics,
+Charts) say so and point to the Journal view (3). Its times are time since the node started
+tracing (a trace has no wall clock). A malformed line is refused, naming its file and line;
+an incomplete last line (a node still writing, or killed) is left out.
+
 A timeline bar under the status bar shows the position, the duration, and a mark where a
 fault was injected (F), a routine panicked (P), misbehavior was recorded (M) or the header
 chain reorganized (R); clicking it seeks there.
@@ -39,15 +50,16 @@ keys:
   < >                  slower / faster (x0.25 to x64)
   left / right         seek 5 s back / forward (shift: 1 min)
   g                    go to a time: 1:02:13, 12:30 or 90 from the start, 14:03:27Z
-                       (UTC time of day), +30 or -1:00 from here, 50%
+                       (UTC time of day; not in a trace), +30 or -1:00 from here, 50%
   n or ]  /  N or [    next / previous marked event
   1, 2, ..., Enter     the console's views and peer detail, as live
   7                    charts over the whole recording, a cursor at the position
   ?, q                 every key, quit
 
 A recording still being written (or cut short by a crash) plays up to its last complete
-second; at its end the replay looks for more every second. A file that is not a recording,
-or is corrupt, is one line naming the problem and exit code 2."""
+second; at its end the replay looks for more every second (a trace directory is read once,
+when it opens). A path that is neither a recording nor a trace directory, or is corrupt, is
+one line naming the problem and exit code 2."""
 
 EXAMPLE = """\
 example:
@@ -55,7 +67,11 @@ example:
   zakura console --record session.zrec
   zakura replay session.zrec
   zakura replay session.zrec --at 12:30 --paused      # open paused, 12 min 30 s in
-  zakura replay session.zrec --speed 8"""
+  zakura replay session.zrec --speed 8
+  zakura node --listen 127.0.0.1:9000 --data-dir ./a --trace-dir ./trace-a
+  zakura replay ./trace-a                            # its journal tables
+  zakura testnet --nodes 4 --trace-dir ./tr
+  zakura replay ./tr --node node-01                  # one node of the testnet"""
 
 
 def _speed(text: str) -> float:
@@ -73,12 +89,24 @@ def add_parser(sub: Any, formatter_class: type[argparse.HelpFormatter]) -> None:
     """Add ``replay`` to the ``zakura`` subcommands ``sub``."""
     p = sub.add_parser(
         "replay",
-        help="play back a --record recording in the console",
+        help="play back a --record recording or a --trace-dir directory in the console",
         description=HELP,
         epilog=EXAMPLE,
         formatter_class=formatter_class,
     )
-    p.add_argument("file", type=Path, metavar="FILE", help="a recording written by --record")
+    p.add_argument(
+        "path",
+        type=Path,
+        metavar="PATH",
+        help="a recording written by --record, or a trace directory written by --trace-dir",
+    )
+    p.add_argument(
+        "--node",
+        default=None,
+        metavar="NAME",
+        help="in a testnet's trace directory (one node-NN subdirectory per node), the node to "
+        "replay: node-01 or 01",
+    )
     p.add_argument(
         "--speed",
         type=_speed,
@@ -120,22 +148,32 @@ async def run_replay(args: argparse.Namespace) -> int:
     from console.replay_goto import parse_goto
     from console.usage import UsageError
     from node_core.observe.record_format import RecordingError
+    from node_core.observe.record_reader import Recording
 
     check_theme(args.theme)
     if args.log_file is not None:
         check_log_file(args.log_file)
+    if args.node is not None and args.path.is_file():
+        raise UsageError("--node", "only a trace directory (a testnet's) holds several nodes")
     try:
-        client = ReplayClient.open(args.file)
+        client = ReplayClient.open(args.path, node=args.node)
     except RecordingError as exc:
         return fail_line(PROG, str(exc))
     try:
-        if not client.recording.snap_blocks:
-            return fail_line(PROG, f"{args.file} holds no snapshot yet: nothing to show")
+        recording = client.recording
+        if isinstance(recording, Recording) and not recording.snap_blocks:
+            return fail_line(PROG, f"{args.path} holds no snapshot yet: nothing to show")
         clock = client.clock
         if args.at is not None:
             try:
                 clock.seek(
-                    parse_goto(args.at, position=clock.start, start=clock.start, end=clock.end)
+                    parse_goto(
+                        args.at,
+                        position=clock.start,
+                        start=clock.start,
+                        end=clock.end,
+                        wall=not client.journal_only,
+                    )
                 )
             except ValueError as exc:
                 raise UsageError("--at", str(exc)) from None

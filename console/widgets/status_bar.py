@@ -50,6 +50,8 @@ class StatusBar(Static):
         *,
         headline: str | None = None,
     ) -> None:
+        if headline is None and state.snapshot is None:
+            headline = state.headline
         width = self.content_size.width or max(0, self.app.size.width - 2)
         text = self._line(state, current, views, headline, narrow=width < NARROW_BELOW)
         if text.cell_len > width:  # the long form does not fit: the short one cuts nothing

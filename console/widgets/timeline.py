@@ -7,7 +7,8 @@ Two lines under the status bar of every view while replaying (``zakura replay``)
   marked event happened: ``F`` fault injected, ``P`` routine panicked, ``M`` misbehavior
   recorded, ``R`` reorg;
 - the line below: playing or paused, the speed, the position and the duration, the wall-clock
-  time (UTC) of the position, and how many marks of each kind there are.
+  time (UTC) of the position (a trace directory has none: it says so), and how many marks of
+  each kind there are.
 
 Clicking the bar seeks there (:class:`TimelineBar.Seek`). Marks share a cell when they are
 closer than a cell's worth of time; the first kind in :data:`MARK_ORDER` wins the cell, so a
@@ -30,6 +31,8 @@ __all__ = ["MARK_GLYPHS", "TimelineBar", "clock_text", "offset_text"]
 
 #: The letter each mark kind gets on the bar.
 MARK_GLYPHS = {"panic": "P", "fault": "F", "misbehavior": "M", "reorg": "R"}
+#: What the bar says instead of the wall-clock time in a trace (whose ts has none).
+NO_WALL = "trace time, no wall clock"
 #: Which kind wins a shared cell: the more serious first.
 MARK_ORDER = ("panic", "fault", "misbehavior", "reorg")
 #: Each kind's colour: theme tokens, never colours in code.
@@ -87,8 +90,10 @@ class TimelineBar(Static):
         playing: bool,
         speed: float,
         marks: Sequence[Mark],
+        wall: bool = True,
     ) -> None:
-        """Draw the bar for this position (cheap: one line of cells and one of text)."""
+        """Draw the bar for this position (cheap: one line of cells and one of text).
+        ``wall``: positions are wall-clock times (a recording), not time into a trace."""
         self._span = (start, end)
         width = max(10, (self.content_size.width or self.app.size.width - 2))
         duration = max(end - start, 1e-9)
@@ -117,7 +122,7 @@ class TimelineBar(Static):
             (f"{state} x{speed:g}", "bold"),
             "  ",
             (f"{offset_text(position - start, long)} / {offset_text(end - start, long)}", "bold"),
-            (f"  {clock_text(position)}  ", "$foreground-muted"),
+            (f"  {clock_text(position) if wall else NO_WALL}  ", "$foreground-muted"),
         ]
         for kind in MARK_ORDER:
             line += [(MARK_GLYPHS[kind], MARK_STYLES[kind]), f" {counts[kind]} {kind}  "]

@@ -138,13 +138,17 @@ async def test_no_node_left_after_sigint_to_pytest(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(INNER_TEST))
     pids_file = tmp_path / "pids"
+    # The inner pytest gets Python's own SIGINT handler back first: a pytest-xdist worker
+    # ignores SIGINT, and an ignored signal stays ignored across exec (Python then installs
+    # no handler), which would make this test depend on how the outer suite was run.
+    inner = (
+        "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.exit(pytest.main(['-p', 'no:cacheprovider', 'test_inner.py']))"
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        "test_inner.py",
+        "-c",
+        inner,
         cwd=tmp_path,
         env={**os.environ, "PIDS_FILE": str(pids_file)},
         stdout=asyncio.subprocess.PIPE,

@@ -19,7 +19,7 @@ run: $(STAMP)
 # Most slow tests wait on real node processes rather than compute, so the suite runs on more
 # workers than cores (pytest-xdist; worksteal evens out the two-minute tests). TEST_WORKERS=0
 # runs it in one process.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(BIN)/ruff check .

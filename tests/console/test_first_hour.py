@@ -84,7 +84,13 @@ async def test_stall_modal_error_clears_once_the_value_is_corrected() -> None:
         await pilot.press("2")
         await until(pilot, lambda: isinstance(app.screen, PeersScreen), "the Peers view")
         await pilot.press("s")
-        await until(pilot, lambda: isinstance(app.screen, StallScreen), "the stall modal")
+        await until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, StallScreen) and bool(app.screen.query("#stall-seconds"))
+            ),
+            "the stall modal and its field",
+        )
         modal = app.screen
         assert isinstance(modal, StallScreen)
         field = modal.query_one("#stall-seconds", Input)

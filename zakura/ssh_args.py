@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from console.usage import UsageError
-from zakura.args import count, describe, parse_hostport, seconds_or_off
+from zakura.args import count, describe, parse_hostport, seconds, seconds_or_off
 
 if TYPE_CHECKING:
     from node_core.ssh import SshConfig
+
+#: Seconds between two refreshes of an SSH session's console (``--ssh-refresh``). A local
+#: console refreshes 4 times a second; each SSH session is a console of its own polling the
+#: node's API, so eight at 4 Hz were 32 snapshot requests a second on the node's loop
+#: (bench/ssh_sessions.py measures what they cost). An operator can ask for more.
+SSH_REFRESH = 1.0
 
 SSH_HELP = """\
 remote operation over SSH (--ssh): operators log in with a key listed in
@@ -56,6 +62,15 @@ def add_ssh_flags(p: argparse.ArgumentParser) -> None:
         default=8,
         metavar="N",
         help="console sessions open at once; the next is told so and closed (default: 8)",
+    )
+    p.add_argument(
+        "--ssh-refresh",
+        type=seconds,
+        default=SSH_REFRESH,
+        metavar="SECONDS",
+        help="how often each SSH console fetches fresh data from the node; every session "
+        "costs the node one snapshot per refresh, so remote consoles default to a slower "
+        f"rate than a local one (default: {SSH_REFRESH:g})",
     )
     p.add_argument(
         "--ssh-idle-timeout",
@@ -101,7 +116,14 @@ def ssh_config_from_args(args: argparse.Namespace, *, probe: bool = False) -> Ss
         host=host,
         port=port,
         authorized_keys=keys,
-        console_argv=(sys.executable, "-m", "zakura", "attach"),
+        console_argv=(
+            sys.executable,
+            "-m",
+            "zakura",
+            "attach",
+            "--refresh",
+            f"{getattr(args, 'ssh_refresh', SSH_REFRESH):g}",
+        ),
         max_sessions=getattr(args, "ssh_max_sessions", 8),
         idle_timeout=getattr(args, "ssh_idle_timeout", 1800.0) or 0.0,
     )

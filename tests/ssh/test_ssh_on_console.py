@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from sshkit import SSH, TMUX, ZAKURA, make_key, public_line, tmux, wait_until
 
+from zakura.ssh_args import SSH_REFRESH
+
 pytestmark = [
     pytest.mark.skipif(SSH is None, reason="the OpenSSH client (ssh) is not installed"),
     pytest.mark.skipif(TMUX is None, reason="tmux is not installed"),
@@ -81,7 +83,8 @@ def test_console_serves_its_node_over_ssh(tmp_path: Path) -> None:
         t.new("remote", ssh_argv(port, key, known, tty=True), cols=100, rows=30)
         wait_until(lambda: "Overview" in t.screen("remote"), "the console over SSH")
         assert "READ-ONLY" not in t.screen("remote")
-        consoles = processes_mentioning(f"attach http://{api}")
+        # The session's console: `zakura attach --refresh S URL` (--ssh-refresh's rate).
+        consoles = processes_mentioning(f"attach --refresh {SSH_REFRESH:g} http://{api}")
         assert consoles, "no console process attached to the node's loopback API"
 
         t.keys("local", "q")

@@ -4,13 +4,8 @@ Invariants:
 - One reader task owns the socket's read half and never blocks on a stream: inbound bytes
   are bounded per stream by the credit window, so a stalled routine cannot stall its
   neighbours.
-- Records are built only while the peer has granted credit, so buffered output is bounded by
-  the sum of stream windows. They are written coalesced: a routine's ``try_send`` marks its
-  stream ready and the records of every ready stream, CREDITs included, leave in one
-  ``writelines`` at the end of the loop iteration (one syscall instead of one per frame, and
-  back-to-back frames share a DATA record up to 128 KiB). A control record (OPEN, RESET, FIN,
-  CREDIT, PING, CLOSE) first takes out the output queued before it, so the bytes of a stream
-  reach the wire in exactly the order they were sent.
+- Writes are synchronous ``transport.write`` calls made only while the peer has granted credit,
+  so buffered output is bounded by the sum of stream windows.
 - Every declared length is checked against its cap before the bytes are read or buffered.
 - The stream rules (which OPEN is admitted, what DATA, CREDIT, FIN and RESET may do, and the
   reason each violation closes with) are decided by the sans-I/O ``MuxState``
@@ -155,12 +150,6 @@ class Connection:
             keepalive_interval=config.keepalive_interval,
             now=self.connected_mono,
         )
-        #: Streams whose routine queued output since the last flush, in the order they did.
-        self._ready: dict[int, Stream] = {}
-        #: Records built and not yet handed to the socket (written by :meth:`_flush`).
-        self._out: list[bytes | memoryview] = []
-        self._out_data_bytes = 0
-        self._flush_handle: asyncio.Handle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
         self.on_closed: list[Callable[[Connection], None]] = []
@@ -208,9 +197,6 @@ class Connection:
         """Close once; later calls are no-ops. Returns True if this call closed it."""
         if self.close_record is not None:
             return False
-        with contextlib.suppress(Exception):
-            # What the routines sent before the close goes out first, as if already written.
-            self._take_ready()
         self.close_record = CloseRecord(
             int(code),
             reason,
@@ -221,16 +207,10 @@ class Connection:
         # Records still held by a link fault are dropped: the link is torn down, and the CLOSE
         # goes out at once (a close must not wait behind a minute of delay).
         self._held.clear()
-        with contextlib.suppress(Exception):
-            if not by_remote:
+        if not by_remote:
+            with contextlib.suppress(Exception):
                 payload = mux.encode_close(mux.CloseInfo(int(code), reason))
-                self._out.append(mux.encode_record(RecordType.CLOSE, 0, payload))
-            self._write_out()
-        self._ready.clear()
-        self._out.clear()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+                self._writer.write(mux.encode_record(RecordType.CLOSE, 0, payload))
         self.scope.cancel(reason)
         for stream in self.streams.values():
             stream.on_conn_closed()
@@ -360,11 +340,8 @@ class Connection:
         return stream
 
     def reset_stream(self, stream: Stream, code: int, reason: str) -> None:
-        if not self.mux.is_open(stream.state):
-            return  # already reset or forgotten; the id may belong to a successor now
-        self._take_ready()  # what the routine sent before the reset leaves before it
         if not self.mux.reset_local(stream.state):
-            return  # its FIN, queued before, completed the stream: nothing left to reset
+            return  # already reset or forgotten; the id may belong to a successor now
         self._write(RecordType.RESET, stream.id, mux.encode_close(mux.CloseInfo(code, reason)))
         stream.on_reset(code, reason)
         del self.streams[stream.id]
@@ -379,31 +356,21 @@ class Connection:
             by="local",
         )
 
-    def output_ready(self, stream: Stream) -> None:
-        """``stream``'s routine queued output (or its FIN): write it at the end of this
-        loop iteration, together with everything else queued by then."""
-        if self.closed:
-            return
-        self._ready.setdefault(stream.id, stream)
-        self._schedule_flush()
-
     def pump(self, stream: Stream) -> None:
-        """Build the records for as much of ``stream``'s queued output as its credit allows."""
+        """Write as much of ``stream``'s queued output as its credit allows."""
         if self.closed:
             return
         credit = stream.send_credit
-        sid = stream.id
         while credit.available > 0 and stream.has_output:
             parts, size = stream.take_output(min(credit.available, MUX_DATA_CHUNK_BYTES))
             credit.consume(size)
-            self._emit(mux.encode_record_header(RecordType.DATA, sid, size), *parts)
+            self._emit(mux.encode_record_header(RecordType.DATA, stream.id, size), *parts)
             self.bytes_out += MUX_HEADER_BYTES + size
-            self._out_data_bytes += MUX_HEADER_BYTES + size
+            self.metrics.bytes_out.inc(MUX_HEADER_BYTES + size)
         if stream.local_finished and not stream.has_output and not stream.fin_sent:
-            self._emit(mux.encode_record(RecordType.FIN, sid))
-            self.bytes_out += MUX_HEADER_BYTES
+            self._write(RecordType.FIN, stream.id)
             if self.mux.sent_fin(stream.state):
-                del self.streams[sid]
+                del self.streams[stream.id]
 
     def consumed(self, stream: Stream, n: int) -> None:
         """The routine read ``n`` bytes from ``stream``; return credit when due."""
@@ -412,52 +379,14 @@ class Connection:
             self._write(RecordType.CREDIT, stream.id, mux.encode_credit(grant))
 
     def _write(self, rtype: RecordType, sid: int, payload: bytes = b"") -> None:
-        """Queue a control record, after the stream output queued before it."""
         if self.closed:
             return
-        self._take_ready()
         self._emit(mux.encode_record(rtype, sid, payload))
         self.bytes_out += MUX_HEADER_BYTES + len(payload)
 
-    def _take_ready(self) -> None:
-        """Build the records of every stream whose routine queued output, in that order."""
-        ready = self._ready
-        while ready:
-            streams = list(ready.values())
-            ready.clear()
-            for stream in streams:
-                if self.streams.get(stream.id) is stream:
-                    self.pump(stream)
-
-    def _schedule_flush(self) -> None:
-        if self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        """End of the loop iteration: build the ready streams' records and write them all."""
-        self._flush_handle = None
-        if self.closed:
-            return
-        self._take_ready()
-        self._write_out()
-
-    def _write_out(self) -> None:
-        out = self._out
-        if not out:
-            return
-        self._out = []
-        if len(out) == 1:
-            self._writer.write(out[0])
-        else:
-            self._writer.writelines(out)
-        if self._out_data_bytes:
-            self.metrics.bytes_out.inc(self._out_data_bytes)
-            self._out_data_bytes = 0
-
     # ------------------------------------------------------------------------ link faults
     def _emit(self, *parts: bytes | memoryview) -> None:
-        """Queue one record for this iteration's write, or hold it when a link fault shapes
-        this peer.
+        """Write one record now, or hold it when a link fault shapes this peer.
 
         Once anything is held, every later record is held too (even after a heal), behind
         it: the peer must see our records in the order we wrote them.
@@ -465,10 +394,11 @@ class Connection:
         links = self._links
         rule = links.shaping(self.peer.node_id) if links is not None else None
         if rule is None and not self._held:
-            self._out.extend(parts)
-            self._schedule_flush()
+            if len(parts) == 1:
+                self._writer.write(parts[0])
+            else:
+                self._writer.writelines(parts)
             return
-        self._write_out()  # records queued before the link was shaped are not held
         # Joined now: the parts may be views of a routine's buffers, and we keep them a while.
         data = b"".join(parts)
         jitter = links.jitter(rule) if links is not None and rule is not None else 0.0

@@ -123,7 +123,7 @@ class Stream:
             self._outbox.append(memoryview(payload))
         self._pending_bytes += size
         self.frames_out += 1
-        self.conn.output_ready(self)
+        self.conn.pump(self)
         return SendResult.OK
 
     async def send(self, message_type: int, payload: bytes, flags: int = 0) -> None:
@@ -142,7 +142,7 @@ class Stream:
         """Half-close: we will send no more frames on this stream."""
         if not self.local_finished and not self.closed:
             self.local_finished = True
-            self.conn.output_ready(self)
+            self.conn.pump(self)
 
     def try_recv(self) -> Frame | None:
         """The next frame without waiting; None if none is queued (check ``remote_finished``).

@@ -43,9 +43,21 @@ class Term:
 
     def status(self) -> int | None:
         """The command's exit status once it ended, else None."""
-        out = self.tmux("display-message", "-t", "t", "-p", "#{pane_dead} #{pane_dead_status}")
-        dead, _, code = out.strip().partition(" ")
-        return int(code) if dead == "1" else None
+        out = self.tmux(
+            "display-message",
+            "-t",
+            "t",
+            "-p",
+            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
+        )
+        dead, code, sig = [*out.strip().split(":"), "", ""][:3]
+        if dead != "1":
+            return None
+        if code:
+            return int(code)
+        # Killed by a signal (shell convention 128 + N), or tmux has not filled the status in
+        # yet: then ask again on the next check.
+        return 128 + int(sig) if sig else None
 
 
 @pytest.fixture

@@ -34,15 +34,21 @@ async def test_stalled_stream_does_not_stall_its_neighbour(cluster: Cluster) -> 
     )
     sink = b_services[0].streams[a.node_id]
     echo = b_services[1].streams[a.node_id]
-    # Fill the sink stream until the sender is refused: the window is exhausted and the
-    # bounded outbound queue is full.
+    # Fill the sink stream until the sender is refused with the window exhausted and the
+    # bounded outbound queue full. Queued frames leave (and spend credit) when the connection
+    # flushes at the end of a loop iteration, so fill, let it flush, and fill again.
     payload = b"x" * 16 * 1024
     sent = 0
-    while sink.try_send(1, payload) is SendResult.OK:
-        sent += 1
-        assert sent < 10_000, "the stalled stream never pushed back"
+    deadline = asyncio.get_running_loop().time() + 15.0
+    while True:
+        while sink.try_send(1, payload) is SendResult.OK:
+            sent += 1
+            assert sent < 10_000, "the stalled stream never pushed back"
+        if sink.send_credit.available < len(payload) + 8:
+            break
+        assert asyncio.get_running_loop().time() < deadline, "the window was never spent"
+        await asyncio.sleep(0.01)  # one flush of the connection's output
     assert sink.try_send(1, payload) is SendResult.FULL
-    assert sink.send_credit.available < len(payload) + 8
     # The neighbour stream on the same connection still round-trips.
     for i in range(50):
         await echo.send(7, f"ping {i}".encode())

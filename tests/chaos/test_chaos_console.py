@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ class Term:
 
     def __init__(self, name: str) -> None:
         self.socket = f"zk-chaos-{name}-{time.monotonic_ns()}"
+        # The shell writes the command's exit status here: tmux can mark a pane dead (its
+        # terminal closed) before it has reaped the process and knows the status.
+        self.status_file = Path(tempfile.gettempdir()) / f"{self.socket}.status"
 
     def tmux(self, *args: str) -> str:
         assert TMUX is not None
@@ -34,8 +38,9 @@ class Term:
         return done.stdout
 
     def start(self, argv: list[str]) -> None:
+        command = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(self.status_file))}"
         self.tmux("new-session", "-d", "-s", "t", "-x", "120", "-y", "36", "-c", str(ROOT),
-                  shlex.join(argv))  # fmt: skip
+                  command)  # fmt: skip
         self.tmux("set-option", "-t", "t", "remain-on-exit", "on")
 
     def screen(self, history: bool = False) -> str:
@@ -43,21 +48,11 @@ class Term:
 
     def status(self) -> int | None:
         """The command's exit status once it ended, else None."""
-        out = self.tmux(
-            "display-message",
-            "-t",
-            "t",
-            "-p",
-            "#{pane_dead}:#{pane_dead_status}:#{pane_dead_signal}",
-        )
-        dead, code, sig = [*out.strip().split(":"), "", ""][:3]
-        if dead != "1":
+        try:
+            text = self.status_file.read_text()
+        except FileNotFoundError:
             return None
-        if code:
-            return int(code)
-        # Killed by a signal (shell convention 128 + N), or tmux has not filled the status in
-        # yet: then ask again on the next check.
-        return 128 + int(sig) if sig else None
+        return int(text) if text.endswith("\n") else None  # whole once the line is written
 
 
 @pytest.fixture
@@ -67,6 +62,7 @@ def term(request: pytest.FixtureRequest) -> Iterator[Term]:
         yield t
     finally:
         t.tmux("kill-server")
+        t.status_file.unlink(missing_ok=True)
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float, term: Term) -> None:

@@ -135,8 +135,10 @@ async def test_the_fault_is_marked_and_n_lands_on_it(traced: Traced) -> None:
     t_fault = _fault_ts(traced)
     kinds = {(m.kind, m.t) for m in client.marks}
     assert ("fault", t_fault) in kinds
-    panicked = [m.t for m in client.marks if m.kind == "panic"]
-    assert len(panicked) == 1 and panicked[0] >= t_fault
+    # The injected panic, once per routine it hit: two when node 0 briefly held two
+    # connections to the victim (each dialled the other), so count them, all after the fault.
+    panicked = sorted(m.t for m in client.marks if m.kind == "panic")
+    assert panicked and all(t_fault <= t < t_fault + 1.0 for t in panicked), (t_fault, panicked)
     app = ReplayConsole(client, play=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("3")
@@ -154,7 +156,7 @@ async def test_the_fault_is_marked_and_n_lands_on_it(traced: Traced) -> None:
         # The fault and its panic are a fraction of a millisecond apart: one cell, and the
         # panic wins it.
         assert line[column(panicked[0])] == "P"
-        assert "F 1 fault" in text and "P 1 panic" in text and NO_WALL in text
+        assert "F 1 fault" in text and f"P {len(panicked)} panic" in text and NO_WALL in text
         assert client.clock.position == start
         await pilot.press("n")
         await app.poll()

@@ -53,6 +53,9 @@ class ScenarioResult:
     #: and the largest acceptable ``measured / baseline`` ratio.
     max_value: float | None = None
     max_ratio: float | None = None
+    #: One line printed under the table: figures the issue asks for that are not a ratio
+    #: (RSS and CPU per session, say), so a reader of ``make bench`` sees them without the JSON.
+    note: str = ""
 
     @property
     def ratio(self) -> float:

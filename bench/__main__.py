@@ -192,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         console = Console(width=120)
     results, failures = asyncio.run(run_all(selected, options, console))
     console.print(render(results, failures))
+    for r in results:
+        if r.note:
+            console.print(f"  {escape(r.scenario)}: {escape(r.note)}")
     if not args.no_save:
         path = write_results(args.results_dir, options, results, failures)
         console.print(f"results written to {path}")

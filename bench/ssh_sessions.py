@@ -263,6 +263,14 @@ async def bench_ssh_sessions(options: BenchOptions) -> list[ScenarioResult]:
     rss = [r for p in opened for r in p.session_rss]
     cpu = [c for p in opened for c in p.session_cpu]
     drawn = [b for p in opened for b in p.session_bytes_per_s]
+    rss_mib = statistics.median(rss) / (1 << 20) if rss else 0.0
+    cpu_share = statistics.median(cpu) if cpu else 0.0
+    node_none = statistics.median(p.node_cpu for p in none)
+    node_open = statistics.median(p.node_cpu for p in opened)
+    note = (
+        f"per session: console child RSS {rss_mib:.1f} MiB, CPU {cpu_share:.1%} of a core; "
+        f"node CPU {node_none:.1%} with no session, {node_open:.1%} with {SESSIONS}"
+    )
     return [
         ScenarioResult(
             benchmark=NAME,
@@ -291,5 +299,6 @@ async def bench_ssh_sessions(options: BenchOptions) -> list[ScenarioResult]:
                 "node_cpu_sessions": statistics.median(p.node_cpu for p in opened),
                 "ninth_session": "refused with the session-cap message",
             },
+            note=note,
         )
     ]

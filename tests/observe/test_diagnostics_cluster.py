@@ -74,6 +74,7 @@ async def test_diag_flag_sets_the_threshold_on_node_processes() -> None:
         assert rows[0]["fields"]["subject"] == parked
 
 
+@pytest.mark.wallclock
 @pytest.mark.timeout(HEALTHY_WINDOW_S + 150)
 async def test_no_diagnostic_on_a_healthy_six_node_demo_over_two_minutes() -> None:
     """Slow (about 2.5 minutes): the demo network for two minutes, default thresholds."""

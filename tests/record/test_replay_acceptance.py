@@ -137,6 +137,7 @@ async def record_session(cluster: Cluster, path: Path) -> tuple[list[Shown], dic
     return shown, injected
 
 
+@pytest.mark.wallclock
 @pytest.mark.timeout(SESSION_S + 120)
 async def test_a_replayed_two_minute_session_shows_what_the_live_console_showed(
     tmp_path: Path,

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from node_core.discovery.records import usable_addrs
+from node_core.discovery.records import record_wire, usable_addrs
 from node_core.protocol.discovery import (
     MAX_DISCOVERY_MESSAGE_BYTES,
     MAX_PEERS_RECORDS,
@@ -35,7 +35,6 @@ from node_core.protocol.discovery import (
     NodeRecord,
     SignedNodeRecord,
     SocketAddr,
-    encoded_signed_record_size,
 )
 
 Source = Literal["bootstrap", "gossip", "hello"]
@@ -67,6 +66,8 @@ class BookEntry:
         failures: Consecutive failed dials since the last success.
         backoff_until: No dial before this time (monotonic).
         short_lived_until: No dial before this time after a short-lived exchange.
+        wire: ``signed`` as a Peers answer carries it, encoded once when the record is
+            stored (:func:`node_core.discovery.records.record_wire`).
     """
 
     record: NodeRecord
@@ -79,6 +80,10 @@ class BookEntry:
     failures: int = 0
     backoff_until: float = 0.0
     short_lived_until: float = 0.0
+    wire: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.wire = record_wire(self.signed)
 
     @property
     def node_id(self) -> bytes:
@@ -190,6 +195,7 @@ class AddressBook:
                 return False
             entry.record = record
             entry.signed = signed
+            entry.wire = record_wire(signed)
             entry.source = source
             return True
         if len(self._entries) >= self._capacity:
@@ -310,7 +316,28 @@ class AddressBook:
         now_unix: float | None = None,
         max_payload_bytes: int = MAX_DISCOVERY_MESSAGE_BYTES,
     ) -> list[SignedNodeRecord]:
-        """A uniform random sample of records for a Peers reply.
+        """A uniform random sample of records for a Peers reply (see :meth:`sample_entries`)."""
+        entries = self.sample_entries(
+            limit,
+            wanted_services=wanted_services,
+            exclude=exclude,
+            rng=rng,
+            now_unix=now_unix,
+            max_payload_bytes=max_payload_bytes,
+        )
+        return [e.signed for e in entries]
+
+    def sample_entries(
+        self,
+        limit: int,
+        *,
+        wanted_services: Sequence[str],
+        exclude: Collection[bytes],
+        rng: random.Random,
+        now_unix: float | None = None,
+        max_payload_bytes: int = MAX_DISCOVERY_MESSAGE_BYTES,
+    ) -> list[BookEntry]:
+        """A uniform random sample of entries for a Peers reply (their ``wire`` is the answer).
 
         Every eligible record has the same chance, so a requester cannot steer which nodes it
         learns about by asking repeatedly: the records are visited in a random order and the
@@ -332,27 +359,44 @@ class AddressBook:
                 message, and a reply we cannot encode is worse than a shorter one.
         """
         k = min(limit, MAX_PEERS_RECORDS)
-        if k <= 0:
+        if k <= 0 or not self._entries:
             return []
         entries = list(self._entries.values())
         excluded = exclude if isinstance(exclude, set | frozenset) else set(exclude)
+        # The common request wants no service and knows the expiry: test only what it asks.
+        wanted = tuple(wanted_services)
+        horizon = float("-inf") if now_unix is None else now_unix
 
         def eligible(e: BookEntry) -> bool:
-            if e.node_id in excluded or not e.offers(wanted_services):
-                return False
-            return now_unix is None or e.record.expires_at_unix_secs > now_unix
+            return (
+                e.record.expires_at_unix_secs > horizon
+                and e.record.node_id not in excluded
+                and (not wanted or e.offers(wanted))
+            )
 
-        probe = min(len(entries), SAMPLE_PROBE_FACTOR * k)
-        order = rng.sample(range(len(entries)), probe)
-        reservoir = [entries[i].signed for i in order if eligible(entries[i])][:k]
-        if len(reservoir) < k and probe < len(entries):  # the prefix was too short
-            order = rng.sample(range(len(entries)), len(entries))
-            reservoir = [entries[i].signed for i in order if eligible(entries[i])][:k]
-        out: list[SignedNodeRecord] = []
+        n = len(entries)
+        probe = SAMPLE_PROBE_FACTOR * k
+        picked: list[BookEntry] = []
+        if probe < n:
+            # Distinct positions drawn one at a time (a repeat is drawn again): the same prefix
+            # of a uniform random permutation as ``rng.sample(range(n), probe)``, without its
+            # pure-Python index arithmetic (61 of the 98 us a sample took at 1,000 records).
+            rand = rng.random
+            drawn: set[int] = set()
+            while len(drawn) < probe and len(picked) < k:
+                i = int(rand() * n)
+                if i not in drawn:
+                    drawn.add(i)
+                    if eligible(entries[i]):
+                        picked.append(entries[i])
+        if len(picked) < k:  # a small book, or the prefix was too short: visit all of it
+            order = rng.sample(range(n), n)
+            picked = [e for e in (entries[i] for i in order) if eligible(e)][:k]
+        out: list[BookEntry] = []
         used = PEERS_HEADER_BYTES
-        for signed in reservoir:
-            size = encoded_signed_record_size(signed)
+        for entry in picked:
+            size = len(entry.wire)
             if used + size <= max_payload_bytes:
-                out.append(signed)
+                out.append(entry)
                 used += size
         return out

@@ -31,8 +31,10 @@ from ipaddress import IPv4Address
 
 from node_core.identity import Identity, is_valid_node_id, verify
 from node_core.protocol.discovery import (
+    MAX_PEERS_RECORDS,
     RECORD_FORMAT_VERSION,
     RECORD_SIGNING_DOMAIN,
+    TAG_PEERS,
     NodeRecord,
     SignedNodeRecord,
     SocketAddr,
@@ -45,6 +47,7 @@ DEFAULT_CLOCK_SKEW_SECS = 300
 
 _U16 = struct.Struct("<H")
 _LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+_PEERS_TAG = bytes((TAG_PEERS,))
 
 
 class RecordError(Exception):
@@ -71,6 +74,38 @@ def signing_payload(format_version: int, body: bytes) -> bytes:
     signature (or anything else the same key signs), and vice versa.
     """
     return RECORD_SIGNING_DOMAIN + _U16.pack(format_version) + bytes(body)
+
+
+def record_wire(signed: SignedNodeRecord) -> bytes:
+    """``signed`` exactly as a Hello or Peers payload carries it: ``u16 format_version``,
+    ``u16 body length``, body, signature (docs/PROTOCOL.md §7.3).
+
+    A signed record is immutable until its author replaces it, so the address book encodes it
+    once when it stores it and every Peers answer joins these bytes
+    (:func:`peers_payload`) instead of re-encoding up to 32 records per GetPeers: with 1,000
+    peers refreshing every 10 s that encoding was a third of each answer's cost
+    (docs/ARCHITECTURE.md, "Measuring performance"). The constructor of
+    :class:`SignedNodeRecord` already checked every field against its cap.
+    """
+    return (
+        _U16.pack(signed.format_version)
+        + _U16.pack(len(signed.body))
+        + signed.body
+        + signed.signature
+    )
+
+
+def peers_payload(wires: Sequence[bytes]) -> bytes:
+    """A Peers payload (tag, count, records) from records already in wire form
+    (:func:`record_wire`); byte for byte what ``encode_discovery(Peers(...))`` writes.
+
+    Raises:
+        ValueError: On more than :data:`MAX_PEERS_RECORDS` records (the sample never returns
+            more, and it trims to the message cap, so this is a caller's bug).
+    """
+    if len(wires) > MAX_PEERS_RECORDS:
+        raise ValueError(f"{len(wires)} records > cap {MAX_PEERS_RECORDS}")
+    return _PEERS_TAG + _U16.pack(len(wires)) + b"".join(wires)
 
 
 def make_record(

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NoReturn
 
 from node_core.discovery.book import AddressBook, Source
-from node_core.discovery.records import RecordError, verify_record
+from node_core.discovery.pacing import DEFAULT_BUDGET_SECS, MessagePacer
+from node_core.discovery.records import RecordError, peers_payload, verify_record
 from node_core.observe.journal import Journal
 from node_core.observe.misbehavior import MisbehaviorLog
 from node_core.protocol import discovery as wire
@@ -60,6 +61,9 @@ class DiscoveryConfig:
     disconnect_after_exchange: bool = False
     #: How often a serving routine asks its peer for fresh records.
     refresh_interval: float = REFRESH_INTERVAL_SECS
+    #: Seconds of message handling one loop iteration spends before further routines wait
+    #: their turn (node_core/discovery/pacing.py); 0 handles every message at once.
+    pacing_budget: float = DEFAULT_BUDGET_SECS
 
 
 @dataclass(slots=True)
@@ -126,6 +130,7 @@ class DiscoveryService:
         self.rng = rng or random.Random()
         self.admitted: dict[bytes, int] = {}  # node id -> generation of its live routine
         self.exchanges: dict[int, ExchangeState] = {}  # by conn_id
+        self.pacer = MessagePacer(self.config.pacing_budget)
 
     # ------------------------------------------------------------------ Service protocol
     def add_peer(self, conn: Connection, stream: Stream) -> None:
@@ -234,7 +239,7 @@ class DiscoveryService:
         while True:
             frame = await stream.recv(timeout=max(0.0, next_refresh - time.monotonic()))
             if frame is not None:
-                self._handle(ctx, stream, state, self._decode(ctx, frame))
+                await self._paced(ctx, stream, state, frame)
                 continue
             if stream.remote_finished:
                 state.outcome = "stream_closed"
@@ -261,7 +266,19 @@ class DiscoveryService:
             if frame is None:
                 state.outcome = "stream_closed" if stream.remote_finished else "settle_timeout"
                 return
+            await self._paced(ctx, stream, state, frame)
+
+    async def _paced(
+        self, ctx: RoutineContext, stream: Stream, state: ExchangeState, frame: Frame
+    ) -> None:
+        """Handle one frame in this routine's turn, so a burst of peers' messages is spread
+        over several loop iterations instead of holding one (node_core/discovery/pacing.py)."""
+        await self.pacer.turn()
+        started = time.perf_counter()
+        try:
             self._handle(ctx, stream, state, self._decode(ctx, frame))
+        finally:
+            self.pacer.spent(time.perf_counter() - started)
 
     def _reject(self, ctx: RoutineContext, reason: str, detail: str) -> NoReturn:
         self.misbehavior.record(
@@ -292,14 +309,16 @@ class DiscoveryService:
             state.received_hello = True
         elif isinstance(msg, wire.GetPeers):
             exclude = set(msg.exclude_node_ids) | {ctx.peer.node_id}
-            records = self.book.sample(
+            entries = self.book.sample_entries(
                 msg.limit,
                 wanted_services=msg.wanted_services,
                 exclude=exclude,
                 rng=self.rng,
                 now_unix=time.time(),
             )
-            self._send(stream, wire.Peers(tuple(records)))
+            # Each record's encoding was cached when the book stored it: join, not encode.
+            payload = peers_payload([e.wire for e in entries])
+            stream.try_send(wire.DISCOVERY_MESSAGE_TYPE, payload)
         elif isinstance(msg, wire.Peers):
             if state.peers_outstanding == 0:
                 self._reject(ctx, "unsolicited_peers", "a Peers response nobody asked for")

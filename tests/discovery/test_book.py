@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv6Address
 import pytest
 
 from node_core.discovery.book import AddressBook, BookEntry, Source
-from node_core.discovery.records import make_record
+from node_core.discovery.records import make_record, peers_payload, record_wire
 from node_core.identity import Identity
 from node_core.protocol.discovery import (
     MAX_DISCOVERY_MESSAGE_BYTES,
@@ -116,6 +116,7 @@ def test_higher_sequence_replaces_and_keeps_dial_history() -> None:
     assert put(b, newer, now=3.0, source="hello")
     e = entry(b, 1)
     assert e.signed == newer and e.record == newer.record
+    assert e.wire == record_wire(newer)  # the cached encoding follows the record
     assert e.record.direct_addrs[0].port == 30_001
     assert (e.source, e.first_seen, e.last_seen, e.failures) == ("hello", 1.0, 3.0, 1)
 
@@ -405,3 +406,32 @@ def test_sample_always_fits_one_peers_message() -> None:
     # Small records are not trimmed.
     small = _filled(40)
     assert len(small.sample(32, wanted_services=(), exclude=(), rng=random.Random(0))) == 32
+
+
+def test_a_peers_answer_joined_from_cached_records_is_the_codecs_encoding() -> None:
+    # The node answers GetPeers with each entry's wire bytes joined (no re-encoding); the
+    # bytes must be exactly what the codec writes for the same records, in every size case.
+    big_addrs = tuple(SocketAddr(IPv6Address(f"2001:db8::{i + 1}"), 9000) for i in range(8))
+    big_services = tuple(f"{i:02d}" + "s" * 62 for i in range(32))
+    big = book()
+    for i in range(1, 41):
+        put(big, rec(i, addrs=big_addrs, services=big_services), now=1.0)
+    for b, limit in (
+        (_filled(40), 32),
+        (_filled(40), 5),
+        (_filled(3), 32),
+        (big, 32),
+        (book(), 32),
+    ):
+        entries = b.sample_entries(limit, wanted_services=(), exclude=(), rng=random.Random(0))
+        payload = peers_payload([e.wire for e in entries])
+        assert payload == encode_discovery(Peers(tuple(e.signed for e in entries)))
+        assert len(payload) <= MAX_DISCOVERY_MESSAGE_BYTES
+
+
+def test_sample_entries_and_sample_agree() -> None:
+    b = _filled(60)
+    entries = b.sample_entries(20, wanted_services=(), exclude=(), rng=random.Random(4))
+    records = b.sample(20, wanted_services=(), exclude=(), rng=random.Random(4))
+    assert [e.signed for e in entries] == records
+    assert all(e.wire == record_wire(e.signed) for e in entries)

@@ -13,16 +13,23 @@ from node_core.discovery.records import (
     RecordError,
     is_usable_addr,
     make_record,
+    peers_payload,
+    record_wire,
     signing_payload,
     usable_addrs,
     verify_record,
 )
 from node_core.identity import Identity, is_valid_node_id, verify
 from node_core.protocol.discovery import (
+    MAX_PEERS_RECORDS,
     RECORD_SIGNING_DOMAIN,
+    Hello,
     NodeRecord,
+    Peers,
     SignedNodeRecord,
     SocketAddr,
+    decode_discovery,
+    encode_discovery,
     encode_record_body,
 )
 from node_core.protocol.errors import CodecError, OverCap
@@ -283,3 +290,24 @@ def test_record_error_message() -> None:
     err = RecordError("expired", "at 5", advisory=True)
     assert str(err) == "expired: at 5"
     assert err.reason == "expired" and err.detail == "at 5" and err.advisory
+
+
+# --- cached wire form -----------------------------------------------------------------------
+
+
+def test_record_wire_is_the_codecs_encoding_of_a_signed_record() -> None:
+    signed = _make()
+    hello = encode_discovery(Hello(signed))
+    assert hello[1:] == record_wire(signed)  # a Hello is its tag and the signed record
+
+
+def test_peers_payload_round_trips_and_refuses_more_than_the_cap() -> None:
+    records = tuple(
+        _make(Identity.from_seed(bytes([i + 1]) * 32)) for i in range(MAX_PEERS_RECORDS)
+    )
+    payload = peers_payload([record_wire(r) for r in records])
+    assert payload == encode_discovery(Peers(records))
+    assert decode_discovery(payload) == Peers(records)
+    assert peers_payload([]) == encode_discovery(Peers(()))
+    with pytest.raises(ValueError):
+        peers_payload([record_wire(records[0])] * (MAX_PEERS_RECORDS + 1))

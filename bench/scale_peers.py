@@ -263,6 +263,12 @@ class LiveFrames:
             self.last = await self.remote.snapshot()
         return self.last
 
+    async def brief_snapshot(self, detail: str | None = None) -> Snapshot:
+        """What the console polls (``?peers=brief``), as ``zakura attach`` does."""
+        if not self.same or self.last is None:
+            self.last = await self.remote.brief_snapshot(detail)
+        return self.last
+
     async def journal_since(self, seq: int, limit: int = 500) -> list[JournalRow]:
         return [] if self.same else await self.remote.journal_since(seq, limit)
 

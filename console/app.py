@@ -13,6 +13,7 @@ effect the node was seen to have.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from textual.screen import Screen
 from textual.theme import ThemeProvider
 
 from console.charts_source import ChartSource, live_source
-from console.client import ActionRequest, ClientUnavailable, NodeClient
+from console.client import ActionRequest, BriefSnapshots, ClientUnavailable, NodeClient, Snapshot
 from console.format import ASCII_GLYPHS, UNICODE_GLYPHS, clean
 from console.history import History, capacity_for
 from console.policy import ActionPolicy
@@ -213,6 +214,11 @@ class ZakuraConsole(App[None]):
         self.theme = self._initial_theme
         self.set_interval(self.refresh_interval, self.poll)
         self.poll_soon()
+        # The app's own objects (widgets, styles, themes, imported modules) live as long as
+        # it does: moved out of the collector's reach, a full collection walks only what the
+        # frames allocate. With 1,000 peers a frame's rows and document pushed one every few
+        # frames, each walking the whole process (bench scale_peers, docs/ARCHITECTURE.md).
+        gc.freeze()
 
     def poll_soon(self) -> None:
         """Fetch a frame now, in a worker: a slow client never blocks key handling."""
@@ -232,7 +238,7 @@ class ZakuraConsole(App[None]):
             return
         self._polling = True
         try:
-            snapshot = await self.client.snapshot()
+            snapshot = await self._read_snapshot()
             rows = await self.client.journal_since(self.state.journal_seq)
         except ClientUnavailable as exc:
             # A remote node went away: say so where the operator looks, once per change,
@@ -256,6 +262,20 @@ class ZakuraConsole(App[None]):
         self.state.set_snapshot(snapshot)
         self.state.add_journal(rows)
         self.render_current()
+
+    async def _read_snapshot(self) -> Snapshot:
+        """The brief document when the client has it (peers cut to their rows, the open peer
+        detail's peer in full: :class:`~console.client.BriefSnapshots`), else the full one."""
+        if isinstance(self.client, BriefSnapshots):
+            return await self.client.brief_snapshot(self.detail_peer())
+        return await self.client.snapshot()
+
+    def detail_peer(self) -> str | None:
+        """The peer of the topmost view that draws one peer's full entry (under a modal too)."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, ConsoleScreen):
+                return screen.detail_peer()
+        return None
 
     def render_current(self) -> None:
         if not self.is_running:

@@ -34,7 +34,9 @@ Open the operator console on a node that runs elsewhere, through its control API
 (`zakura node --api HOST:PORT`). Every view and key works as in `zakura console`; actions
 need an operator token, a viewer token opens the console READ-ONLY. When the node goes away
 the status bar says so and counts down to the next try; when it comes back (also after a
-restart) the console resumes by itself, journal included.
+restart) the console resumes by itself, journal included. It polls the brief snapshot
+(GET /api/v1/snapshot?peers=brief: each peer cut to its Peers row, the open peer detail's
+peer in full); a node built before it sends the full document, which works as well.
 
 The token is read from --token-file (the file zakura token create's last line went to; it
 should be mode 0600) or from the environment variable ZAKURA_TOKEN.

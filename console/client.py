@@ -10,7 +10,7 @@ node's control model (:func:`node_core.control.apply`), the same one the HTTP AP
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from console.policy import ActionPolicy
 from node_core.control import Action, ActionResult, apply
@@ -21,6 +21,7 @@ ActionRequest = Action
 __all__ = [
     "ActionRequest",
     "ActionResult",
+    "BriefSnapshots",
     "ClientUnavailable",
     "InProcessClient",
     "JournalRow",
@@ -63,6 +64,30 @@ class NodeClient(Protocol):
         ...
 
     async def act(self, request: ActionRequest) -> ActionResult: ...
+
+
+@runtime_checkable
+class BriefSnapshots(Protocol):
+    """A client that can read the brief document: each peer cut to what a Peers row draws.
+
+    Why: at 1,000 peers the full document is 2.1 MB, and a console polling it four times a
+    second spent most of each frame fetching and decoding fields no view of the frame draws
+    (streams, limits, routine internals). The app polls this instead when its client has it,
+    naming the peer whose detail view is open: that one peer's entry comes in full, in place
+    of its brief one, so every view reads the same shape as before. ``snapshot()`` stays the
+    full document (a recorder, an action's re-check).
+    """
+
+    async def brief_snapshot(self, detail: str | None = None) -> Snapshot: ...
+
+
+def with_detail(doc: Snapshot) -> Snapshot:
+    """Put a brief document's ``detail`` entry in place of that peer's brief one."""
+    entry = doc.get("detail")
+    if isinstance(entry, dict):
+        label = entry.get("label")
+        doc["peers"] = [entry if p.get("label") == label else p for p in doc.get("peers") or ()]
+    return doc
 
 
 class InProcessClient:

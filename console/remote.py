@@ -20,11 +20,19 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
-from console.client import ActionRequest, ActionResult, ClientUnavailable, JournalRow, Snapshot
+from console.client import (
+    ActionRequest,
+    ActionResult,
+    ClientUnavailable,
+    JournalRow,
+    Snapshot,
+    with_detail,
+)
 from node_core.control import Refusal
 
 __all__ = ["NodeUnreachable", "RemoteNodeClient"]
@@ -87,6 +95,16 @@ class RemoteNodeClient:
 
     async def snapshot(self) -> Snapshot:
         doc: Snapshot = await self._get("/api/v1/snapshot")
+        self.node_label = str(doc.get("node", {}).get("label") or self.node_label)
+        return doc
+
+    async def brief_snapshot(self, detail: str | None = None) -> Snapshot:
+        """``?peers=brief``: what the console polls (see :class:`console.client.BriefSnapshots`);
+        a node built before it ignores the query and sends the full document."""
+        path = "/api/v1/snapshot?peers=brief"
+        if detail is not None:
+            path += "&detail=" + quote(detail, safe="")
+        doc: Snapshot = with_detail(await self._get(path))
         self.node_label = str(doc.get("node", {}).get("label") or self.node_label)
         return doc
 

@@ -57,6 +57,11 @@ class ConsoleScreen(Screen[None]):
         """The peer label the actions (``d``, ``p``) target on this view, if any."""
         return None
 
+    def detail_peer(self) -> str | None:
+        """The peer whose full snapshot entry this view draws (the peer detail), if any: the
+        app then asks a brief-capable client for that one entry in full."""
+        return None
+
     def departed_peer(self) -> str | None:
         """The peer under the cursor when it already left (so the refusal can name it)."""
         return None

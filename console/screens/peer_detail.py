@@ -148,6 +148,10 @@ class PeerDetailScreen(ConsoleScreen):
         """Actions on this view target its peer (the app re-checks that it is connected)."""
         return self.label
 
+    def detail_peer(self) -> str | None:
+        """This view draws its peer's full entry (streams, limits, routine internals)."""
+        return self.label
+
     def action_back(self) -> None:
         self.app.pop_screen()
 
@@ -160,6 +164,12 @@ class PeerDetailScreen(ConsoleScreen):
             return  # the same frame again (a resume, a paused toggle): nothing to redo
         self._rendered_frame = key
         peer = next((p for p in snap.get("peers") or () if p.get("label") == self.label), None)
+        if peer is not None and snap.get("brief") and "streams" not in peer:
+            # A brief frame read before the app knew this view was open: this peer's full
+            # entry comes with the next one, asked for now (see detail_peer).
+            self._rendered_frame = None
+            self.console.poll_soon()
+            return
         if peer is not None:
             self._last_peer, self._close_record = peer, None
         else:

@@ -53,6 +53,9 @@ GAP = 1
 #: Entries kept in the per-cell render cache before it is dropped and refilled.
 CELL_CACHE_LIMIT = 16_384
 
+#: Entries kept in the style-sum cache (a cell style plus a cell's metadata) likewise.
+STYLE_CACHE_LIMIT = 65_536
+
 #: The row index of the header in metadata and hover (as ``DataTable`` numbers it).
 HEADER = -1
 
@@ -145,6 +148,7 @@ class LineTable(ScrollView, can_focus=True):
         self._cell_cache: dict[tuple[Any, ...], list[Segment]] = {}
         self._strip_cache: dict[str, tuple[tuple[Any, ...], Strip]] = {}
         self._meta: dict[tuple[int, int], Style] = {}
+        self._summed: dict[tuple[Style | None, Style, bool], Style] = {}
 
     # ------------------------------------------------------------------ data
     @property
@@ -341,6 +345,7 @@ class LineTable(ScrollView, can_focus=True):
         super().notify_style_update()
         self._cell_cache.clear()
         self._strip_cache.clear()
+        self._summed.clear()
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
@@ -386,12 +391,9 @@ class LineTable(ScrollView, can_focus=True):
             drawn = self._cell(text, style, column, header, row_style, component, post)
             # The gap wears the cell's background (the cursor bar has no holes) and its
             # metadata (a click on it selects the cell).
-            first = (drawn[0].style or Style()) + meta if drawn else None
-            gap = (
-                None if first is None else Style(bgcolor=first.bgcolor) + Style.from_meta(meta.meta)
-            )
+            gap = None if not drawn else self._with_meta(drawn[0].style, meta, gap=True)
             segments.append(Segment(" " * GAP, gap))
-            segments += [Segment(s.text, (s.style or Style()) + meta) for s in drawn]
+            segments += [Segment(s.text, self._with_meta(s.style, meta)) for s in drawn]
         fill = max(0, self.size.width - sum(self.column_widths()))
         extend, _ = self._component(header, cursor, self._show_hover and index == self._hover)
         extend = (
@@ -413,6 +415,20 @@ class LineTable(ScrollView, can_focus=True):
             if header:
                 style += self.get_component_rich_style("linetable--header-cursor")
         return style, Style.from_color(color=style.color) + Style.null()
+
+    def _with_meta(self, style: Style | None, meta: Style, *, gap: bool = False) -> Style:
+        """``style + meta`` (``gap``: only its background, + ``meta``), remembered: Rich's own
+        cache of style sums holds 1,024, fewer than one screen of a wide table's cells, and
+        a sum costs a copy of the style."""
+        key = (style, meta, gap)
+        summed = self._summed.get(key)
+        if summed is None:
+            if len(self._summed) >= STYLE_CACHE_LIMIT:
+                self._summed.clear()
+            base = style or Style()
+            summed = (Style(bgcolor=base.bgcolor) if gap else base) + meta
+            self._summed[key] = summed
+        return summed
 
     def _meta_style(self, row: int, column: int) -> Style:
         style = self._meta.get((row, column))

@@ -48,6 +48,7 @@ from console.format import (
     Glyphs,
     clean,
     duration,
+    rate_text,
     short_peer,
 )
 from console.widgets.block_sync_cells import (
@@ -311,6 +312,22 @@ class PeerRow:
         self._cells = (services, cells)
         return cells
 
+    def moved(self, age: float, rate: tuple[float, float] | None) -> PeerRow:
+        """This live row with a new age and rates: the same row otherwise, its rendered
+        cells patched in their three columns (the last columns but the connection's own)."""
+        rate_in, rate_out = (None, None) if rate is None else rate
+        row = PeerRow(
+            self.label, True, self.addr, self.direction, age, self.conn_id, self.bytes_in,
+            self.bytes_out, rate_in, rate_out, self.misbehavior, self.close, self.routines,
+            self.header_sync, self.block_sync, self.stalled, self.throttled, self.glyphs,
+            _hay=self._hay,
+        )  # fmt: skip
+        if self._cells is not None:
+            services, cells = self._cells
+            patched = (_rate_cell(rate_in, ""), _rate_cell(rate_out, ""), (age_text(age), ""))
+            row._cells = (services, (*cells[:-6], *patched, *cells[-3:]))
+        return row
+
     def sort_value(self, column: str) -> SortValue:
         """The value ``column`` sorts this row by (raw numbers, not their display)."""
         if self._sort is not None and self._sort[0] == column:
@@ -390,7 +407,35 @@ _FIELD_NAMES = (
     "misbehavior_count",
     "close",
 )
-_FIELDS = itemgetter(*_FIELD_NAMES)
+#: Those, then the age, routines and throttle: what the builder reads of every peer first.
+_QUICK_NAMES = (*_FIELD_NAMES, "age_s", "routines", "throttle_bytes_per_s")
+_QUICK = itemgetter(*_QUICK_NAMES)
+#: What the rates are tracked from.
+_BYTES_NAMES = ("label", "conn_id", "bytes_in", "bytes_out")
+_BYTES = itemgetter(*_BYTES_NAMES)
+
+
+def _rate_key(rate: float) -> tuple[str, bool]:
+    """A rate as its cell draws it (text, and whether it is dimmed as idle): the row is
+    rebuilt when that changes, not whenever the float moves (it does every frame while the
+    window slides)."""
+    return _IDLE_RATE if rate <= 0 else (rate_text(rate), False)
+
+
+_IDLE_RATE = (rate_text(0.0), True)
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What the builder keeps of one live peer between frames (see :meth:`RowBuilder.build`)."""
+
+    #: The raw fields, age and rates as drawn, and routines as sent: compared first.
+    quick: tuple[Any, ...]
+    #: What the row was built from, parsed: compared when ``quick`` differs.
+    key: tuple[Any, ...]
+    #: The block-sync numbers as reported (before the delivery rate's smoothing).
+    block_sync: BlockSyncCells | None
+    row: PeerRow
 
 
 class RowBuilder:
@@ -408,7 +453,7 @@ class RowBuilder:
         self._delivery: dict[tuple[Any, Any], tuple[float, float]] = {}
         self._delivery_next: dict[tuple[Any, Any], tuple[float, float]] = {}
         #: Raw label -> (key of the raw fields, row built from them) of the last frame.
-        self._live: dict[Any, tuple[tuple[Any, ...], PeerRow]] = {}
+        self._live: dict[Any, _Seen] = {}
         #: Routines of each peer as last seen live (a closed row shows which one panicked).
         self._known_routines: dict[str, dict[str, tuple[str, int]]] = {}
         #: Services seen in rows built this frame (reused rows add nothing new).
@@ -429,34 +474,70 @@ class RowBuilder:
         self.new_services = set()
         rows: dict[str, PeerRow] = {}
         for p in peers:
-            raw, conn_id = p.get("label"), p.get("conn_id")
             try:
-                fields = _FIELDS(p)  # one C call for the common, complete document
+                got = _QUICK(p)  # one C call for the common, complete document
             except KeyError:
-                fields = tuple(p.get(name) for name in _FIELD_NAMES)
+                got = tuple(p.get(name) for name in _QUICK_NAMES)
+            raw, conn_id, fields = got[0], got[3], got[:8]
+            rate = rates.get((raw, conn_id))
+            age = float(got[8] or 0.0)
+            # What the row shows, before anything is parsed: the raw fields, the age and
+            # rates as drawn, and the routines as sent (a brief document's routines carry
+            # only what the row draws, so they compare equal while the row is unchanged).
+            quick = (
+                fields,
+                _age_bucket(age),
+                None if rate is None else (_rate_key(rate[0]), _rate_key(rate[1])),
+                previous.get(raw),
+                got[9],
+                got[10],
+            )
+            hit = last.get(raw)
+            if (
+                hit is not None
+                and hit.quick == quick
+                and self._smoothed(hit.block_sync, (raw, conn_id), now) is hit.key[6]
+            ):
+                fresh[raw] = hit
+                rows[hit.row.label] = hit.row
+                continue
+            if (
+                hit is not None
+                and hit.quick[0] == fields
+                and hit.quick[3:] == quick[3:]
+                and self._smoothed(hit.block_sync, (raw, conn_id), now) is hit.key[6]
+            ):
+                # Only the age or a rate moved (most changed rows of a live frame): patch
+                # those three cells of last frame's row instead of building it again.
+                row = hit.row.moved(age, rate)
+                key = (fields, quick[1], quick[2], *hit.key[3:])
+                fresh[raw] = _Seen(quick, key, hit.block_sync, row)
+                rows[row.label] = row
+                continue
+            routines = got[9]
+            bs = block_sync_cells(routines)
             key = (
                 fields,
-                _age_bucket(float(p.get("age_s") or 0.0)),
-                rates.get((raw, conn_id)),
-                previous.get(raw),
+                quick[1],
+                quick[2],
+                quick[3],
                 tuple(
                     [
                         (r.get("service"), r.get("state"), r.get("generation"))
-                        for r in p.get("routines") or ()
+                        for r in routines or ()
                     ]
                 ),
-                header_sync_cells(p.get("routines")),
-                self._smoothed(block_sync_cells(p.get("routines")), (raw, conn_id), now),
-                stalled_services(p.get("routines")),
-                bool(p.get("throttle_bytes_per_s")),
+                header_sync_cells(routines),
+                self._smoothed(bs, (raw, conn_id), now),
+                stalled_services(routines),
+                bool(quick[5]),
             )
-            hit = last.get(raw)
-            if hit is not None and hit[0] == key:
-                row = hit[1]
+            if hit is not None and hit.key == key:
+                row = hit.row
             else:
-                row = self._live_row(p, key)
+                row = self._live_row(p, key, rate)
                 self.new_services.update(row.routines)
-            fresh[raw] = (key, row)
+            fresh[raw] = _Seen(quick, key, bs, row)
             rows[row.label] = row
         self._live = fresh
         self._delivery, self._delivery_next = self._delivery_next, {}
@@ -468,8 +549,10 @@ class RowBuilder:
             rows = {label: row for label, row in rows.items() if row.matches(needle)}
         return rows
 
-    def _live_row(self, p: dict[str, Any], key: tuple[Any, ...]) -> PeerRow:
-        rate, previous = key[2], key[3]
+    def _live_row(
+        self, p: dict[str, Any], key: tuple[Any, ...], rate: tuple[float, float] | None
+    ) -> PeerRow:
+        previous = key[3]
         close = p.get("close")
         routines: dict[str, tuple[str, int]] = {}
         for r in p.get("routines") or ():  # later entries are newer: the last one wins
@@ -564,6 +647,9 @@ class RowBuilder:
             return bs
         rate = bs[3]
         before = self._delivery.get(key)
+        if before is not None and before[1] == rate:  # settled (most frames): shown as is
+            self._delivery_next[key] = (max(now, before[0]), rate)
+            return bs
         if before is not None and now <= before[0]:
             shown = before[1]  # the same frame again
         elif before is None or bs[0] != 0:
@@ -591,8 +677,12 @@ class RowBuilder:
         next_rates: dict[tuple[Any, Any], tuple[float, float]] = {}
         horizon = now - RATE_WINDOW_S
         for p in peers:
-            key = (p.get("label"), p.get("conn_id"))
-            b_in, b_out = int(p.get("bytes_in") or 0), int(p.get("bytes_out") or 0)
+            try:
+                label, conn_id, b_in, b_out = _BYTES(p)
+            except KeyError:
+                label, conn_id, b_in, b_out = (p.get(name) for name in _BYTES_NAMES)
+            key = (label, conn_id)
+            b_in, b_out = int(b_in or 0), int(b_out or 0)
             samples = history.get(key)
             if samples is None:
                 samples = deque()
@@ -602,7 +692,8 @@ class RowBuilder:
                     samples.popleft()
                 t0, in0, out0 = samples[0]
                 dt = now - t0
-                next_rates[key] = (max(0.0, (b_in - in0) / dt), max(0.0, (b_out - out0) / dt))
+                r_in, r_out = (b_in - in0) / dt, (b_out - out0) / dt
+                next_rates[key] = (r_in if r_in > 0.0 else 0.0, r_out if r_out > 0.0 else 0.0)
             samples.append((now, b_in, b_out))
             next_history[key] = samples
         self._rate_time, self._rate_history, self._rates = now, next_history, next_rates

@@ -36,6 +36,8 @@ class StatusBar(Static):
     }
     """
 
+    _shown: Text | None = None
+
     def apply_fleet(
         self, summary: str, state: ConsoleState, current: str, views: list[tuple[str, str]]
     ) -> None:
@@ -56,7 +58,11 @@ class StatusBar(Static):
         text = self._line(state, current, views, headline, narrow=width < NARROW_BELOW)
         if text.cell_len > width:  # the long form does not fit: the short one cuts nothing
             text = self._line(state, current, views, headline, narrow=True)
-        self.update(text)
+        if text != self._shown:
+            self._shown = text
+            # One line, its size set by the stylesheet: new text needs a repaint, never the
+            # layout pass of the whole screen that ``update`` does by default (every frame).
+            self.update(text)
 
     def _line(
         self,

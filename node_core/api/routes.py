@@ -56,6 +56,8 @@ class ApiNode(SnapshotSource, Protocol):
 
 #: Largest JSON body a write route reads (a real one is under 100 bytes).
 MAX_BODY = 64 * 1024
+#: Longest ``detail`` label a snapshot request may name (a real one is 21 characters).
+MAX_LABEL = 200
 #: Journal rows per page at most.
 MAX_JOURNAL_LIMIT = 5000
 DEFAULT_JOURNAL_LIMIT = 500
@@ -118,8 +120,21 @@ class Routes:
             }
         )
 
-    async def snapshot(self, _request: web.Request) -> web.Response:
-        return web.Response(body=self.snapshots.plain(), content_type="application/json")
+    async def snapshot(self, request: web.Request) -> web.Response:
+        """The snapshot document; ``?peers=brief`` cuts each peer to what a Peers row draws
+        (:class:`~node_core.observe.schema.BriefSnapshot`, what the console polls) and
+        ``&detail=LABEL`` then adds that peer's full entry. ``peers=full`` is the default."""
+        peers = request.query.get("peers", "full")
+        if peers not in ("full", "brief"):
+            return error(422, "peers must be full or brief", field="peers")
+        detail = request.query.get("detail")
+        if detail is not None and (peers != "brief" or len(detail) > MAX_LABEL):
+            return error(
+                422, f"detail needs peers=brief and a label of at most {MAX_LABEL} characters",
+                field="detail",
+            )  # fmt: skip
+        body = self.snapshots.plain() if peers == "full" else self.snapshots.brief(detail)
+        return web.Response(body=body, content_type="application/json")
 
     async def journal(self, request: web.Request) -> web.Response:
         """``?since=SEQ&limit=N``: rows after SEQ, oldest first, never skipping one that is

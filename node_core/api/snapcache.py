@@ -7,6 +7,10 @@ consoles at 4 Hz that was 32 builds a second, each one a pause for every routine
 ``max_age`` (100 ms, below any console's refresh interval) serves them all, encoded once both
 as the plain document and as the stream's ``snapshot`` message. A write through the API
 invalidates it, so whoever acted sees the effect in the next snapshot it asks for.
+
+The brief document (``?peers=brief``, what a console polls: each peer cut to what its Peers row
+draws) is cached beside it the same way; ``&detail=LABEL`` adds that one peer's full entry to
+the cached bytes per request (one peer's build, not the document's).
 """
 
 from __future__ import annotations
@@ -16,13 +20,20 @@ from typing import Any, Protocol
 
 import orjson
 
+from node_core.observe.gcpause import gc_paused
+from node_core.observe.snapshot import SnapshotSource, build_brief_snapshot, peer_row
+
 __all__ = ["SNAPSHOT_MAX_AGE", "SnapshotCache"]
 
 
-class Snapshots(Protocol):
+class Snapshots(SnapshotSource, Protocol):
     """What the cache reads of a node (a :class:`~node_core.node.Node`)."""
 
     def snapshot(self) -> dict[str, Any]: ...
+
+
+#: How the brief document's bytes end: ``detail`` is its last key, spliced per request.
+_NO_DETAIL = b'"detail":null}'
 
 
 #: Seconds a built snapshot is served before the next request rebuilds it.
@@ -38,6 +49,8 @@ class SnapshotCache:
         self._built = -1.0
         self._plain = b""
         self._message = b""
+        self._brief_built = -1.0
+        self._brief = b""
         #: How many times a snapshot was built (what the cache saves shows against requests).
         self.builds = 0
 
@@ -59,6 +72,22 @@ class SnapshotCache:
         self._refresh()
         return self._message
 
+    def brief(self, detail: str | None = None) -> bytes:
+        """The brief document as JSON (``GET /api/v1/snapshot?peers=brief[&detail=LABEL]``)."""
+        now = time.monotonic()
+        if now - self._brief_built >= self.max_age:
+            with gc_paused():  # as the node's own build (gcpause.py)
+                self._brief = orjson.dumps(build_brief_snapshot(self.node))
+            if not self._brief.endswith(_NO_DETAIL):
+                raise ValueError("the brief document must end with its null detail")
+            self._brief_built = now
+            self.builds += 1
+        if detail is None:
+            return self._brief
+        entry = orjson.dumps(peer_row(self.node, detail))
+        return self._brief[: -len(_NO_DETAIL)] + b'"detail":' + entry + b"}"
+
     def invalidate(self) -> None:
         """Build afresh on the next request (after a write changed the node)."""
         self._built = -1.0
+        self._brief_built = -1.0

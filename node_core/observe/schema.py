@@ -396,6 +396,69 @@ class PeerRow(TypedDict):
     close: None  # always null for a connected peer (closed ones are in ``recently_closed``)
 
 
+class BriefHeaderRange(TypedDict):
+    """The header range in flight, as a Peers row draws it."""
+
+    start_height: int
+    count: int
+
+
+class BriefHeaderSyncView(TypedDict):
+    """The fields of :class:`HeaderSyncRoutineView` a Peers row draws."""
+
+    queue_depth: int
+    queue_max: int
+    in_flight: BriefHeaderRange | None
+    advertised_tip: int
+    stalled_for_s: float | None
+
+
+class BriefWindow(TypedDict):
+    """The fields of :class:`DownloadWindowView` a Peers row draws."""
+
+    cwnd: int
+    proven: bool
+
+
+class BriefBlockSyncView(TypedDict):
+    """The fields of :class:`BlockSyncRoutineView` a Peers row draws."""
+
+    outstanding: int
+    window: BriefWindow
+    delivery_rate: float
+    fill_stop: str
+    stalled_for_s: float | None
+
+
+class BriefRoutineRow(TypedDict):
+    """A :class:`RoutineRow` cut to what a Peers row draws (no view for discovery)."""
+
+    service: str
+    state: str
+    generation: int
+    header_sync: NotRequired[BriefHeaderSyncView]
+    block_sync: NotRequired[BriefBlockSyncView]
+
+
+class BriefPeerRow(TypedDict):
+    """A :class:`PeerRow` cut to what the console's Peers row, actions, filter and summary
+    read (``GET /api/v1/snapshot?peers=brief``): no node id, limits, capabilities, listen
+    port or streams, and routines cut to :class:`BriefRoutineRow`. Same keys, same meaning."""
+
+    label: str
+    addr: str
+    direction: str
+    conn_id: int
+    connected_at: float
+    age_s: float
+    bytes_in: int
+    bytes_out: int
+    routines: list[BriefRoutineRow]
+    misbehavior_count: int
+    throttle_bytes_per_s: float | None
+    close: None
+
+
 class ParkedPeer(TypedDict):
     """A peer whose header-sync is parked."""
 
@@ -499,8 +562,8 @@ class DiagnosticRow(TypedDict):
 # ---------------------------------------------------------------------------------- the document
 
 
-class Snapshot(TypedDict):
-    """A node right now (schema :data:`SCHEMA_VERSION`); see the module docstring."""
+class SnapshotSections(TypedDict):
+    """Every section of a snapshot but its peers (:class:`Snapshot`, :class:`BriefSnapshot`)."""
 
     schema: int
     #: Random per run of the node (16 hex digits); another value means a restart.
@@ -513,7 +576,6 @@ class Snapshot(TypedDict):
     header_sync: HeaderSyncSection
     block_sync: BlockSyncSection
     parked: list[ParkedPeer]
-    peers: list[PeerRow]
     recently_closed: list[ClosedPeer]
     routines_summary: dict[str, dict[str, int]]  # service -> state -> routines
     loop_lag: LoopLagSection
@@ -527,6 +589,24 @@ class Snapshot(TypedDict):
     diagnostics: NotRequired[list[DiagnosticRow]]
     #: The thresholds they fire at (``--diag`` key -> value), for the view's empty state.
     diagnostic_thresholds: NotRequired[dict[str, float]]
+
+
+class Snapshot(SnapshotSections):
+    """A node right now (schema :data:`SCHEMA_VERSION`); see the module docstring."""
+
+    peers: list[PeerRow]
+
+
+class BriefSnapshot(SnapshotSections):
+    """``GET /api/v1/snapshot?peers=brief``: every section of :class:`Snapshot`, each peer cut
+    to :class:`BriefPeerRow` (under a third of the bytes at 1,000 peers: what a console
+    polling four times a second decodes), ``brief`` true, and ``detail``: with
+    ``&detail=LABEL`` that peer's full :class:`PeerRow` (the peer detail view), null without
+    it or when that peer is not connected."""
+
+    peers: list[BriefPeerRow]
+    brief: bool
+    detail: PeerRow | None
 
 
 # ---------------------------------------------------------------------------------- validation

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from node_core.observe.misbehavior import MisbehaviorLog
     from node_core.observe.schema import (
         BlockSyncRoutineView,
+        BriefPeerRow,
+        BriefRoutineRow,
+        BriefSnapshot,
         ChainSection,
         DiscoveryExchange,
         HeaderSyncRoutineView,
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
         PeerRow,
         RoutineRow,
         Snapshot,
+        SnapshotSections,
     )
     from node_core.observe.trace import TraceWriter
     from node_core.transport.connection import Connection
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_VERSION",
     "SnapshotSource",
+    "build_brief_snapshot",
     "build_snapshot",
     "invariants_section",
     "misbehavior_rows",
@@ -198,6 +203,62 @@ def _peer(conn: Connection, node: SnapshotSource, misbehavior: dict[str, int]) -
     }
 
 
+def _brief_routine(handle: RoutineHandle, node: SnapshotSource) -> BriefRoutineRow:
+    """What a Peers row draws of one routine: state, generation, and the few numbers of its
+    header- or block-sync view (the service builds its full view; only these are sent)."""
+    out: BriefRoutineRow = {
+        "service": handle.service,
+        "state": handle.state.value,
+        "generation": handle.ctx.generation,
+    }
+    conn_id, generation = handle.peer.conn_id, handle.ctx.generation
+    if handle.service == "block_sync":
+        bview = node.block_sync_service.routine_view(conn_id, generation)
+        if bview is not None:
+            window = bview["window"]
+            out["block_sync"] = {
+                "outstanding": bview["outstanding"],
+                "window": {"cwnd": window["cwnd"], "proven": window["proven"]},
+                "delivery_rate": bview["delivery_rate"],
+                "fill_stop": bview["fill_stop"],
+                "stalled_for_s": bview["stalled_for_s"],
+            }
+    elif handle.service == "header_sync":
+        view = node.header_sync_service.routine_view(conn_id, generation)
+        if view is not None:
+            flight = view["in_flight"]
+            out["header_sync"] = {
+                "queue_depth": view["queue_depth"],
+                "queue_max": view["queue_max"],
+                "in_flight": None
+                if flight is None
+                else {"start_height": flight["start_height"], "count": flight["count"]},
+                "advertised_tip": view["advertised_tip"],
+                "stalled_for_s": view["stalled_for_s"],
+            }
+    return out
+
+
+def _brief_peer(
+    conn: Connection, node: SnapshotSource, misbehavior: dict[str, int]
+) -> BriefPeerRow:
+    """:func:`_peer` cut to what the console's Peers row, filter and actions read."""
+    return {
+        "label": conn.peer.label,
+        "addr": conn.peer.addr,
+        "direction": conn.peer.direction,
+        "conn_id": conn.peer.conn_id,
+        "connected_at": conn.connected_wall,
+        "age_s": round(conn.age, 3),
+        "bytes_in": conn.bytes_in,
+        "bytes_out": conn.bytes_out,
+        "routines": [_brief_routine(h, node) for h in conn.routines],
+        "misbehavior_count": misbehavior.get(conn.peer.label, 0),
+        "throttle_bytes_per_s": conn.throttle_bytes_per_s,
+        "close": None,
+    }
+
+
 def _chain(node: SnapshotSource) -> ChainSection:
     chain = node.chain
     (h_height, h_hash), (v_height, v_hash) = chain.header_tip, chain.verified_tip
@@ -302,16 +363,43 @@ def invariants_section(node: SnapshotSource, conns: list[Connection]) -> Invaria
 
 def build_snapshot(node: SnapshotSource) -> Snapshot:
     """The snapshot document (schema :data:`SCHEMA_VERSION`)."""
-    transport = node.transport
-    cfg = transport.config
-    misbehavior = _misbehavior_counts(node)
     conns = node.connections()
+    misbehavior = _misbehavior_counts(node)
     peers = [_peer(c, node, misbehavior) for c in conns]
+    return {**_sections(node, conns, _summary(peers)), "peers": peers}
+
+
+def build_brief_snapshot(node: SnapshotSource, detail: str | None = None) -> BriefSnapshot:
+    """The document ``GET /api/v1/snapshot?peers=brief`` serves: every section of
+    :func:`build_snapshot`, each peer cut to :class:`~node_core.observe.schema.BriefPeerRow`,
+    and with ``detail`` that peer's full entry (``None`` when it is not connected)."""
+    conns = node.connections()
+    misbehavior = _misbehavior_counts(node)
+    peers = [_brief_peer(c, node, misbehavior) for c in conns]
+    return {
+        **_sections(node, conns, _summary(peers)),
+        "peers": peers,
+        "brief": True,
+        "detail": None if detail is None else peer_row(node, detail),
+    }
+
+
+def _summary(peers: list[PeerRow] | list[BriefPeerRow]) -> dict[str, dict[str, int]]:
+    """The ``routines_summary`` section: routines by service and state."""
     summary: dict[str, dict[str, int]] = {}
     for p in peers:
         for r in p["routines"]:
             states = summary.setdefault(r["service"], {})
             states[r["state"]] = states.get(r["state"], 0) + 1
+    return summary
+
+
+def _sections(
+    node: SnapshotSource, conns: list[Connection], summary: dict[str, dict[str, int]]
+) -> SnapshotSections:
+    """Every section but the peers."""
+    transport = node.transport
+    cfg = transport.config
     lag = node.loop_lag.stats()
     return {
         "schema": SCHEMA_VERSION,
@@ -343,7 +431,6 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
         "header_sync": node.header_sync.snapshot(),
         "block_sync": node.block_sync.snapshot(),
         "parked": parked_rows(node),
-        "peers": peers,
         "recently_closed": [
             {
                 "label": c.peer.label,

@@ -21,6 +21,7 @@ import pytest
 from console.app import ZakuraConsole
 from console.remote import RemoteNodeClient
 from console.screens.modals import ConfirmScreen
+from console.screens.peer_detail import PeerDetailScreen
 from console.screens.peers import PeersScreen
 from console.widgets.peer_table import PeerTable
 from console.widgets.status_bar import StatusBar
@@ -148,5 +149,47 @@ async def test_a_viewer_token_is_read_only_and_refused(tmp_path: Path) -> None:
             assert not isinstance(app.screen, ConfirmScreen)  # refused before asking
         rows = await journal(a)
         assert not [r for r in rows if r["table"] == "fault"]
+    finally:
+        await procs.stop_all()
+
+
+async def test_the_attached_console_polls_brief_rows_and_its_detail_peer_in_full(
+    tmp_path: Path,
+) -> None:
+    """The app reads ``?peers=brief`` (peers cut to their rows) and, while a peer detail view
+    is open, that peer's full entry in its place: the detail shows streams and limits, the
+    Peers view's rows need none of it."""
+    procs = Procs()
+    try:
+        a = await procs.start(tmp_path / "a")
+        await procs.start(tmp_path / "b", "--bootstrap", a.listen)
+        token = TokenStore(a.data_dir).create("watcher", Role.VIEWER)
+        client = RemoteNodeClient(f"http://{a.api}", token)
+        await client.connect()
+        app = RecordingConsole(client, refresh_interval=0.2)
+
+        def entry(label: str) -> dict[str, Any]:
+            snap = app.state.snapshot or {}
+            return next((p for p in snap.get("peers") or () if p["label"] == label), {})
+
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(lambda: app.state.snapshot is not None, "the first frame", WAIT)
+            await pilot.press("2")
+            await wait_until(lambda: isinstance(app.screen, PeersScreen), "the Peers view", WAIT)
+            table = app.screen.query_one(PeerTable)
+            await wait_until(lambda: table.live_count == 1, "B's row", WAIT)
+            victim = table.selected_label()
+            assert victim is not None
+            assert app.state.snapshot is not None and app.state.snapshot["brief"] is True
+            assert "streams" not in entry(victim)
+            await pilot.press("enter")
+            await wait_until(
+                lambda: isinstance(app.screen, PeerDetailScreen), "the peer detail", WAIT
+            )
+            await wait_until(lambda: bool(entry(victim).get("streams")), "B in full", WAIT)
+            assert entry(victim).get("limits") and entry(victim).get("id")
+            await pilot.press("escape")
+            await wait_until(lambda: isinstance(app.screen, PeersScreen), "back to Peers", WAIT)
+            await wait_until(lambda: "streams" not in entry(victim), "B brief again", WAIT)
     finally:
         await procs.stop_all()

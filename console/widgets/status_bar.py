@@ -60,8 +60,9 @@ class StatusBar(Static):
             text = self._line(state, current, views, headline, narrow=True)
         if text != self._shown:
             self._shown = text
-            # One line, its size set by the stylesheet: new text needs a repaint, never the
-            # layout pass of the whole screen that ``update`` does by default (every frame).
+            # ``update`` runs a layout pass of the whole screen: only when the text changed
+            # (about once a second, as the uptime ticks), not on every frame. Updating with
+            # ``layout=False`` was tried: a terminal console then never redrew the bar.
             self.update(text)
 
     def _line(

@@ -160,6 +160,8 @@ class BlockSyncCore:
         self.metrics = metrics
         self.trace = trace
         self._rows = TableTrace(trace, TRACE_TABLE)
+        #: Whether rows are written: per-block rows are not even built without a trace.
+        self.tracing = trace is not None
         self.config = config or BlockSyncConfig()
         self.budget = ByteBudget(self.config.max_inflight_bytes)
         self.work = WorkQueue(self.budget, 0, on_work=self.ring)

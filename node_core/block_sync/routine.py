@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from node_core.block_sync.registry import Slots
+from node_core.block_sync.routine_view import routine_facts, routine_view
 from node_core.block_sync.sequencer import BufferedBody
 from node_core.block_sync.window import DownloadWindow
 from node_core.block_sync.work import Owner, WorkItem
 from node_core.chain.miner import ChainError, validate_header
 from node_core.chain.model import BlockHeader, body_root
-from node_core.observe.diagnostic_facts import BlockSyncFacts, block_sync_matters
 from node_core.protocol.block_sync import (
     MAX_BLOCK_BODY_BYTES,
     TAG_BLOCK,
@@ -62,6 +62,7 @@ from node_core.transport.stream import SendResult, Stream
 
 if TYPE_CHECKING:
     from node_core.block_sync.core import BlockSyncCore
+    from node_core.observe.diagnostic_facts import BlockSyncFacts
     from node_core.observe.schema import BlockSyncRoutineView
 
 #: Bodies larger than this many times their estimate are a size mismatch (reference: 200 %).
@@ -159,10 +160,9 @@ class BlockSyncRoutine:
                 room = self._outbound_has_room()
                 if room:
                     self._fill(now)
-                    frame = stream.try_recv()
-                    if frame is not None:
-                        self._on_frame(frame.message_type, frame.flags, frame.payload, now)
-                        handled += 1
+                    read = self._read_frames(YIELD_EVERY - handled)
+                    if read:
+                        handled += read
                         continue
                     if stream.remote_finished:
                         stream.finish()
@@ -174,6 +174,28 @@ class BlockSyncRoutine:
         finally:
             unsubscribe()
             stream.on_event = None
+
+    def _read_frames(self, limit: int) -> int:
+        """Handle up to ``limit`` frames already received; the caller then fills once.
+
+        A fill pass per burst of frames rather than per frame: between two blocks of an
+        answer the window mostly has no room, so the burst is read until it may have some
+        (fewer blocks unreceived than the cwnd) and only then filled. Each frame still gets
+        its own clock reading, and reading stops as soon as our outbound is past half full
+        (local congestion pauses reading).
+        """
+        stream, window, read = self.stream, self.window, 0
+        while read < limit:
+            frame = stream.try_recv()
+            if frame is None:
+                break
+            self._on_frame(frame.message_type, frame.flags, frame.payload, time.monotonic())
+            read += 1
+            if stream.pending_bytes >= stream.max_pending_bytes // 2:
+                break
+            if frame.message_type != TAG_BLOCK or self.unreceived() < window.cwnd:
+                break
+        return read
 
     def _outbound_has_room(self) -> bool:
         """Whether to fill and read this turn: our outbound has room and no operator stall."""
@@ -218,11 +240,15 @@ class BlockSyncRoutine:
 
     # ------------------------------------------------------------------ status
     def _maybe_send_status(self, now: float, *, force: bool = False) -> None:
-        status = self.core.local_status()
         last = self.sent_status
-        grown = last is None or status.servable_high > last.servable_high
-        if not force and (not grown or now - self.sent_status_at < STATUS_MIN_INTERVAL):
-            return
+        # Our servable high is the verified tip (0 before any body): a Status is built only
+        # once it grew past the one sent, not on every turn.
+        if not force and last is not None:
+            if self.core.chain.verified_tip[0] <= last.servable_high:
+                return
+            if now - self.sent_status_at < STATUS_MIN_INTERVAL:
+                return
+        status = self.core.local_status()
         if status == last:
             return
         if self.stream.try_send(TAG_STATUS, encode_block_sync(status)) is SendResult.OK:
@@ -236,8 +262,9 @@ class BlockSyncRoutine:
         if status is None or status.is_empty_range or not status.has_valid_range:
             self._stop("no_status")
             return
-        for height in [h for h, t in self.avoid.items() if t <= now]:
-            del self.avoid[height]
+        if self.avoid:
+            for height in [h for h, t in self.avoid.items() if t <= now]:
+                del self.avoid[height]
         core, work = self.core, self.core.work
         floor_next = core.sequencer.next_height
         count_cap = clamp_request_count(
@@ -256,7 +283,10 @@ class BlockSyncRoutine:
                 self._stop("other_chain")
                 return
             is_floor = first <= floor_next
-            slots = self.window.available_slots(len(self.outstanding), now)
+            unreceived = self.unreceived()
+            slots = self.window.available_slots(
+                len(self.outstanding), now, unreceived_blocks=unreceived
+            )
             bypass = False
             if slots <= 0 and self.window.retry_at is not None:
                 self._stop("retry_backoff")  # held back for lack of progress (see window)
@@ -268,7 +298,10 @@ class BlockSyncRoutine:
                     not is_floor
                     or core.registry.floor_has_unsaturated_other_server(self.label, first)
                     or self.window.available_slots(
-                        len(self.outstanding), now, bonus=FLOOR_BYPASS_SLOTS
+                        len(self.outstanding),
+                        now,
+                        bonus=FLOOR_BYPASS_SLOTS,
+                        unreceived_blocks=unreceived,
                     )
                     <= 0
                 ):
@@ -318,16 +351,17 @@ class BlockSyncRoutine:
             core.metrics.request_sent.inc()
             if bypass:
                 core.metrics.floor_bypass.inc()
-            core.row(
-                "block_get_blocks_sent",
-                peer=self.label,
-                range_start=request.start_height,
-                range_count=request.count,
-                estimated_bytes=sum(i.estimate for i in items),
-                available_slots=slots,
-                peer_outstanding=len(self.outstanding),
-                floor_bypass=int(bypass),
-            )
+            if core.tracing:
+                core.row(
+                    "block_get_blocks_sent",
+                    peer=self.label,
+                    range_start=request.start_height,
+                    range_count=request.count,
+                    estimated_bytes=sum(i.estimate for i in items),
+                    available_slots=slots,
+                    peer_outstanding=len(self.outstanding),
+                    floor_bypass=int(bypass),
+                )
 
     def _publish(self, now: float) -> None:
         """Tell the registry what this session owes and how much room its window has.
@@ -347,10 +381,16 @@ class BlockSyncRoutine:
             Slots(
                 self.window.hard_cap,
                 self.window.cwnd,
-                self.window.available_slots(len(self.outstanding), now),
+                self.window.available_slots(
+                    len(self.outstanding), now, unreceived_blocks=self.unreceived()
+                ),
                 len(self.outstanding),
             ),
         )
+
+    def unreceived(self) -> int:
+        """Blocks asked of this peer and not received yet (what the window counts)."""
+        return sum(o.count - len(o.received) for o in self.outstanding.values())
 
     def _stop(self, reason: str) -> None:
         if reason != self.last_fill_stop:
@@ -449,6 +489,8 @@ class BlockSyncRoutine:
             core.row("block_estimate_raised", peer=self.label, height=height, bytes=nbytes)
             return
         self.failures.pop(height, None)
+        # The request's RTT is its first block's (see DownloadWindow.on_block).
+        rtt = None if o.received else now - o.queued_at
         o.received.add(height)
         # None: the work moved on (a reset, the floor) and there is nothing to keep.
         if work.receive(self.owner, height, len(msg.body)) is not None:
@@ -456,20 +498,21 @@ class BlockSyncRoutine:
             if not core.accept_body(body):
                 work.unreceive(height)
         self.accepted_blocks += 1
-        self.window.on_block(len(msg.body), now - o.queued_at, now)
+        self.window.on_block(len(msg.body), rtt, now)
         core.metrics.body_received.inc()
         self._rearm_liveness(now)
-        core.row(
-            "block_body_received",
-            peer=self.label,
-            height=height,
-            serialized_bytes=len(msg.body),
-            budget_reserved_after=core.budget.used,
-            request_start=o.start,
-            request_range_count=o.count,
-            request_elapsed_ms=round((now - o.queued_at) * 1000, 1),
-            bbr_cwnd=self.window.cwnd,
-        )
+        if core.tracing:
+            core.row(
+                "block_body_received",
+                peer=self.label,
+                height=height,
+                serialized_bytes=len(msg.body),
+                budget_reserved_after=core.budget.used,
+                request_start=o.start,
+                request_range_count=o.count,
+                request_elapsed_ms=round((now - o.queued_at) * 1000, 1),
+                bbr_cwnd=self.window.cwnd,
+            )
         # A fully received request stays outstanding until its BlocksDone, which must find
         # it (a server always ends an answer with BlocksDone); it no longer has a deadline.
 
@@ -539,7 +582,7 @@ class BlockSyncRoutine:
     def _rearm_liveness(self, now: float) -> None:
         """An accepted block: the clock restarts while work is owed, else it disarms."""
         self.timed_out_since_progress = False
-        owed = any(o.unreceived() for o in self.outstanding.values())
+        owed = any(o.count > len(o.received) for o in self.outstanding.values())
         self.liveness_deadline = now + self.core.config.liveness_timeout if owed else None
 
     # ------------------------------------------------------------------ deadlines
@@ -614,7 +657,9 @@ class BlockSyncRoutine:
             budget = min(self.core.config.max_response_bytes, self.max_message * 8)
             blocks = await store.blocks_range(msg.start_height, count, budget)
             for header, body in blocks:
-                await self.stream.send(TAG_BLOCK, encode_block_sync(Block(header, body)))
+                frame = encode_block_sync(Block(header, body))
+                if self.stream.try_send(TAG_BLOCK, frame) is not SendResult.OK:
+                    await self.stream.send(TAG_BLOCK, frame)  # waits for room, or raises
             self.core.metrics.served.inc(len(blocks))
             done = BlocksDone(msg.start_height, len(blocks))
             await self.stream.send(TAG_BLOCKS_DONE, encode_block_sync(done))
@@ -631,48 +676,8 @@ class BlockSyncRoutine:
         self.core.row("block_peer_disconnected", peer=self.label)
 
     def diagnostic_facts(self) -> BlockSyncFacts | None:
-        """What diagnostics read of this session: the fields of :meth:`view` they use, read
-        without building the rest (the node evaluates them every second); None when the
-        session can raise no diagnostic (:func:`block_sync_matters`: nothing outstanding).
-        Like the view, it moves the window's clock to now first, so its ``cwnd`` is the one
-        the view shows."""
-        if not self.outstanding:
-            return None
-        outstanding = sum(o.count - len(o.received) for o in self.outstanding.values())
-        if not block_sync_matters(outstanding):
-            return None
-        window = self.window
-        return BlockSyncFacts(
-            outstanding=outstanding,
-            accepted_blocks=self.accepted_blocks,
-            cwnd=window.cwnd_at(time.monotonic()),
-            hard_cap=window.hard_cap,
-        )
+        """What diagnostics read of this session (see :func:`routine_facts`)."""
+        return routine_facts(self)
 
     def view(self) -> BlockSyncRoutineView:
-        now = time.monotonic()
-        status = self.status
-        window = self.window.view(now)
-        return {
-            "outstanding": sum(o.count - len(o.received) for o in self.outstanding.values()),
-            "requests": [
-                {
-                    "start_height": o.start,
-                    "count": o.count,
-                    "received": len(o.received),
-                    "deadline_in_s": round(o.deadline - now, 1),
-                }
-                for o in sorted(self.outstanding.values(), key=lambda o: o.start)
-            ],
-            "window": window,
-            "delivery_rate": window["delivery_bytes_per_s"],
-            "fill_stop": self.last_fill_stop,
-            "servable": None
-            if status is None
-            else {"low": status.servable_low, "high": status.servable_high},
-            "accepted_blocks": self.accepted_blocks,
-            "stalled_for_s": self.stalled_for(),
-            "liveness_in_s": None
-            if self.liveness_deadline is None
-            else round(self.liveness_deadline - now, 1),
-        }
+        return routine_view(self)

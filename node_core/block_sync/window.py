@@ -13,9 +13,18 @@ a separate delay-gradient *ceiling* with its own relax schedule, and a delivered
 with per-packet delivery-rate bookkeeping. None of that is needed to reproduce what an
 operator sees or the safety rules the routine relies on, so this window:
 
-- counts in **blocks only** (a request's size feeds a smoothed blocks-per-request figure
-  that converts the block window into a request count); the byte budget is enforced
-  elsewhere (``ByteBudget``), the delivery rate in bytes/s is kept for display only;
+- counts in **blocks only**, and what it counts against the cwnd is the blocks asked for
+  and not yet received (the routine passes ``unreceived_blocks``), as the reference counts
+  only unreceived heights as outstanding: there is room for one more request while fewer
+  than cwnd blocks are owed, so a window smaller than one multi-block request (the 4-block
+  floor against 16-block answers) still asks for the next answer while the current one
+  arrives, instead of leaving the peer idle one round trip per answer. A smoothed
+  blocks-per-request figure converts the block window into a request count. The byte
+  budget is enforced elsewhere (``ByteBudget``), the delivery rate in bytes/s is kept for
+  display only;
+- takes one RTT sample per **request**, with its first block (:meth:`on_block`): the later
+  blocks of a multi-block answer arrive after the earlier ones' transfer, which sampled as
+  RTT read as a queue building at every healthy peer;
 - measures delivery rate once per **round** (one RTprop of wall time, starting at the first
   accepted block) instead of per packet; the interval is never shorter than the previous
   RTprop, as in BBR-lite;
@@ -363,7 +372,14 @@ class DownloadWindow:
         self._hard_cap = max(1, requests)
         self._clamp_cwnd()
 
-    def available_slots(self, outstanding_requests: int, now: float, bonus: int = 0) -> int:
+    def available_slots(
+        self,
+        outstanding_requests: int,
+        now: float,
+        bonus: int = 0,
+        *,
+        unreceived_blocks: int | None = None,
+    ) -> int:
         """How many more requests may be issued now.
 
         Zero for a sealed peer. An unproven peer is limited to ``initial_probe_requests``
@@ -378,7 +394,12 @@ class DownloadWindow:
         now = self._advance(now)
         cfg = self._config
         outstanding = max(0, outstanding_requests)
-        if self._probing and self._probe_until is None and outstanding <= self._floor():
+        in_flight = (
+            outstanding * self._request_blocks
+            if unreceived_blocks is None
+            else float(max(0, unreceived_blocks))
+        )
+        if self._probing and self._probe_until is None and in_flight <= self._floor():
             # Drained: hold the floor window for probe_rtt_for so RTprop sees an empty queue.
             self._probe_until = now + cfg.probe_rtt_for
         hard_room = self._hard_cap - outstanding
@@ -398,16 +419,32 @@ class DownloadWindow:
                 self._backoff = min(self._backoff * 2.0, cfg.max_retry_backoff)
                 return 0
             return 0 if now < self._retry_at else max(0, min(1, hard_room))
-        window_requests = max(1, int(self.cwnd / self._request_blocks))
         if not self._proven:
             # Probe first (reference §4.7): an unproven peer gets ``initial_probe_requests``
             # requests in total until its first accepted block, not per round: a request that
             # timed out does not earn a silent peer another one.
             probe_room = cfg.initial_probe_requests - max(outstanding, self._rwp)
-            return max(0, min(probe_room, window_requests - outstanding, hard_room))
+            window_room = self._window_room(outstanding, unreceived_blocks, 0)
+            return max(0, min(probe_room, window_room, hard_room))
         progress_room = cfg.max_requests_without_progress - self._rwp
-        window_room = window_requests + max(0, bonus) - outstanding
+        window_room = self._window_room(outstanding, unreceived_blocks, max(0, bonus))
         return max(0, min(window_room, progress_room, hard_room))
+
+    def _window_room(self, outstanding: int, unreceived: int | None, bonus: int) -> int:
+        """Requests the cwnd (plus ``bonus`` requests) leaves room for.
+
+        Given ``unreceived`` (blocks asked for and not yet received), counted as the
+        reference counts what it still waits for (§4.9: outstanding heights are unreceived
+        only; §4.11: a non-zero gate is room for one more request): there is room while
+        fewer than cwnd blocks are unreceived, so the next answer is asked for while the
+        last blocks of the current one still arrive, and a window smaller than one request
+        still keeps the peer busy. Without it, every outstanding request counts whole and
+        the block window converts to ``max(1, cwnd / blocks per request)`` requests.
+        """
+        if unreceived is None:
+            return max(1, int(self.cwnd / self._request_blocks)) + bonus - outstanding
+        room_blocks = self.cwnd + bonus * self._request_blocks - unreceived
+        return math.ceil(room_blocks / self._request_blocks) if room_blocks > 0 else 0
 
     def on_request_sent(self, blocks: int, now: float) -> None:
         """Record one ``GetBlocks`` of ``blocks`` blocks going out."""
@@ -426,16 +463,23 @@ class DownloadWindow:
         ):
             self._round_start = now
 
-    def on_block(self, nbytes: int, rtt: float, now: float) -> None:
-        """Record an accepted block that took ``rtt`` seconds since its request went out.
+    def on_block(self, nbytes: int, rtt: float | None, now: float) -> None:
+        """Record an accepted block; ``rtt`` is its request's round trip, or None.
 
-        Proves the peer, resets requests-without-progress, feeds the RTT filters, the
-        delivery-rate round and the cwnd. A block reaching a sealed peer is the late-body
-        credit: one reliability step toward 1, which unseals it.
+        Proves the peer, resets requests-without-progress, feeds the RTT filters (when
+        ``rtt`` is given), the delivery-rate round and the cwnd. A block reaching a sealed
+        peer is the late-body credit: one reliability step toward 1, which unseals it.
+
+        The routine gives the RTT of a request once, with its first block (the time from
+        the request to the first block of its answer): the later blocks of a multi-block
+        answer arrive after the earlier ones' transfer, which is not latency; sampled as
+        RTT it read as a queue building at every healthy peer and held the window at its
+        floor. A queue at the peer (requests waiting behind earlier answers) still delays
+        the first block, so it still shows.
         """
         if nbytes < 0:
             raise ValueError("nbytes must be non-negative")
-        if not (math.isfinite(rtt) and rtt >= 0.0):
+        if rtt is not None and not (math.isfinite(rtt) and rtt >= 0.0):
             raise ValueError("rtt must be a finite non-negative number of seconds")
         now = self._advance(now)
         self._rwp = 0
@@ -445,8 +489,9 @@ class DownloadWindow:
         if self.sealed:
             self._reliability = _ewma(self._reliability, 1.0, RELIABILITY_ALPHA)
         prev_rtprop = self._rtprop.get(now)
-        self._rtprop.add(now, rtt)
-        self._srtt = rtt if self._srtt is None else _ewma(self._srtt, rtt, SRTT_ALPHA)
+        if rtt is not None:
+            self._rtprop.add(now, rtt)
+            self._srtt = rtt if self._srtt is None else _ewma(self._srtt, rtt, SRTT_ALPHA)
         if not self._proven:
             # Rounds start at the proof: the single probe request says nothing about rate.
             self._proven = True
@@ -458,7 +503,9 @@ class DownloadWindow:
         self._round_bytes += nbytes
         assert self._round_start is not None
         elapsed = now - self._round_start
-        floor = max(prev_rtprop if prev_rtprop is not None else rtt, MIN_ROUND_SECONDS)
+        if prev_rtprop is None:
+            prev_rtprop = rtt if rtt is not None else self._round_floor(now)
+        floor = max(prev_rtprop, MIN_ROUND_SECONDS)
         if elapsed >= floor:
             self._end_round(now, elapsed)
         elif self._full_pipe and not self._probing:
@@ -607,8 +654,11 @@ class DownloadWindow:
             return
         cfg = self._config
         target = max(float(cfg.min_cwnd), rate * rtprop * cfg.cwnd_gain) * self._reliability
-        if target < self._cwnd:
+        cwnd = self._cwnd
+        if target < cwnd:
             self._cwnd = target
-        elif grow and not self._queue_building(now):
-            self._cwnd = min(target, self._cwnd + 1.0)
+        elif not grow or target == cwnd or self._queue_building(now):
+            return  # unchanged (called per accepted block: the common case costs little)
+        else:
+            self._cwnd = min(target, cwnd + 1.0)
         self._clamp_cwnd()

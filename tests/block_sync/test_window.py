@@ -285,6 +285,49 @@ def test_probe_rtt_after_an_idle_gap_runs_once_from_now() -> None:
     assert w.available_slots(0, 110.0) == 4
 
 
+def test_unreceived_blocks_ask_for_the_next_answer_before_the_current_one_ends() -> None:
+    """Counted in blocks not yet received, a 4-block window keeps one 16-block request
+    ahead: the next one goes out once fewer than 4 blocks of the current one are owed."""
+    w = proven_window(WindowConfig(initial_cwnd=4))
+    for _ in range(20):
+        w.on_request_sent(16, 0.0)
+        w.on_block(BLOCK, 0.05, 0.0)
+    assert w.cwnd == 4
+    assert w.available_slots(0, 0.0, unreceived_blocks=0) == 1
+    assert w.available_slots(1, 0.0, unreceived_blocks=16) == 0
+    assert w.available_slots(1, 0.0, unreceived_blocks=4) == 0
+    assert w.available_slots(1, 0.0, unreceived_blocks=3) == 1
+    assert w.available_slots(1, 0.0) == 0, "without the count a request counts whole"
+    assert w.available_slots(1, 0.0, bonus=2, unreceived_blocks=16) == 2
+    w.set_hard_cap(1)
+    assert w.available_slots(1, 0.0, unreceived_blocks=0) == 0, "the hard cap still binds"
+
+
+def test_probe_rtt_drains_on_unreceived_blocks() -> None:
+    w = proven_window()
+    w.on_request_sent(16, 0.0)
+    w.on_block(BLOCK, 0.05, 0.0)
+    assert w.available_slots(1, 10.0, unreceived_blocks=12) == 0  # ProbeRTT, not drained
+    assert w.phase is Phase.PROBE_RTT
+    assert w.available_slots(1, 10.5, unreceived_blocks=4) == 0  # drained: hold 200 ms
+    assert w.phase is Phase.PROBE_RTT
+    w.available_slots(0, 10.7, unreceived_blocks=0)
+    assert w.phase is not Phase.PROBE_RTT
+
+
+def test_a_block_without_rtt_feeds_the_rate_but_not_the_rtt_filters() -> None:
+    w = proven_window()
+    w.on_request_sent(16, 1.0)
+    w.on_block(BLOCK, 0.01, 1.01)
+    for i in range(15):
+        w.on_block(BLOCK, None, 1.02 + i * 0.01)  # the rest of the answer
+    assert w.rtprop == pytest.approx(0.01) and w.srtt is not None
+    assert w.srtt < 0.05, "the answer's own transfer is not latency"
+    assert w.requests_without_progress == 0
+    with pytest.raises(ValueError):
+        w.on_block(BLOCK, -1.0, 2.0)
+
+
 # ------------------------------------------------------------- convergence (simulated peer)
 
 
@@ -495,3 +538,73 @@ def test_the_backoff_is_capped() -> None:
         waits.append(round(w.retry_at - now, 3))
         now = w.retry_at
     assert waits == [1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+# ------------------------------------------------- multi-block answers (the routine's use)
+
+
+@dataclass
+class AnswerPeer:
+    """A FIFO server answering ``count``-block requests one block per ``1 / rate`` seconds,
+    one-way delay ``rtt / 2`` each way."""
+
+    rate: float
+    rtt: float
+    free_at: float = 0.0
+    arrivals: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def request(self, now: float, count: int, rid: int) -> None:
+        start = max(now + self.rtt / 2, self.free_at)
+        for k in range(count):
+            heapq.heappush(self.arrivals, (start + (k + 1) / self.rate + self.rtt / 2, rid, k))
+        self.free_at = start + count / self.rate
+
+
+def simulate_answers(
+    w: DownloadWindow, peer: AnswerPeer, until: float, per_request: int = 16
+) -> list[tuple[float, int, int]]:
+    """Drive ``w`` as the routine does: slots from the unreceived blocks, each request's RTT
+    from its first block; returns (t, cwnd, blocks delivered so far)."""
+    owed: dict[int, list[float]] = {}  # request -> [sent at, blocks unreceived]
+    t, rid, delivered = 0.0, 0, 0
+    trace: list[tuple[float, int, int]] = []
+    while t < until:
+        unreceived = int(sum(o[1] for o in owed.values()))
+        for _ in range(w.available_slots(len(owed), t, unreceived_blocks=unreceived)):
+            peer.request(t, per_request, rid)
+            w.on_request_sent(per_request, t)
+            owed[rid] = [t, float(per_request)]
+            rid += 1
+        if peer.arrivals:
+            t, r, k = heapq.heappop(peer.arrivals)
+            w.on_block(BLOCK, t - owed[r][0] if k == 0 else None, t)
+            owed[r][1] -= 1
+            delivered += 1
+            if not owed[r][1]:
+                w.on_request_complete(per_request, per_request, t)
+                del owed[r]
+        else:
+            t += 0.001
+        trace.append((t, w.cwnd, delivered))
+    return trace
+
+
+def test_a_fast_peer_answering_16_blocks_is_kept_busy() -> None:
+    """1,000 blocks/s behind a 10 ms round trip: one 16-block request at a time would
+    leave it idle 10 ms in every 26 (about 62 % of its rate); asking ahead keeps it busy."""
+    trace = simulate_answers(DownloadWindow(), AnswerPeer(rate=1000.0, rtt=0.01), until=6.0)
+    late = [(t, d) for t, _, d in trace if t >= 1.0]
+    rate = (late[-1][1] - late[0][1]) / (late[-1][0] - late[0][0])
+    assert rate >= 950.0
+
+
+def test_a_throttled_peer_answering_16_blocks_sits_at_the_floor() -> None:
+    """One block a second (a throttled read): the window comes down to its floor and stays
+    there for long stretches, which is what the window_floor diagnostic reports."""
+    trace = simulate_answers(DownloadWindow(), AnswerPeer(rate=1.0, rtt=0.05), until=120.0)
+    longest, since = 0.0, None
+    for t, cwnd, _ in trace:
+        since = (since if since is not None else t) if cwnd <= 4 else None
+        longest = longest if since is None else max(longest, t - since)
+    assert longest >= 10.0
+    assert max(c for t, c, _ in trace if t > 30.0) <= 16

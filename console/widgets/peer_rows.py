@@ -312,20 +312,36 @@ class PeerRow:
         self._cells = (services, cells)
         return cells
 
-    def moved(self, age: float, rate: tuple[float, float] | None) -> PeerRow:
-        """This live row with a new age and rates: the same row otherwise, its rendered
-        cells patched in their three columns (the last columns but the connection's own)."""
+    def moved(
+        self,
+        age: float,
+        rate: tuple[float, float] | None,
+        drawn: tuple[tuple[str, bool], tuple[str, bool]] | None,
+        new_age: bool,
+        byte_counts: tuple[Any, ...],
+    ) -> PeerRow:
+        """This live row with a new age and rates: the same row otherwise, its rendered cells
+        patched in their three columns (the last but the connection's own three) from the
+        rates as drawn (``drawn``: each one's text and whether it is idle, see
+        :func:`_rate_key`) and, when ``new_age``, the age's new text. ``byte_counts``: the
+        peer's bytes in and out as the document has them (drawn only as rates)."""
         rate_in, rate_out = (None, None) if rate is None else rate
+        b_in, b_out = byte_counts
         row = PeerRow(
-            self.label, True, self.addr, self.direction, age, self.conn_id, self.bytes_in,
-            self.bytes_out, rate_in, rate_out, self.misbehavior, self.close, self.routines,
+            self.label, True, self.addr, self.direction, age, self.conn_id, int(b_in or 0),
+            int(b_out or 0), rate_in, rate_out, self.misbehavior, self.close, self.routines,
             self.header_sync, self.block_sync, self.stalled, self.throttled, self.glyphs,
             _hay=self._hay,
         )  # fmt: skip
         if self._cells is not None:
             services, cells = self._cells
-            patched = (_rate_cell(rate_in, ""), _rate_cell(rate_out, ""), (age_text(age), ""))
-            row._cells = (services, (*cells[:-6], *patched, *cells[-3:]))
+            if drawn is None:
+                rates: tuple[Cell, Cell] = (("", ""), ("", ""))
+            else:
+                (text_in, idle_in), (text_out, idle_out) = drawn
+                rates = ((text_in, "dim" if idle_in else ""), (text_out, "dim" if idle_out else ""))
+            age_cell = (age_text(age), "") if new_age else cells[-4]
+            row._cells = (services, (*cells[:-6], *rates, age_cell, *cells[-3:]))
         return row
 
     def sort_value(self, column: str) -> SortValue:
@@ -402,10 +418,12 @@ _FIELD_NAMES = (
     "addr",
     "direction",
     "conn_id",
-    "bytes_in",
-    "bytes_out",
     "misbehavior_count",
     "close",
+    # Last: the row draws them only as rates, so a row whose bytes alone moved is patched
+    # (:meth:`PeerRow.moved`), not built again.
+    "bytes_in",
+    "bytes_out",
 )
 #: Those, then the age, routines and throttle: what the builder reads of every peer first.
 _QUICK_NAMES = (*_FIELD_NAMES, "age_s", "routines", "throttle_bytes_per_s")
@@ -503,13 +521,13 @@ class RowBuilder:
                 continue
             if (
                 hit is not None
-                and hit.quick[0] == fields
+                and hit.quick[0][:6] == fields[:6]
                 and hit.quick[3:] == quick[3:]
                 and self._smoothed(hit.block_sync, (raw, conn_id), now) is hit.key[6]
             ):
-                # Only the age or a rate moved (most changed rows of a live frame): patch
-                # those three cells of last frame's row instead of building it again.
-                row = hit.row.moved(age, rate)
+                # Only the age, the byte counts or a rate moved (most changed rows of a live
+                # frame): patch those three cells of last frame's row instead of building it.
+                row = hit.row.moved(age, rate, quick[2], hit.quick[1] != quick[1], got[6:8])
                 key = (fields, quick[1], quick[2], *hit.key[3:])
                 fresh[raw] = _Seen(quick, key, hit.block_sync, row)
                 rows[row.label] = row

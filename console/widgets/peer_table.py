@@ -182,6 +182,7 @@ class PeerTable(LineTable):
         self.last_written = []
         self.remove_rows([k for k in self.keys() if k not in rows])
         added = False
+        changed: list[tuple[str, tuple[Cell, ...]]] = []
         for label, row in rows.items():
             old = self.row_cells(label)
             if old is not None and before.get(label) is row:
@@ -195,7 +196,8 @@ class PeerTable(LineTable):
                 for spec, was, now in zip(self.specs, old, cells, strict=True):
                     if was != now:
                         self.last_written.append((label, spec.key))
-                self.put_row(label, cells)
+                changed.append((label, cells))
+        self.update_rows(changed)
         self.cell_updates += len(self.last_written)
         self._rows = rows
         return added

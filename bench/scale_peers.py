@@ -25,11 +25,11 @@ more, so a 25 s phase keeps the connection ramp out of it):
 - ``GET /api/v1/snapshot``: latency (median of :data:`SNAPSHOT_GETS`, spaced past the API's
   100 ms snapshot cache so each one is built) and bytes;
 - with N peers only: a console attached through the remote client (:class:`RemoteNodeClient`
-  as ``zakura attach`` uses it), headless (``run_test``), on the Peers view, timed per frame
-  with :mod:`bench.console_refresh`'s measure (CPU on the console's thread from ``poll`` to the
-  repaint): ``live`` frames each fetch a new snapshot, ``same`` frames re-apply the last
-  document (the baseline: what a refresh costs when nothing changed). The table must then
-  show exactly the node's peers (``console_refresh.check_table``).
+  as ``zakura attach`` uses it, polling ``?peers=brief``), headless (``run_test``), on the
+  Peers view, timed per frame with :mod:`bench.console_refresh`'s measure (CPU on the
+  console's thread from ``poll`` to the repaint): ``live`` frames each fetch a new snapshot,
+  ``same`` frames re-apply the last document (the baseline: what a refresh costs when nothing
+  changed). The table must then show exactly the node's peers (``console_refresh.check_table``).
 
 Baselines of their own: the load generator's bare TCP connects per second against a bare
 asyncio server (``loadgen --raw-server``) next to the handshakes per second, and that server's

@@ -489,8 +489,6 @@ class BlockSyncRoutine:
             core.row("block_estimate_raised", peer=self.label, height=height, bytes=nbytes)
             return
         self.failures.pop(height, None)
-        # The request's RTT is its first block's (see DownloadWindow.on_block).
-        rtt = None if o.received else now - o.queued_at
         o.received.add(height)
         # None: the work moved on (a reset, the floor) and there is nothing to keep.
         if work.receive(self.owner, height, len(msg.body)) is not None:
@@ -498,7 +496,7 @@ class BlockSyncRoutine:
             if not core.accept_body(body):
                 work.unreceive(height)
         self.accepted_blocks += 1
-        self.window.on_block(len(msg.body), rtt, now)
+        self.window.on_block(len(msg.body), now - o.queued_at, now)
         core.metrics.body_received.inc()
         self._rearm_liveness(now)
         if core.tracing:

@@ -8,16 +8,45 @@ window's clock (moved to now, so the ``cwnd`` they report is the one a fill woul
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
 
 from node_core.observe.diagnostic_facts import BlockSyncFacts, block_sync_matters
 
 if TYPE_CHECKING:
-    from node_core.block_sync.routine import BlockSyncRoutine
+    from node_core.block_sync.window import DownloadWindow
     from node_core.observe.schema import BlockSyncRoutineView
+    from node_core.protocol.block_sync import Status
 
 
-def routine_facts(routine: BlockSyncRoutine) -> BlockSyncFacts | None:
+class _Request(Protocol):
+    start: int
+    received: set[int]
+    deadline: float
+
+    @property
+    def count(self) -> int: ...
+
+
+class RoutineState(Protocol):
+    """What these functions read of a routine (``BlockSyncRoutine`` has it); a protocol so
+    this module does not import the routine module, which imports it."""
+
+    window: DownloadWindow
+    status: Status | None
+    accepted_blocks: int
+    last_fill_stop: str
+    liveness_deadline: float | None
+
+    @property
+    def outstanding(self) -> Mapping[int, _Request]: ...
+
+    def unreceived(self) -> int: ...
+
+    def stalled_for(self) -> float | None: ...
+
+
+def routine_facts(routine: RoutineState) -> BlockSyncFacts | None:
     """What diagnostics read of this session: the fields of :func:`routine_view` they use, read
     without building the rest (the node evaluates them every second); None when the
     session can raise no diagnostic (:func:`block_sync_matters`: nothing outstanding).
@@ -37,7 +66,7 @@ def routine_facts(routine: BlockSyncRoutine) -> BlockSyncFacts | None:
     )
 
 
-def routine_view(routine: BlockSyncRoutine) -> BlockSyncRoutineView:
+def routine_view(routine: RoutineState) -> BlockSyncRoutineView:
     """The session as the console shows it (the peer detail's block-sync section)."""
     now = time.monotonic()
     status = routine.status

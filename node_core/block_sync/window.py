@@ -21,10 +21,11 @@ operator sees or the safety rules the routine relies on, so this window:
   arrives, instead of leaving the peer idle one round trip per answer. A smoothed
   blocks-per-request figure converts the block window into a request count. The byte
   budget is enforced elsewhere (``ByteBudget``), the delivery rate in bytes/s is kept for
-  display only;
-- takes one RTT sample per **request**, with its first block (:meth:`on_block`): the later
-  blocks of a multi-block answer arrive after the earlier ones' transfer, which sampled as
-  RTT read as a queue building at every healthy peer;
+  display only. Every block is an RTT sample (time since its request went out), so the
+  later blocks of a 16-block answer include the earlier ones' transfer: a healthy peer's
+  window reads a queue and sits at its floor, which the unreceived-blocks count makes
+  harmless (sampling only a request's first block was tried: a throttled peer's window then
+  climbed off its floor and the ``window_floor`` diagnostic stopped firing);
 - measures delivery rate once per **round** (one RTprop of wall time, starting at the first
   accepted block) instead of per packet; the interval is never shorter than the previous
   RTprop, as in BBR-lite;
@@ -463,23 +464,16 @@ class DownloadWindow:
         ):
             self._round_start = now
 
-    def on_block(self, nbytes: int, rtt: float | None, now: float) -> None:
-        """Record an accepted block; ``rtt`` is its request's round trip, or None.
+    def on_block(self, nbytes: int, rtt: float, now: float) -> None:
+        """Record an accepted block that took ``rtt`` seconds since its request went out.
 
-        Proves the peer, resets requests-without-progress, feeds the RTT filters (when
-        ``rtt`` is given), the delivery-rate round and the cwnd. A block reaching a sealed
-        peer is the late-body credit: one reliability step toward 1, which unseals it.
-
-        The routine gives the RTT of a request once, with its first block (the time from
-        the request to the first block of its answer): the later blocks of a multi-block
-        answer arrive after the earlier ones' transfer, which is not latency; sampled as
-        RTT it read as a queue building at every healthy peer and held the window at its
-        floor. A queue at the peer (requests waiting behind earlier answers) still delays
-        the first block, so it still shows.
+        Proves the peer, resets requests-without-progress, feeds the RTT filters, the
+        delivery-rate round and the cwnd. A block reaching a sealed peer is the late-body
+        credit: one reliability step toward 1, which unseals it.
         """
         if nbytes < 0:
             raise ValueError("nbytes must be non-negative")
-        if rtt is not None and not (math.isfinite(rtt) and rtt >= 0.0):
+        if not (math.isfinite(rtt) and rtt >= 0.0):
             raise ValueError("rtt must be a finite non-negative number of seconds")
         now = self._advance(now)
         self._rwp = 0
@@ -489,9 +483,8 @@ class DownloadWindow:
         if self.sealed:
             self._reliability = _ewma(self._reliability, 1.0, RELIABILITY_ALPHA)
         prev_rtprop = self._rtprop.get(now)
-        if rtt is not None:
-            self._rtprop.add(now, rtt)
-            self._srtt = rtt if self._srtt is None else _ewma(self._srtt, rtt, SRTT_ALPHA)
+        self._rtprop.add(now, rtt)
+        self._srtt = rtt if self._srtt is None else _ewma(self._srtt, rtt, SRTT_ALPHA)
         if not self._proven:
             # Rounds start at the proof: the single probe request says nothing about rate.
             self._proven = True
@@ -503,9 +496,7 @@ class DownloadWindow:
         self._round_bytes += nbytes
         assert self._round_start is not None
         elapsed = now - self._round_start
-        if prev_rtprop is None:
-            prev_rtprop = rtt if rtt is not None else self._round_floor(now)
-        floor = max(prev_rtprop, MIN_ROUND_SECONDS)
+        floor = max(prev_rtprop if prev_rtprop is not None else rtt, MIN_ROUND_SECONDS)
         if elapsed >= floor:
             self._end_round(now, elapsed)
         elif self._full_pipe and not self._probing:

@@ -315,19 +315,6 @@ def test_probe_rtt_drains_on_unreceived_blocks() -> None:
     assert w.phase is not Phase.PROBE_RTT
 
 
-def test_a_block_without_rtt_feeds_the_rate_but_not_the_rtt_filters() -> None:
-    w = proven_window()
-    w.on_request_sent(16, 1.0)
-    w.on_block(BLOCK, 0.01, 1.01)
-    for i in range(15):
-        w.on_block(BLOCK, None, 1.02 + i * 0.01)  # the rest of the answer
-    assert w.rtprop == pytest.approx(0.01) and w.srtt is not None
-    assert w.srtt < 0.05, "the answer's own transfer is not latency"
-    assert w.requests_without_progress == 0
-    with pytest.raises(ValueError):
-        w.on_block(BLOCK, -1.0, 2.0)
-
-
 # ------------------------------------------------------------- convergence (simulated peer)
 
 
@@ -551,20 +538,20 @@ class AnswerPeer:
     rate: float
     rtt: float
     free_at: float = 0.0
-    arrivals: list[tuple[float, int, int]] = field(default_factory=list)
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
 
     def request(self, now: float, count: int, rid: int) -> None:
         start = max(now + self.rtt / 2, self.free_at)
         for k in range(count):
-            heapq.heappush(self.arrivals, (start + (k + 1) / self.rate + self.rtt / 2, rid, k))
+            heapq.heappush(self.arrivals, (start + (k + 1) / self.rate + self.rtt / 2, rid))
         self.free_at = start + count / self.rate
 
 
 def simulate_answers(
     w: DownloadWindow, peer: AnswerPeer, until: float, per_request: int = 16
 ) -> list[tuple[float, int, int]]:
-    """Drive ``w`` as the routine does: slots from the unreceived blocks, each request's RTT
-    from its first block; returns (t, cwnd, blocks delivered so far)."""
+    """Drive ``w`` as the routine does: slots from the unreceived blocks, every block an RTT
+    sample since its request; returns (t, cwnd, blocks delivered so far)."""
     owed: dict[int, list[float]] = {}  # request -> [sent at, blocks unreceived]
     t, rid, delivered = 0.0, 0, 0
     trace: list[tuple[float, int, int]] = []
@@ -576,8 +563,8 @@ def simulate_answers(
             owed[rid] = [t, float(per_request)]
             rid += 1
         if peer.arrivals:
-            t, r, k = heapq.heappop(peer.arrivals)
-            w.on_block(BLOCK, t - owed[r][0] if k == 0 else None, t)
+            t, r = heapq.heappop(peer.arrivals)
+            w.on_block(BLOCK, t - owed[r][0], t)
             owed[r][1] -= 1
             delivered += 1
             if not owed[r][1]:

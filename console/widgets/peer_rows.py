@@ -58,12 +58,14 @@ from console.widgets.block_sync_cells import (
     block_sync_row_cells,
 )
 from console.widgets.cells import (
-    NO_VALUE,
     Cell,
     ColumnSpec,
-    doc_int,
     rate_cell,
-    unreported,
+)
+from console.widgets.header_sync_cells import (
+    HeaderSyncCells,
+    header_sync_cells,
+    header_sync_row_cells,
 )
 
 #: How long a closed peer stays in the table, in seconds of snapshot time.
@@ -135,55 +137,6 @@ def columns_for(services: tuple[str, ...]) -> tuple[ColumnSpec, ...]:
     else:
         sync = ()
     return (*LEADING, *(service_column(s) for s in services), FAULT_COLUMN, *sync, *TRAILING)
-
-
-#: A peer's header-sync numbers as the table shows them: queue depth, queue capacity, the
-#: range in flight as (start height, count), advertised tip. ``None`` where not reported.
-HeaderSyncCells = tuple[int | None, int | None, tuple[int, int] | None, int | None]
-
-
-def header_sync_cells(routines: Any) -> HeaderSyncCells | None:
-    """The numbers of the peer's (newest) ``header_sync`` routine, if it reports any."""
-    found = None
-    for r in routines or ():
-        if r.get("service") == "header_sync" and isinstance(r.get("header_sync"), dict):
-            found = r["header_sync"]
-    if found is None:
-        return None
-    flight = found.get("in_flight")
-    span = None
-    if isinstance(flight, dict):
-        span = (doc_int(flight.get("start_height")) or 0, doc_int(flight.get("count")) or 0)
-    return (
-        doc_int(found.get("queue_depth")),
-        doc_int(found.get("queue_max")),
-        span,
-        doc_int(found.get("advertised_tip")),
-    )
-
-
-def queue_style(depth: int, capacity: int | None) -> str:
-    """A command queue near its capacity warns: that peer is about to be parked."""
-    if not capacity:
-        return ""
-    if depth >= capacity * 0.95:
-        return "bold red"
-    if depth >= capacity * 0.75:
-        return "yellow"
-    return "dim" if depth == 0 else ""
-
-
-def _header_sync_row_cells(hs: HeaderSyncCells | None, live: bool, dim: str) -> list[Cell]:
-    if hs is None:
-        return unreported(3, live, dim)
-    depth, capacity, flight, tip = hs
-    if depth is None:
-        queue: Cell = (NO_VALUE, "dim")
-    else:
-        total = "" if capacity is None else f"/{capacity}"
-        queue = (f"{depth}{total}", queue_style(depth, capacity) if live else dim)
-    span: Cell = (NO_VALUE, "dim") if flight is None else (f"{flight[0]}+{flight[1]}", dim)
-    return [queue, span, (NO_VALUE, "dim") if tip is None else (str(tip), dim)]
 
 
 def age_text(seconds: float) -> str:
@@ -297,7 +250,7 @@ class PeerRow:
         if "block_sync" in services:
             out += block_sync_row_cells(self.block_sync, self.live, dim)
         elif "header_sync" in services:
-            out += _header_sync_row_cells(self.header_sync, self.live, dim)
+            out += header_sync_row_cells(self.header_sync, self.live, dim)
         if self.misbehavior is None:
             out.append(("", dim))
         else:

@@ -37,9 +37,7 @@ def _seconds(text: str) -> float:
     return total
 
 
-def parse_goto(
-    text: str, *, position: float, start: float, end: float, wall: bool = True
-) -> float:
+def parse_goto(text: str, *, position: float, start: float, end: float, wall: bool = True) -> float:
     """The recording time ``text`` names (clamped to the recording). ``wall``: positions
     are wall-clock times; a trace's are not, so a UTC time of day means nothing there.
 
@@ -83,9 +81,7 @@ class GotoScreen(ModalScreen[float | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(
-        self, *, position: float, start: float, end: float, wall: bool = True
-    ) -> None:
+    def __init__(self, *, position: float, start: float, end: float, wall: bool = True) -> None:
         super().__init__()
         self.position, self.start, self.end = position, start, end
         self.wall = wall

@@ -79,18 +79,15 @@ from node_core.protocol.limits import MIB, NetworkId
 NAME = "block_sync"
 #: Minimum acceptable ``block sync / pipeline limit`` (MB/s); see the module docstring.
 #:
-#: Why 0.5 (the issue's aim, kept after measuring): the syncing node does the baseline's work
-#: (receive, hash, commit) plus framing, multiplexing, request scheduling and per-block
-#: bookkeeping, and the three servers' SQLite reads and frame encoding run in the same process
-#: and event loop. Against that, it commits on a writer thread, overlapping the fsync with
-#: receiving, which the baseline does not. Measured on the 2-vCPU VM: first 32.5 MB/s against
-#: a 52-59 MB/s pipeline (ratio 0.54-0.62), bounded by small fsynced commits (75-130 bodies
-#: per transaction); the committer now coalesces bodies in flight into larger transactions,
-#: and later runs gave 45-66 MB/s against 95-141 MB/s (ratio 0.46-0.48) as the whole machine
-#: got faster: the remaining cost is per-block CPU spread over framing, scheduling and
-#: hashing on one core. The ratio sits near 0.5 with machine noise; well below it means a
-#: real regression.
-GOAL = 0.5
+#: Why 0.8: issue 14 sets it ("raise what already passes": block sync was at 0.64 of its
+#: pipeline limit). The syncing node does the baseline's work (receive, hash, commit) plus
+#: framing, multiplexing, request scheduling and per-block bookkeeping, and the three
+#: servers' SQLite reads and frame encoding run in the same process and event loop; it
+#: commits on a writer thread, overlapping the fsync with receiving, which the baseline does
+#: not. The figures measured against this goal, and what limits them, are in
+#: docs/ARCHITECTURE.md, "Measuring performance". The goal is the issue's, not the figure
+#: reached: a row below it says the work is not done.
+GOAL = 0.8
 DEFAULT_BLOCKS = 20_000
 QUICK_BLOCKS = 1_000
 DEFAULT_REPETITIONS = 3

@@ -11,7 +11,8 @@ Every per-peer routine starts through :func:`spawn_supervised_routine`. On every
 
 ``asyncio.CancelledError`` is never a panic. Helper tasks that ride the connection scope use
 :func:`spawn_supervised_peer_task`, which has the same panic hook but cancels nothing on a
-normal exit.
+normal exit (a helper whose stream was reset or closed under it exits normally, as a routine
+does).
 """
 
 from __future__ import annotations
@@ -221,6 +222,11 @@ def spawn_supervised_peer_task(
             await body(ctx)
         except asyncio.CancelledError:
             raise
+        except StreamReset as exc:
+            # The stream ended under the helper (the peer reset it, or the connection closed
+            # between the helper's last await and its next send, as when a duplicate replaces
+            # the connection): like a FIN, as for a routine (``_classify``), not a bug of ours.
+            log.debug("peer helper %s of %s ended with its stream: %s", service, label, exc)
         except Exception as exc:
             metrics.pipe_panic.labels(service).inc()
             journal.emit(

@@ -24,6 +24,7 @@ from node_core.transport.routine import (
     RoutineExit,
     RoutineState,
 )
+from node_core.transport.stream import StreamReset
 from node_core.transport.supervise import (
     RoutineHandle,
     handle_routine_exit,
@@ -496,6 +497,27 @@ async def test_helper_normal_exit_cancels_nothing() -> None:
     assert h.panic_count() == 0.0
     assert h.panics == []
     assert h.events("panicked") == []
+
+
+@pytest.mark.parametrize(
+    "reason", ["duplicate_replaced", "connection closed: eof"], ids=["reset", "closed"]
+)
+async def test_helper_whose_stream_ended_exits_normally(reason: str) -> None:
+    # A serving helper that wakes from a store read after its connection was replaced sends
+    # on a stream that is gone: the stream's end, not a bug (chaos partition-heal saw it
+    # counted as two panics).
+    h = Harness()
+
+    async def body(ctx: RoutineContext) -> None:
+        raise StreamReset(0, reason)
+
+    task = await finish(spawn_helper(h, body))
+    assert task.exception() is None
+    assert h.teardowns == 1
+    assert h.panic_count() == 0.0
+    assert h.panics == []
+    assert h.events("panicked") == []
+    assert not h.connection.cancelled
 
 
 async def test_helper_protocol_error_is_a_panic_too() -> None:

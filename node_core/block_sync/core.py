@@ -218,16 +218,11 @@ class BlockSyncCore:
         floor = self.work.floor
         start = max(self._produced_to, floor) + 1
         top = min(self.chain.header_tip[0], floor + self.config.lookahead_blocks)
-        index = self.header_sync.index
-        items = []
-        for height in range(start, top + 1):
-            hash_ = index.hash_at(height)
-            if hash_ is None:
-                break
-            items.append((height, hash_, None))
-        if items:
-            self._produced_to = items[-1][0]
-        return self.work.extend(items)
+        # A slice of the index's main chain: it holds every height up to its tip.
+        hashes = self.header_sync.index.hashes[start : top + 1] if start <= top else []
+        if hashes:
+            self._produced_to = start + len(hashes) - 1
+        return self.work.extend((height, hash_, None) for height, hash_ in enumerate(hashes, start))
 
     def on_header_tip(self, _height: int, _hash: bytes) -> None:
         """Headers became durable: there may be bodies to fetch now."""

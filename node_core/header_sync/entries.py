@@ -63,6 +63,11 @@ class HeaderSyncConfig:
     #: docs/PROTOCOL.md): the one at our tip and the ones after it, each asked of another peer.
     #: Not the reference (one forward range at a time); 1 restores that.
     ranges_ahead: int = 4
+    #: Seconds of handling a reactor turn spends before it yields to the loop (no further
+    #: event is started past it). One Headers answer checks up to 4,000 headers (5-20 ms);
+    #: 64 in one turn, or every held answer at once, held the node's loop for 50-260 ms
+    #: during a block sync (docs/ARCHITECTURE.md, "Measuring performance").
+    turn_budget: float = 0.004
 
 
 @dataclass(slots=True)

@@ -372,23 +372,24 @@ class HeaderSyncReactor:
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
-        tick = self.config.tick_interval
-        next_tick = time.monotonic() + tick
+        next_tick = time.monotonic() + self.config.tick_interval
         while True:
             self._bell.clear()
-            budget = 64
+            deadline = time.perf_counter() + self.config.turn_budget
             while self._lifecycle:
                 self._guarded(self._on_disconnected, self._lifecycle.popleft())
             while self._results:
                 self._guarded(self._on_result, self._results.popleft())
-            while self._events and budget > 0:
-                budget -= 1
+            self._guarded(self.responses.release_held, deadline)  # before any later event
+            while self._events and not self.responses.releasable():  # until the budget is spent
                 self._guarded(self._on_event, self._events.popleft())
+                if time.perf_counter() >= deadline:
+                    break
             now = time.monotonic()
             if now >= next_tick:
                 self._guarded(self._handle_timeouts, now)
-                next_tick = now + tick
-            if self._events or self._lifecycle or self._results:
+                next_tick = now + self.config.tick_interval
+            if self._events or self._lifecycle or self._results or self.responses.releasable():
                 await asyncio.sleep(0)
                 continue
             with contextlib.suppress(TimeoutError):

@@ -164,10 +164,8 @@ class HeadersResponses:
             return
         if o.range.anchor_hash == AHEAD_ANCHOR:
             self._hold(entry, o, ev.headers)
-            self._release_held()
             return
         self._check(entry, o, ev.headers)
-        self._release_held()
 
     @property
     def held(self) -> int:
@@ -186,17 +184,32 @@ class HeadersResponses:
         truncations = self.index.truncations
         self._held[start] = _Held(entry.label, entry.generation, o, raw, truncations)
 
-    def _release_held(self) -> None:
-        """Check every held answer whose start the index reached, lowest first."""
+    def releasable(self) -> bool:
+        """Whether a held answer's start has been reached (:meth:`release_held` has work)."""
+        return bool(self._held) and self.index.hash_at(min(self._held) - 1) is not None
+
+    def release_held(self, deadline: float) -> None:
+        """Check held answers whose start the index reached, lowest first, until
+        ``deadline`` (``time.perf_counter``) has passed; at least one is checked.
+
+        Why a deadline: one check decodes and validates up to 4,000 headers (5-20 ms), and
+        up to :data:`MAX_HELD` answers can become checkable at once when the index reaches
+        them; checking them all in one go held the loop for 50-260 ms during a block sync
+        (docs/ARCHITECTURE.md, "Measuring performance"). The reactor calls this at the
+        start of each turn and handles no other event while :meth:`releasable`, so answers
+        are still checked in the order they were before, only in several turns.
+        """
         if self._releasing:
             return  # re-entered from an apply below: the outer loop picks it up
         self._releasing = True
         try:
-            while self._held:
+            first = True
+            while self._held and (first or time.perf_counter() < deadline):
                 start = min(self._held)
                 anchor = self.index.hash_at(start - 1)
                 if anchor is None:
                     return
+                first = False
                 held = self._held.pop(start)
                 entry = self.peers.get(held.peer)
                 if (

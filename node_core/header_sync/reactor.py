@@ -373,23 +373,39 @@ class HeaderSyncReactor:
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
         next_tick = time.monotonic() + self.config.tick_interval
+        responses = self.responses
         while True:
             self._bell.clear()
             deadline = time.perf_counter() + self.config.turn_budget
-            while self._lifecycle:
-                self._guarded(self._on_disconnected, self._lifecycle.popleft())
-            while self._results:
-                self._guarded(self._on_result, self._results.popleft())
-            self._guarded(self.responses.release_held, deadline)  # before any later event
-            while self._events and not self.responses.releasable():  # until the budget is spent
-                self._guarded(self._on_event, self._events.popleft())
-                if time.perf_counter() >= deadline:
+            if not responses.checking:  # a check in pieces is atomic for everything else
+                while self._lifecycle:
+                    self._guarded(self._on_disconnected, self._lifecycle.popleft())
+                while self._results:
+                    self._guarded(self._on_result, self._results.popleft())
+            # Until the turn's budget is spent: the answer being checked, then held answers
+            # before any later event (the order they always had), then events.
+            while True:
+                if responses.checking:
+                    self._guarded(responses.advance, deadline)
+                if responses.checking or time.perf_counter() >= deadline:
+                    break
+                if responses.releasable():
+                    self._guarded(lambda _: responses.release_held(), None)
+                elif self._events:
+                    self._guarded(self._on_event, self._events.popleft())
+                else:
                     break
             now = time.monotonic()
-            if now >= next_tick:
-                self._guarded(self._handle_timeouts, now)
+            if now >= next_tick and not responses.checking:
+                self._guarded(responses.time_out, now)
                 next_tick = now + self.config.tick_interval
-            if self._events or self._lifecycle or self._results or self.responses.releasable():
+            if (
+                self._events
+                or self._lifecycle
+                or self._results
+                or responses.checking
+                or responses.releasable()
+            ):
                 await asyncio.sleep(0)
                 continue
             with contextlib.suppress(TimeoutError):
@@ -571,29 +587,6 @@ class HeaderSyncReactor:
         """The index dropped what lies above ``fork_height``: block sync forgets it too."""
         if self.on_reorg is not None:
             self.on_reorg(fork_height)
-
-    # ------------------------------------------------------------------ timeouts
-    def _handle_timeouts(self, now: float) -> None:
-        for entry in list(self.peers.values()):
-            expired = [o for o in entry.outstanding if o.deadline <= now]
-            if not expired:
-                continue
-            entry.outstanding = deque(o for o in entry.outstanding if o.deadline > now)
-            for o in expired:
-                self.metrics.request_timed_out.inc()
-                if o.range.peer is not None:
-                    self.queue.clear_assignment(o.range)
-                else:
-                    self.queue.return_work(
-                        entry.label, o.generation, o.range, ReturnReason.TIMEOUT, forward=o.forward
-                    )
-                if entry.generation != o.generation or entry.label not in self.peers:
-                    continue
-                cmd = DropExpectation(o.generation, o.range.start_height, o.range.count)
-                if self._command(entry, cmd, "drop_expectation") is EnqueueOutcome.PARKED:
-                    self._park(entry, "drop_expectation_undeliverable")
-                    break
-        self._schedule()
 
     # ------------------------------------------------------------------ scheduling
     def _schedule(self) -> None:

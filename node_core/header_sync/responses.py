@@ -31,6 +31,10 @@ Invariants:
   it is then checked exactly like any other answer, against the header there. A held answer
   whose peer session ended, or that was asked on a chain the index has since cut back, is
   not checked: its range goes back to the queue.
+- An answer is decoded in pieces over several reactor turns (:meth:`HeadersResponses.advance`)
+  and the reactor handles nothing else meanwhile, so for header sync a check is as atomic as
+  in one go; every read of the index happens in its last piece, which checks, plans and
+  applies it in one synchronous section.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ from node_core.header_sync.committer import CommitHeaders, HeaderCommitter, Reor
 from node_core.header_sync.entries import SERVICE, Outstanding
 from node_core.header_sync.events import MisbehaviorReason, PeerHeadersReceived
 from node_core.header_sync.planning import claims_more, widen_search
-from node_core.header_sync.range_queue import AHEAD_ANCHOR, SharedHeaderRangeQueue
+from node_core.header_sync.range_queue import AHEAD_ANCHOR, ReturnReason, SharedHeaderRangeQueue
 from node_core.header_sync.unavailable import UnavailableHeaders
 from node_core.protocol.errors import CodecError
 
@@ -70,6 +74,8 @@ __all__ = ["MAX_HELD", "HeadersResponses"]
 #: Answers held for ranges ahead of the index tip, at most (each at most one 4,000-header
 #: Headers message, 372 KB): a bound on memory whatever peers answer.
 MAX_HELD = 16
+#: Headers decoded between two looks at the reactor turn's deadline (~0.5 ms).
+DECODE_CHUNK = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,16 @@ class _Held:
     outstanding: Outstanding
     headers: tuple[bytes, ...]
     truncations: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Checking:
+    """An answer being decoded a piece at a time (:meth:`HeadersResponses.advance`)."""
+
+    entry: PeerEntry
+    o: Outstanding
+    raw: tuple[bytes, ...]
+    headers: list[BlockHeader]
 
 
 class HeadersResponses:
@@ -124,7 +140,7 @@ class HeadersResponses:
         self._schedule = schedule
         self._reorged = reorged
         self._held: dict[int, _Held] = {}
-        self._releasing = False
+        self._checking: _Checking | None = None
 
     def on_headers(self, ev: PeerHeadersReceived) -> None:
         """A Headers response from ``ev.peer``: match, check, cut, plan and apply it."""
@@ -188,50 +204,76 @@ class HeadersResponses:
         """Whether a held answer's start has been reached (:meth:`release_held` has work)."""
         return bool(self._held) and self.index.hash_at(min(self._held) - 1) is not None
 
-    def release_held(self, deadline: float) -> None:
-        """Check held answers whose start the index reached, lowest first, until
-        ``deadline`` (``time.perf_counter``) has passed; at least one is checked.
+    def release_held(self) -> None:
+        """Start the check of the lowest held answer whose start the index reached.
 
-        Why a deadline: one check decodes and validates up to 4,000 headers (5-20 ms), and
-        up to :data:`MAX_HELD` answers can become checkable at once when the index reaches
-        them; checking them all in one go held the loop for 50-260 ms during a block sync
-        (docs/ARCHITECTURE.md, "Measuring performance"). The reactor calls this at the
-        start of each turn and handles no other event while :meth:`releasable`, so answers
-        are still checked in the order they were before, only in several turns.
+        One per call: the reactor calls it before any later event while :meth:`releasable`,
+        so held answers are checked in the order they always were, each in its own turns.
         """
-        if self._releasing:
-            return  # re-entered from an apply below: the outer loop picks it up
-        self._releasing = True
-        try:
-            first = True
-            while self._held and (first or time.perf_counter() < deadline):
-                start = min(self._held)
-                anchor = self.index.hash_at(start - 1)
-                if anchor is None:
-                    return
-                first = False
-                held = self._held.pop(start)
-                entry = self.peers.get(held.peer)
-                if (
-                    entry is None
-                    or entry.generation != held.generation
-                    or held.truncations != self.index.truncations
-                ):
-                    self._retry(held.outstanding)
-                    continue
-                o = held.outstanding
-                rng = dataclasses.replace(o.range, anchor_hash=anchor)
-                self._check(entry, dataclasses.replace(o, range=rng), held.headers)
-        finally:
-            self._releasing = False
+        if not self.releasable():
+            return
+        start = min(self._held)
+        anchor = self.index.hash_at(start - 1)
+        assert anchor is not None
+        held = self._held.pop(start)
+        entry = self.peers.get(held.peer)
+        if (
+            entry is None
+            or entry.generation != held.generation
+            or held.truncations != self.index.truncations
+        ):
+            self._retry(held.outstanding)
+            return
+        o = held.outstanding
+        rng = dataclasses.replace(o.range, anchor_hash=anchor)
+        self._check(entry, dataclasses.replace(o, range=rng), held.headers)
+
+    @property
+    def checking(self) -> bool:
+        """An answer is being decoded: the reactor handles nothing else until it is done."""
+        return self._checking is not None
 
     def _check(self, entry: PeerEntry, o: Outstanding, raw: tuple[bytes, ...]) -> None:
-        """Decode, check against the range's anchor, cut, plan and apply one answer."""
-        try:
-            headers = tuple(BlockHeader.decode(b) for b in raw)
-        except CodecError:
-            self._reject_range(entry, o, "decode")
+        """Start one answer's check: :meth:`advance` decodes it and then applies it."""
+        self._checking = _Checking(entry, o, raw, [])
+
+    def advance(self, deadline: float) -> None:
+        """Decode the answer being checked until ``deadline`` (``time.perf_counter``), at
+        least :data:`DECODE_CHUNK` headers; once all are decoded, check and apply it.
+
+        Why in pieces: decoding is most of a check (BLAKE2b per header; 5-20 ms for 1,000
+        headers on a busy machine), and one check per reactor turn still held the node's
+        loop for 15-30 ms iterations during a block sync (docs/ARCHITECTURE.md, "Measuring
+        performance"). Decoding reads nothing but the answer's bytes, and the reactor
+        handles nothing else while :attr:`checking` (no event, result or disconnect), so
+        the check is as atomic for header sync as it was in one go: only other tasks of the
+        loop run between the pieces. Everything that reads the index runs in the last piece.
+        """
+        c = self._checking
+        if c is None:
             return
+        try:
+            raw, out, n = c.raw, c.headers, len(c.raw)
+            while len(out) < n:
+                end = min(n, len(out) + DECODE_CHUNK)
+                out.extend(BlockHeader.decode(b) for b in raw[len(out) : end])
+                if len(out) < n and time.perf_counter() >= deadline:
+                    return
+        except CodecError:
+            self._checking = None
+            self._reject_range(c.entry, c.o, "decode")
+            return
+        except BaseException:
+            self._checking = None
+            raise
+        self._checking = None
+        if self.peers.get(c.entry.label) is not c.entry:
+            self._retry(c.o)  # parked meanwhile (an operator's action): not ours to apply
+            return
+        self._checked(c.entry, c.o, tuple(out))
+
+    def _checked(self, entry: PeerEntry, o: Outstanding, headers: tuple[BlockHeader, ...]) -> None:
+        """Check a decoded answer against the range's anchor, cut, plan and apply it."""
         if any(self.config.checkpoints.contradicts(h) for h in headers):
             self._reject_range(entry, o, "checkpoint")
             return
@@ -275,6 +317,29 @@ class HeadersResponses:
             self._reject_range(entry, o, "checkpoint")
             return
         self._apply_plan(entry, o, self.index.plan(entry.label, headers))
+
+    def time_out(self, now: float) -> None:
+        """Requests past their deadline: their ranges go back, their routines drop them."""
+        for entry in list(self.peers.values()):
+            expired = [o for o in entry.outstanding if o.deadline <= now]
+            if not expired:
+                continue
+            entry.outstanding = deque(o for o in entry.outstanding if o.deadline > now)
+            for o in expired:
+                self.metrics.request_timed_out.inc()
+                if o.range.peer is not None:
+                    self.queue.clear_assignment(o.range)
+                else:
+                    self.queue.return_work(
+                        entry.label, o.generation, o.range, ReturnReason.TIMEOUT, forward=o.forward
+                    )
+                if entry.generation != o.generation or entry.label not in self.peers:
+                    continue
+                cmd = DropExpectation(o.generation, o.range.start_height, o.range.count)
+                if self._command(entry, cmd, "drop_expectation") is EnqueueOutcome.PARKED:
+                    self._park(entry, "drop_expectation_undeliverable")
+                    break
+        self._schedule()
 
     def _retry(self, o: Outstanding) -> None:
         """A shared range goes back to the queue; an affine one is planned anew."""

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from node_core.chain.miner import ChainError
-from node_core.chain.model import BlockHeader
+from node_core.chain.model import BlockHeader, header_rows
 from node_core.header_sync.chain_index import (
     CommitPlan,
     HeaderIndex,
@@ -399,7 +399,7 @@ class HeadersResponses:
         entry.fork = None
         if kind is PlanKind.EXTEND:
             self.cover(o.range.start_height, self.index.tip_height)
-            self.committer.put(CommitHeaders(plan.start, plan.headers))
+            self.committer.put(CommitHeaders(plan.start, tuple(header_rows(plan.headers))))
         elif kind is PlanKind.REORG:
             assert plan.fork_height is not None
             self.queue.reset_above(plan.fork_height)

@@ -60,7 +60,7 @@ def encode_record(rtype: RecordType, stream_id: int, payload: bytes = b"") -> by
     return _HEADER.pack(rtype, stream_id, len(payload)) + payload
 
 
-def decode_record_header(data: bytes) -> RecordHeader:
+def decode_record_header(data: bytes | memoryview) -> RecordHeader:
     """Decode the 9-byte record header; the payload length is cap-checked here."""
     if len(data) != MUX_HEADER_BYTES:
         raise InvalidValue(f"record header is {MUX_HEADER_BYTES} bytes, got {len(data)}")
@@ -93,7 +93,7 @@ def encode_prelude(p: StreamPrelude) -> bytes:
     return w.u32(p.max_frame_bytes).getvalue()
 
 
-def decode_prelude(data: bytes) -> StreamPrelude:
+def decode_prelude(data: bytes | memoryview) -> StreamPrelude:
     r = Reader(data)
     if r.take(4, "prelude magic") != STREAM_PRELUDE_MAGIC:
         raise BadMagic("stream prelude magic")
@@ -113,7 +113,7 @@ def encode_credit(increment: int) -> bytes:
     return Writer().u32(increment).getvalue()
 
 
-def decode_credit(data: bytes) -> int:
+def decode_credit(data: bytes | memoryview) -> int:
     r = Reader(data)
     n = r.u32("credit")
     r.finish()
@@ -135,7 +135,7 @@ def encode_close(info: CloseInfo) -> bytes:
     return Writer().u16(info.code).bounded_str(reason, MAX_CLOSE_REASON_BYTES).getvalue()
 
 
-def decode_close(data: bytes) -> CloseInfo:
+def decode_close(data: bytes | memoryview) -> CloseInfo:
     r = Reader(data)
     info = CloseInfo(r.u16("code"), r.bounded_str(MAX_CLOSE_REASON_BYTES, "reason"))
     r.finish()

@@ -273,7 +273,7 @@ class MuxState:
         self._ping_nonce = 0
 
     # ------------------------------------------------------------------ inbound
-    def receive_header(self, data: bytes) -> mux.RecordHeader | ProtocolViolation:
+    def receive_header(self, data: bytes | memoryview) -> mux.RecordHeader | ProtocolViolation:
         """Decode a record header, or the violation that closes the connection (§5.1)."""
         try:
             return mux.decode_record_header(data)
@@ -282,8 +282,14 @@ class MuxState:
         except CodecError as exc:
             return self._violation(CloseCode.NEUTRAL, "bad_record", str(exc))
 
-    def receive(self, rec: mux.RecordHeader, payload: bytes, now: float) -> Sequence[MuxEvent]:
-        """Apply one complete record that arrived at ``now``; the events to act on, in order."""
+    def receive(
+        self, rec: mux.RecordHeader, payload: bytes | memoryview, now: float
+    ) -> Sequence[MuxEvent]:
+        """Apply one complete record that arrived at ``now``; the events to act on, in order.
+
+        ``payload`` may be a view of the connection's read buffer: it is read during this
+        call only (DATA is copied into whole frames or the stream's partial-frame buffer).
+        """
         if self.ended is not None:
             return _NONE
         self.last_inbound = now
@@ -318,7 +324,7 @@ class MuxState:
         self.ended = violation
         return violation
 
-    def _on_open(self, sid: int, payload: bytes, now: float) -> Sequence[MuxEvent]:
+    def _on_open(self, sid: int, payload: bytes | memoryview, now: float) -> Sequence[MuxEvent]:
         if sid % 2 != self._peer_parity or sid in self.streams or sid == 0:
             return [self._violation(CloseCode.BAD_PRELUDE, "bad_stream_id", f"stream id {sid}")]
         # Charge the stream-open bucket before parsing anything (reference §1.6 step 1).
@@ -344,7 +350,7 @@ class MuxState:
         self.streams[sid] = StreamState(sid, svc.kind, svc.frame_cap, locally_opened=False)
         return [StreamAccepted(sid, svc.kind, svc.name)]
 
-    def _on_data(self, sid: int, payload: bytes, now: float) -> Sequence[MuxEvent]:
+    def _on_data(self, sid: int, payload: bytes | memoryview, now: float) -> Sequence[MuxEvent]:
         st = self.streams.get(sid)
         if st is None:
             return _NONE  # data in flight for a stream that is no longer open: discard
@@ -390,7 +396,7 @@ class MuxState:
             return [FramesReceived(sid, frames), violation]
         return [violation]
 
-    def _on_credit(self, sid: int, payload: bytes) -> Sequence[MuxEvent]:
+    def _on_credit(self, sid: int, payload: bytes | memoryview) -> Sequence[MuxEvent]:
         st = self.streams.get(sid)
         if st is None:
             return _NONE
@@ -410,7 +416,7 @@ class MuxState:
         st.remote_finished = True
         return [PeerFinished(sid, self._forget_if_done(st))]
 
-    def _on_reset(self, sid: int, payload: bytes) -> Sequence[MuxEvent]:
+    def _on_reset(self, sid: int, payload: bytes | memoryview) -> Sequence[MuxEvent]:
         if self.streams.pop(sid, None) is None:
             return _NONE
         try:

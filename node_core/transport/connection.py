@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from node_core.observe.journal import Journal
 from node_core.observe.metrics import NodeMetrics
@@ -50,6 +50,7 @@ from node_core.protocol.mux_state import (
 from node_core.transport.cancel import CancelScope
 from node_core.transport.config import TransportConfig
 from node_core.transport.links import LinkTable, Pacing, schedule
+from node_core.transport.receiver import RecordReceiver
 from node_core.transport.routine import CloseCause, PeerInfo, RoutineContext
 from node_core.transport.service import ServiceRegistry
 from node_core.transport.stream import Stream
@@ -126,7 +127,6 @@ class Connection:
         self.connected_wall = time.time()
         #: Operator fault (``faults.throttle``): cap on the bytes per second we read from it.
         self.throttle_bytes_per_s: float | None = None
-        self._throttle_until = 0.0
         #: Link faults of this node (``faults.delay`` / ``faults.bandwidth``): asked per write.
         self._links = links
         #: Records held for a shaped link, each with the monotonic time it may be written.
@@ -150,6 +150,7 @@ class Connection:
             keepalive_interval=config.keepalive_interval,
             now=self.connected_mono,
         )
+        self._receiver = RecordReceiver(self, self.mux.receive_header)
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = asyncio.Event()
         self.on_closed: list[Callable[[Connection], None]] = []
@@ -183,6 +184,10 @@ class Connection:
     # ------------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # From here on the socket reads into the receiver's buffer; the handshake's reader is
+        # drained once (see _read_loop) and never read again.
+        self._receiver.attach(cast(asyncio.Transport, self._writer.transport))
+        self._reader.feed_eof()
         self._tasks.append(loop.create_task(self._read_loop(), name=f"mux-read:{self.label}"))
         self._tasks.append(loop.create_task(self._keepalive(), name=f"mux-keepalive:{self.label}"))
 
@@ -454,47 +459,43 @@ class Connection:
 
     # ------------------------------------------------------------------------ reading
     async def _read_loop(self) -> None:
+        """Hand the socket's read half to the :class:`RecordReceiver` (``receiver.py``).
+
+        The handshake's reader may hold bytes the peer sent after its handshake: they are
+        taken out (it is told the stream ended there) and carried out first. Reading stays
+        paused until then, so records keep their order.
+        """
         reader = self._reader
-        rules = self.mux
+        receiver = self._receiver
         try:
-            while not self.closed:
-                rec = rules.receive_header(await reader.readexactly(MUX_HEADER_BYTES))
-                if isinstance(rec, ProtocolViolation):
-                    self._violation(rec)
-                    return
-                payload = await reader.readexactly(rec.length) if rec.length else b""
-                size = MUX_HEADER_BYTES + rec.length
-                self.bytes_in += size
-                self.metrics.bytes_in.inc(size)
-                events = rules.receive(rec, payload, time.monotonic())
-                if events:
-                    self._apply(events)
-                if self.throttle_bytes_per_s is not None:
-                    await self._throttle(size)
-        except asyncio.IncompleteReadError:
-            self.close(CloseCode.NEUTRAL, "eof", by_remote=True)
+            leftover = await reader.read()
         except (ConnectionError, OSError) as exc:
             self.close(CloseCode.NEUTRAL, f"connection_lost:{type(exc).__name__}", by_remote=True)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug here must cost this peer only
-            log.exception("mux reader failed for %s", self.label)
-            self.close(CloseCode.NEUTRAL, f"reader_failed:{type(exc).__name__}")
-
-    async def _throttle(self, size: int) -> None:
-        """Operator fault: read from this peer no faster than ``throttle_bytes_per_s``.
-
-        Pausing the reader lets the kernel's receive buffer and then the peer's send credit
-        fill, so the peer sees a slow link; nothing is dropped.
-        """
-        rate = self.throttle_bytes_per_s
-        if rate is None:
             return
-        now = time.monotonic()
-        self._throttle_until = max(self._throttle_until, now) + size / rate
-        delay = self._throttle_until - now
-        if delay > 0.001:
-            await asyncio.sleep(delay)
+        receiver.start(leftover)
+        if not self.closed and self._writer.transport.is_closing():
+            self.close(CloseCode.NEUTRAL, "eof", by_remote=True)  # lost during the handover
+
+    def on_record(self, rec: mux.RecordHeader, payload: memoryview, now: float) -> None:
+        """One complete record arrived: the stream rules decide, this connection acts."""
+        self.bytes_in += MUX_HEADER_BYTES + rec.length
+        events = self.mux.receive(rec, payload, now)
+        if events:
+            self._apply(events)
+
+    def count_in(self, nbytes: int) -> None:
+        """Count ``nbytes`` of complete records in the node's metrics (once per read)."""
+        if nbytes:
+            self.metrics.bytes_in.inc(nbytes)
+
+    def violation(self, ev: ProtocolViolation) -> None:
+        """A record header broke a rule (the receiver found it): close as the rules say."""
+        self._violation(ev)
+
+    def reader_failed(self, exc: Exception) -> None:
+        """Code on the read path raised: a bug, and it costs this peer only."""
+        log.error("mux reader failed for %s", self.label, exc_info=exc)
+        self.close(CloseCode.NEUTRAL, f"reader_failed:{type(exc).__name__}")
 
     def _apply(self, events: Sequence[MuxEvent]) -> None:
         """Carry out what the stream rules decided about one record, in order."""

@@ -70,15 +70,22 @@ def decode_frame(data: bytes, max_payload: int) -> Frame:
 
 
 class FrameDecoder:
-    """Reassembles frames from stream bytes."""
+    """Reassembles frames from stream bytes.
 
-    __slots__ = ("_buf", "_header", "_need", "max_payload")
+    Frames wholly inside one fed chunk are cut out of it in place (one copy: the payload).
+    A frame that spans chunks keeps only its own bytes here (its header once decoded, then
+    its payload so far) and is joined with the rest of it in one copy once complete; the
+    chunk that completes it is not appended here whole. (A sender cuts DATA records by
+    credit, not by frame, so on a bulk stream nearly every frame spans two records.)
+    """
+
+    __slots__ = ("_buf", "_header", "max_payload")
 
     def __init__(self, max_payload: int) -> None:
         self.max_payload = max_payload
+        #: The partial header while ``_header`` is None, else the partial payload.
         self._buf = bytearray()
         self._header: tuple[int, int, int] | None = None
-        self._need = FRAME_HEADER_BYTES
 
     @property
     def at_boundary(self) -> bool:
@@ -87,40 +94,65 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        """Bytes of a partial frame held here (with its header, once decoded)."""
+        return len(self._buf) + (FRAME_HEADER_BYTES if self._header is not None else 0)
+
+    def _decode_header(
+        self, data: bytes | bytearray | memoryview, pos: int
+    ) -> tuple[int, int, int]:
+        header: tuple[int, int, int] = _HEADER.unpack_from(data, pos)
+        if header[2] > self.max_payload:
+            raise FrameOversize(header[2], self.max_payload)
+        return header
 
     def feed(self, data: bytes | memoryview) -> list[Frame]:
         """Add bytes; return every frame they complete. Raises :class:`FrameOversize`."""
-        buf = self._buf
-        src: bytes | memoryview | bytearray
-        if buf:
-            buf += data
-            src = buf
-        else:
-            src = data  # fast path: parse in place, buffer only an incomplete tail
         out: list[Frame] = []
-        pos = 0
-        end = len(src)
-        with memoryview(src) as view:
+        buf = self._buf
+        with memoryview(data) as view:
+            pos = 0
+            end = len(view)
+            if buf or self._header is not None:
+                pos = self._complete(view, out)
+                if pos < 0:
+                    return out
             while True:
-                if self._header is None:
-                    if end - pos < FRAME_HEADER_BYTES:
-                        break
-                    header = _HEADER.unpack_from(view, pos)
-                    if header[2] > self.max_payload:
-                        raise FrameOversize(header[2], self.max_payload)
+                if end - pos < FRAME_HEADER_BYTES:
+                    if pos < end:
+                        buf += view[pos:end]
+                    return out
+                header = self._decode_header(view, pos)
+                pos += FRAME_HEADER_BYTES
+                stop = pos + header[2]
+                if stop > end:
                     self._header = header
-                    pos += FRAME_HEADER_BYTES
-                length = self._header[2]
-                if end - pos < length:
-                    break
-                out.append(
-                    Frame(self._header[0], self._header[1], view[pos : pos + length].tobytes())
-                )
-                pos += length
-                self._header = None
-            if src is not buf and pos < end:
-                buf += view[pos:]
-        if src is buf and pos:
-            del buf[:pos]
-        return out
+                    buf += view[pos:end]
+                    return out
+                out.append(Frame(header[0], header[1], view[pos:stop].tobytes()))
+                pos = stop
+
+    def _complete(self, view: memoryview, out: list[Frame]) -> int:
+        """Continue the frame an earlier chunk began; where the rest of ``view`` starts,
+        or -1 if all of it went into the still incomplete frame."""
+        buf = self._buf
+        pos = 0
+        end = len(view)
+        header = self._header
+        if header is None:
+            take = min(FRAME_HEADER_BYTES - len(buf), end)
+            buf += view[:take]
+            pos = take
+            if len(buf) < FRAME_HEADER_BYTES:
+                return -1
+            header = self._header = self._decode_header(buf, 0)
+            del buf[:]
+        need = header[2] - len(buf)
+        if end - pos < need:
+            buf += view[pos:end]
+            return -1
+        stop = pos + need
+        payload = b"".join((buf, view[pos:stop])) if buf else view[pos:stop].tobytes()
+        out.append(Frame(header[0], header[1], payload))
+        del buf[:]
+        self._header = None
+        return stop

@@ -8,10 +8,10 @@ Why it is shaped this way:
 * A refresh at 4 Hz with 1,000 peers must cost little when little changed. Each live peer's
   raw fields are gathered into a key; when the key equals last frame's, last frame's
   :class:`PeerRow` (and the cells it already rendered) is reused as is, and the table skips
-  it without comparing a single cell.
-* Rates are bytes per second between two snapshots, on the snapshots' own clock
-  (``generated_at``), per connection, so a paused or replayed view never invents a rate and a
-  reconnecting peer never shows a negative one.
+  it without comparing a single cell (:meth:`RowBuilder.build` has the cheaper steps).
+* Rates are the node's when a brief document carries them (so the console keeps no history
+  and formats a rate only when it changed), else bytes per second between snapshots on the
+  snapshots' own clock (:mod:`console.widgets.byte_rates`).
 * Peers that just left stay :data:`KEEP_CLOSED_S` seconds of snapshot time, dimmed, with their
   close reason; a peer that is already back shows why its last connection ended (``↻``).
 * Every string that came from a peer goes through :func:`console.format.clean`.
@@ -28,15 +28,13 @@ Why it is shaped this way:
   and the direction live in the peer detail (the summary line counts in and out, and the
   ``/`` filter still matches ``in``/``out``): the rates stay here, they show what is moving.
 * Rates carry their unit (``16K/s``). In and out are averaged over the last
-  :data:`RATE_WINDOW_S` seconds of snapshot time: per-frame deltas made an idle peer's rate
-  jump from ``0`` to a keepalive's worth and back four times a second. The block-sync
-  delivery rate of an idle peer is smoothed likewise (see :meth:`RowBuilder._smoothed`).
+  :data:`~console.widgets.byte_rates.RATE_WINDOW_S` seconds. The block-sync delivery rate of
+  an idle peer is smoothed likewise (see :meth:`RowBuilder._smoothed`).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -48,7 +46,6 @@ from console.format import (
     Glyphs,
     clean,
     duration,
-    rate_text,
     short_peer,
 )
 from console.widgets.block_sync_cells import (
@@ -57,6 +54,7 @@ from console.widgets.block_sync_cells import (
     block_sync_cells,
     block_sync_row_cells,
 )
+from console.widgets.byte_rates import RATE_WINDOW_S, RateHistory, drawn_rate, rate_key
 from console.widgets.cells import (
     Cell,
     ColumnSpec,
@@ -70,9 +68,6 @@ from console.widgets.header_sync_cells import (
 
 #: How long a closed peer stays in the table, in seconds of snapshot time.
 KEEP_CLOSED_S = 5.0
-
-#: Seconds of snapshot time a byte rate is averaged over (see the module docstring).
-RATE_WINDOW_S = 4.0
 
 #: Services in the order their columns appear; services not listed follow, sorted by name.
 SERVICE_ORDER = ("discovery", "header_sync", "block_sync")
@@ -151,11 +146,6 @@ def age_text(seconds: float) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)}m"
     return duration(seconds)
-
-
-def _age_bucket(seconds: float) -> int:
-    """Changes exactly when :func:`age_text` can change (the row-reuse key uses it)."""
-    return int(seconds) if seconds < 600 else 600 + int(seconds // 60)
 
 
 def order_services(services: set[str]) -> tuple[str, ...]:
@@ -271,18 +261,15 @@ class PeerRow:
         rate: tuple[float, float] | None,
         drawn: tuple[tuple[str, bool], tuple[str, bool]] | None,
         new_age: bool,
-        byte_counts: tuple[Any, ...],
     ) -> PeerRow:
         """This live row with a new age and rates: the same row otherwise, its rendered cells
         patched in their three columns (the last but the connection's own three) from the
         rates as drawn (``drawn``: each one's text and whether it is idle, see
-        :func:`_rate_key`) and, when ``new_age``, the age's new text. ``byte_counts``: the
-        peer's bytes in and out as the document has them (drawn only as rates)."""
+        :func:`~console.widgets.byte_rates.rate_key`) and, when ``new_age``, the age's new text."""
         rate_in, rate_out = (None, None) if rate is None else rate
-        b_in, b_out = byte_counts
         row = PeerRow(
-            self.label, True, self.addr, self.direction, age, self.conn_id, int(b_in or 0),
-            int(b_out or 0), rate_in, rate_out, self.misbehavior, self.close, self.routines,
+            self.label, True, self.addr, self.direction, age, self.conn_id, self.bytes_in,
+            self.bytes_out, rate_in, rate_out, self.misbehavior, self.close, self.routines,
             self.header_sync, self.block_sync, self.stalled, self.throttled, self.glyphs,
             _hay=self._hay,
         )  # fmt: skip
@@ -366,43 +353,35 @@ def close_text(close: object) -> str:
 
 
 #: The fields of a live peer that its row shows (besides age, rates and routines).
-_FIELD_NAMES = (
-    "label",
-    "addr",
-    "direction",
-    "conn_id",
-    "misbehavior_count",
-    "close",
-    # Last: the row draws them only as rates, so a row whose bytes alone moved is patched
-    # (:meth:`PeerRow.moved`), not built again.
-    "bytes_in",
-    "bytes_out",
-)
-#: Those, then the age, routines and throttle: what the builder reads of every peer first.
-_QUICK_NAMES = (*_FIELD_NAMES, "age_s", "routines", "throttle_bytes_per_s")
+_FIELD_NAMES = ("label", "addr", "direction", "conn_id", "misbehavior_count", "close")
+#: Those, the routines, throttle and age: what the builder reads of every peer first (the
+#: byte counts are drawn only as rates, so they are not compared).
+_QUICK_NAMES = (*_FIELD_NAMES, "routines", "throttle_bytes_per_s", "age_s")
 _QUICK = itemgetter(*_QUICK_NAMES)
-#: What the rates are tracked from.
-_BYTES_NAMES = ("label", "conn_id", "bytes_in", "bytes_out")
-_BYTES = itemgetter(*_BYTES_NAMES)
+#: The byte rates a brief document's peer carries, computed by the node (peer_rates.py).
+_NODE_RATE_NAMES = ("bytes_in_per_s", "bytes_out_per_s")
+_QUICK_RATED_NAMES = (*_QUICK_NAMES, *_NODE_RATE_NAMES)
+_QUICK_RATED = itemgetter(*_QUICK_RATED_NAMES)
 
 
-def _rate_key(rate: float) -> tuple[str, bool]:
-    """A rate as its cell draws it (text, and whether it is dimmed as idle): the row is
-    rebuilt when that changes, not whenever the float moves (it does every frame while the
-    window slides)."""
-    return _IDLE_RATE if rate <= 0 else (rate_text(rate), False)
-
-
-_IDLE_RATE = (rate_text(0.0), True)
+def _age_bucket(seconds: float) -> int:
+    """Changes exactly when :func:`age_text` can change (the row-reuse key uses it)."""
+    return int(seconds) if seconds < 600 else 600 + int(seconds // 60)
 
 
 @dataclass(slots=True)
 class _Seen:
     """What the builder keeps of one live peer between frames (see :meth:`RowBuilder.build`)."""
 
-    #: The raw fields, age and rates as drawn, and routines as sent: compared first.
-    quick: tuple[Any, ...]
-    #: What the row was built from, parsed: compared when ``quick`` differs.
+    #: The raw fields, routines and throttle as sent: compared first.
+    fields: tuple[Any, ...]
+    #: The age's bucket (:func:`_age_bucket`), the rates as compared (the node's numbers, or
+    #: as drawn), the rates as drawn, and the close reason of the peer's last connection.
+    bucket: int
+    rates: Any
+    drawn: tuple[tuple[str, bool], tuple[str, bool]] | None
+    previous: str | None
+    #: What the row was built from, parsed: compared when ``fields`` differ.
     key: tuple[Any, ...]
     #: The block-sync numbers as reported (before the delivery rate's smoothing).
     block_sync: BlockSyncCells | None
@@ -416,10 +395,8 @@ class RowBuilder:
     def __init__(self, glyphs: Glyphs = UNICODE_GLYPHS) -> None:
         #: The symbols rows are drawn with (``--ascii`` swaps them for letters).
         self.glyphs = glyphs
-        self._rate_time: float | None = None
-        #: Per (label, conn_id): (snapshot time, bytes in, bytes out) over the rate window.
-        self._rate_history: dict[tuple[Any, Any], deque[tuple[float, int, int]]] = {}
-        self._rates: dict[tuple[Any, Any], tuple[float, float]] = {}
+        #: Rates for a document without the node's (byte_rates.py).
+        self._history = RateHistory()
         #: Per (label, conn_id): the block-sync delivery rate shown, and its snapshot time.
         self._delivery: dict[tuple[Any, Any], tuple[float, float]] = {}
         self._delivery_next: dict[tuple[Any, Any], tuple[float, float]] = {}
@@ -431,67 +408,81 @@ class RowBuilder:
         self.new_services: set[str] = set()
 
     def build(self, snapshot: Snapshot, needle: str = "") -> dict[str, PeerRow]:
-        """Rows for ``snapshot`` by label, live peers first, narrowed to ``needle``."""
+        """Rows for ``snapshot`` by label, live peers first, narrowed to ``needle``.
+
+        Per live peer, cheapest first: last frame's row as is when the raw fields, routines,
+        throttle, age bucket and rates compare equal (most peers, most frames); that row with
+        its rate and age cells patched when only those moved; else a row built afresh. The
+        rates are the node's when the document carries them (a brief document from a node
+        that computes them), else this builder's own over :data:`RATE_WINDOW_S`.
+        """
         now = float(snapshot.get("generated_at") or 0.0)
-        peers = snapshot.get("peers") or ()
-        self._track_rates(peers, now)
+        peers: Any = snapshot.get("peers") or ()
+        node_rates = bool(peers) and _NODE_RATE_NAMES[0] in peers[0]
+        if not node_rates:
+            self._history.track(peers, now)
+        getter, names = (_QUICK_RATED, _QUICK_RATED_NAMES) if node_rates else (_QUICK, _QUICK_NAMES)
         recent = [
             c
             for c in snapshot.get("recently_closed") or ()
             if now - float(c.get("closed_at") or 0.0) <= KEEP_CLOSED_S
         ]
         previous = {c.get("label"): close_text(c) for c in recent}  # newest closure wins
-        rates, last, fresh = self._rates, self._live, {}
+        rates, last, fresh = self._history.rates, self._live, {}
         self.new_services = set()
         rows: dict[str, PeerRow] = {}
+        rate: tuple[float, float] | None
+        drawn: tuple[tuple[str, bool], tuple[str, bool]] | None
         for p in peers:
             try:
-                got = _QUICK(p)  # one C call for the common, complete document
+                got = getter(p)  # one C call for the common, complete document
             except KeyError:
-                got = tuple(p.get(name) for name in _QUICK_NAMES)
-            raw, conn_id, fields = got[0], got[3], got[:8]
-            rate = rates.get((raw, conn_id))
+                got = tuple(p.get(name) for name in names)
+            raw, fields = got[0], got[:8]
             age = float(got[8] or 0.0)
-            # What the row shows, before anything is parsed: the raw fields, the age and
-            # rates as drawn, and the routines as sent (a brief document's routines carry
-            # only what the row draws, so they compare equal while the row is unchanged).
-            quick = (
-                fields,
-                _age_bucket(age),
-                None if rate is None else (_rate_key(rate[0]), _rate_key(rate[1])),
-                previous.get(raw),
-                got[9],
-                got[10],
-            )
+            bucket = int(age) if age < 600 else 600 + int(age // 60)  # _age_bucket, inline
+            if node_rates:
+                compared: Any = got[9:]
+                rate = None if got[9] is None else (float(got[9]), float(got[10] or 0.0))
+            else:
+                rate = rates.get((raw, got[3]))
+                compared = None if rate is None else (rate_key(rate[0]), rate_key(rate[1]))
+            prev = previous.get(raw) if previous else None
             hit = last.get(raw)
-            if (
-                hit is not None
-                and hit.quick == quick
-                and self._smoothed(hit.block_sync, (raw, conn_id), now) is hit.key[6]
-            ):
-                fresh[raw] = hit
-                rows[hit.row.label] = hit.row
-                continue
-            if (
-                hit is not None
-                and hit.quick[0][:6] == fields[:6]
-                and hit.quick[3:] == quick[3:]
-                and self._smoothed(hit.block_sync, (raw, conn_id), now) is hit.key[6]
-            ):
-                # Only the age, the byte counts or a rate moved (most changed rows of a live
-                # frame): patch those three cells of last frame's row instead of building it.
-                row = hit.row.moved(age, rate, quick[2], hit.quick[1] != quick[1], got[6:8])
-                key = (fields, quick[1], quick[2], *hit.key[3:])
-                fresh[raw] = _Seen(quick, key, hit.block_sync, row)
-                rows[row.label] = row
-                continue
-            routines = got[9]
+            if hit is not None and hit.fields == fields and hit.previous == prev:
+                bs = hit.block_sync
+                if (
+                    bs is None
+                    or bs[3] is None
+                    or self._smoothed(bs, (raw, got[3]), now) is hit.key[6]
+                ):
+                    if hit.bucket == bucket and hit.rates == compared:
+                        fresh[raw] = hit  # nothing it draws moved (most peers, most frames)
+                        rows[hit.row.label] = hit.row
+                        continue
+                    # Only the age or a rate moved: patch those cells of last frame's row.
+                    if hit.rates == compared:
+                        drawn = hit.drawn
+                    elif node_rates:
+                        drawn = None if rate is None else (drawn_rate(rate[0]), drawn_rate(rate[1]))
+                    else:
+                        drawn = compared
+                    row = hit.row.moved(age, rate, drawn, hit.bucket != bucket)
+                    key = (hit.key[0], bucket, drawn, *hit.key[3:])
+                    fresh[raw] = _Seen(fields, bucket, compared, drawn, prev, key, bs, row)
+                    rows[row.label] = row
+                    continue
+            if node_rates:
+                drawn = None if rate is None else (drawn_rate(rate[0]), drawn_rate(rate[1]))
+            else:
+                drawn = compared
+            routines = got[6]
             bs = block_sync_cells(routines)
             key = (
-                fields,
-                quick[1],
-                quick[2],
-                quick[3],
+                got[:6],
+                bucket,
+                drawn,
+                prev,
                 tuple(
                     [
                         (r.get("service"), r.get("state"), r.get("generation"))
@@ -499,16 +490,16 @@ class RowBuilder:
                     ]
                 ),
                 header_sync_cells(routines),
-                self._smoothed(bs, (raw, conn_id), now),
+                self._smoothed(bs, (raw, got[3]), now),
                 stalled_services(routines),
-                bool(quick[5]),
+                bool(got[7]),
             )
             if hit is not None and hit.key == key:
                 row = hit.row
             else:
                 row = self._live_row(p, key, rate)
                 self.new_services.update(row.routines)
-            fresh[raw] = _Seen(quick, key, bs, row)
+            fresh[raw] = _Seen(fields, bucket, compared, drawn, prev, key, bs, row)
             rows[row.label] = row
         self._live = fresh
         self._delivery, self._delivery_next = self._delivery_next, {}
@@ -632,39 +623,3 @@ class RowBuilder:
                 shown = rate  # close enough: settle, so the row is reused again
         self._delivery_next[key] = (max(now, before[0]) if before else now, shown)
         return bs if shown == rate else (bs[0], bs[1], bs[2], shown, bs[4])
-
-    def _track_rates(self, peers: Any, now: float) -> None:
-        """Bytes per second over the last :data:`RATE_WINDOW_S` seconds of snapshot time, per
-        (label, conn_id): from the newest sample at least that old (or the oldest kept, for a
-        young connection) to this one.
-
-        A snapshot no newer than the last (a repeat render, a paused view) keeps the
-        previous rates; a peer's first snapshot has no rate yet.
-        """
-        if self._rate_time is not None and now <= self._rate_time:
-            return
-        history = self._rate_history
-        next_history: dict[tuple[Any, Any], deque[tuple[float, int, int]]] = {}
-        next_rates: dict[tuple[Any, Any], tuple[float, float]] = {}
-        horizon = now - RATE_WINDOW_S
-        for p in peers:
-            try:
-                label, conn_id, b_in, b_out = _BYTES(p)
-            except KeyError:
-                label, conn_id, b_in, b_out = (p.get(name) for name in _BYTES_NAMES)
-            key = (label, conn_id)
-            b_in, b_out = int(b_in or 0), int(b_out or 0)
-            samples = history.get(key)
-            if samples is None:
-                samples = deque()
-            else:
-                # Keep one sample at or before the horizon: the window's base.
-                while len(samples) > 1 and samples[1][0] <= horizon:
-                    samples.popleft()
-                t0, in0, out0 = samples[0]
-                dt = now - t0
-                r_in, r_out = (b_in - in0) / dt, (b_out - out0) / dt
-                next_rates[key] = (r_in if r_in > 0.0 else 0.0, r_out if r_out > 0.0 else 0.0)
-            samples.append((now, b_in, b_out))
-            next_history[key] = samples
-        self._rate_time, self._rate_history, self._rates = now, next_history, next_rates

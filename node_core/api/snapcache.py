@@ -9,8 +9,9 @@ as the plain document and as the stream's ``snapshot`` message. A write through 
 invalidates it, so whoever acted sees the effect in the next snapshot it asks for.
 
 The brief document (``?peers=brief``, what a console polls: each peer cut to what its Peers row
-draws) is cached beside it the same way; ``&detail=LABEL`` adds that one peer's full entry to
-the cached bytes per request (one peer's build, not the document's).
+draws, with byte rates the cache's :class:`~node_core.observe.peer_rates.PeerRates` samples
+once a second) is cached beside it the same way; ``&detail=LABEL`` adds that one peer's full
+entry to the cached bytes per request (one peer's build, not the document's).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from node_core.observe.gcpause import gc_paused
+from node_core.observe.peer_rates import PeerRates
 from node_core.observe.snapshot import SnapshotSource, build_brief_snapshot, peer_row
 
 __all__ = ["SNAPSHOT_MAX_AGE", "SnapshotCache"]
@@ -51,6 +53,8 @@ class SnapshotCache:
         self._message = b""
         self._brief_built = -1.0
         self._brief = b""
+        #: The brief document's byte rates, sampled across builds (peer_rates.py).
+        self.rates = PeerRates()
         #: How many times a snapshot was built (what the cache saves shows against requests).
         self.builds = 0
 
@@ -77,7 +81,7 @@ class SnapshotCache:
         now = time.monotonic()
         if now - self._brief_built >= self.max_age:
             with gc_paused():  # as the node's own build (gcpause.py)
-                self._brief = orjson.dumps(build_brief_snapshot(self.node))
+                self._brief = orjson.dumps(build_brief_snapshot(self.node, rates=self.rates))
             if not self._brief.endswith(_NO_DETAIL):
                 raise ValueError("the brief document must end with its null detail")
             self._brief_built = now

@@ -26,7 +26,7 @@ and read the journal anew rather than ask for rows after a seq of the old run.
   ``block_sync`` on a :class:`RoutineRow`), because they exist only while that service's
   routine is registered, and the top-level ``invariants``, ``diagnostics`` and
   ``diagnostic_thresholds``, which nodes built before them (and fixture documents) do not
-  carry.
+  carry, and likewise a brief peer's ``bytes_in_per_s`` and ``bytes_out_per_s``.
 * Enumerated values (a routine's ``state``, a peer's ``direction``, a close's ``by``, a fill
   stop) are typed ``str``, their values listed in comments: a node that learns a new state
   must not make every older client refuse the whole document.
@@ -443,7 +443,11 @@ class BriefRoutineRow(TypedDict):
 class BriefPeerRow(TypedDict):
     """A :class:`PeerRow` cut to what the console's Peers row, actions, filter and summary
     read (``GET /api/v1/snapshot?peers=brief``): no node id, limits, capabilities, listen
-    port or streams, and routines cut to :class:`BriefRoutineRow`. Same keys, same meaning."""
+    port or streams, and routines cut to :class:`BriefRoutineRow`. Same keys, same meaning,
+    plus the byte rates the row draws, computed by the node: bytes per second over the last
+    4 s as of the node's newest once-a-second sample of its counters, rounded to 0.1, ``None``
+    until two samples hold the connection (:mod:`node_core.observe.peer_rates`; absent from
+    nodes built before them, whose readers keep their own history of the byte counts)."""
 
     label: str
     addr: str
@@ -453,6 +457,8 @@ class BriefPeerRow(TypedDict):
     age_s: float
     bytes_in: int
     bytes_out: int
+    bytes_in_per_s: NotRequired[float | None]
+    bytes_out_per_s: NotRequired[float | None]
     routines: list[BriefRoutineRow]
     misbehavior_count: int
     throttle_bytes_per_s: float | None

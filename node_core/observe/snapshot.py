@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from node_core.observe.peer_rates import PeerRates, Rates
 from node_core.observe.schema import SCHEMA_VERSION
 from node_core.protocol.limits import STREAM_KIND_LABELS
 
@@ -240,9 +241,11 @@ def _brief_routine(handle: RoutineHandle, node: SnapshotSource) -> BriefRoutineR
 
 
 def _brief_peer(
-    conn: Connection, node: SnapshotSource, misbehavior: dict[str, int]
+    conn: Connection, node: SnapshotSource, misbehavior: dict[str, int], rates: Rates
 ) -> BriefPeerRow:
-    """:func:`_peer` cut to what the console's Peers row, filter and actions read."""
+    """:func:`_peer` cut to what the console's Peers row, filter and actions read, with the
+    byte rates the row draws (:mod:`node_core.observe.peer_rates`)."""
+    rate = rates.get(conn.peer.conn_id)
     return {
         "label": conn.peer.label,
         "addr": conn.peer.addr,
@@ -252,6 +255,8 @@ def _brief_peer(
         "age_s": round(conn.age, 3),
         "bytes_in": conn.bytes_in,
         "bytes_out": conn.bytes_out,
+        "bytes_in_per_s": None if rate is None else rate[0],
+        "bytes_out_per_s": None if rate is None else rate[1],
         "routines": [_brief_routine(h, node) for h in conn.routines],
         "misbehavior_count": misbehavior.get(conn.peer.label, 0),
         "throttle_bytes_per_s": conn.throttle_bytes_per_s,
@@ -369,13 +374,18 @@ def build_snapshot(node: SnapshotSource) -> Snapshot:
     return {**_sections(node, conns, _summary(peers)), "peers": peers}
 
 
-def build_brief_snapshot(node: SnapshotSource, detail: str | None = None) -> BriefSnapshot:
+def build_brief_snapshot(
+    node: SnapshotSource, detail: str | None = None, rates: PeerRates | None = None
+) -> BriefSnapshot:
     """The document ``GET /api/v1/snapshot?peers=brief`` serves: every section of
-    :func:`build_snapshot`, each peer cut to :class:`~node_core.observe.schema.BriefPeerRow`,
-    and with ``detail`` that peer's full entry (``None`` when it is not connected)."""
+    :func:`build_snapshot`, each peer cut to :class:`~node_core.observe.schema.BriefPeerRow`
+    with its byte rates from ``rates`` (the caller keeps it between builds; without one every
+    rate is ``None``), and with ``detail`` that peer's full entry (``None`` when it is not
+    connected)."""
     conns = node.connections()
     misbehavior = _misbehavior_counts(node)
-    peers = [_brief_peer(c, node, misbehavior) for c in conns]
+    by_conn = {} if rates is None else rates.rates(conns)
+    peers = [_brief_peer(c, node, misbehavior, by_conn) for c in conns]
     return {
         **_sections(node, conns, _summary(peers)),
         "peers": peers,

@@ -11,6 +11,7 @@ console client puts the detail entry in place of the brief one.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import pytest
 from console.remote import RemoteNodeClient
 from node_core.api.tokens import TokenStore
 from node_core.control import Role
+from node_core.observe.peer_rates import SAMPLE_EVERY_S
 from node_core.observe.schema import BriefSnapshot, PeerRow, validate_snapshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "node"))
@@ -81,11 +83,18 @@ async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
         await procs.stop_all()
 
 
+#: What a brief peer carries beyond the full entry: the node's byte rates (peer_rates.py).
+BRIEF_ONLY = ("bytes_in_per_s", "bytes_out_per_s")
+
+
 def _subset(brief: Any, full: Any, path: str) -> None:
-    """Every key of ``brief`` is in ``full``, nested dicts likewise (values may have moved)."""
+    """Every key of ``brief`` is in ``full``, nested dicts likewise (values may have moved),
+    but a peer's :data:`BRIEF_ONLY` rates."""
     if isinstance(brief, dict):
         assert isinstance(full, dict), path
         for key, value in brief.items():
+            if path == "$.peers" and key in BRIEF_ONLY:
+                continue
             assert key in full, f"{path}.{key}"
             _subset(value, full[key], f"{path}.{key}")
 
@@ -113,6 +122,26 @@ async def test_the_brief_document_has_every_section_and_each_peer_cut_to_its_row
         services = {r["service"] for r in cut["routines"] if r["service"] in r}
         assert services == {"header_sync", "block_sync"}  # a view for the row's sync columns
     assert brief["routines_summary"] == full["routines_summary"]
+
+
+async def test_each_brief_peer_carries_its_byte_rates_from_the_node(pair: Pair) -> None:
+    """Null until the node has sampled the connection twice (a second apart), then bytes per
+    second no higher than the bytes the connection ever carried over the shortest window."""
+    entry: dict[str, Any] = {}
+    async with asyncio.timeout(15):
+        while entry.get("bytes_in_per_s") is None:
+            status, body = await pair.get("/api/v1/snapshot?peers=brief")
+            assert status == 200
+            doc = msgspec.json.decode(body, type=BriefSnapshot, strict=True)
+            entry = dict(next(p for p in doc["peers"] if p["label"] == pair.b_label))
+            assert set(BRIEF_ONLY) <= set(entry)
+            await asyncio.sleep(0.2)  # polling, as a console does; the loop waits on the rate
+    for rate, total in (
+        (entry["bytes_in_per_s"], entry["bytes_in"]),
+        (entry["bytes_out_per_s"], entry["bytes_out"]),
+    ):
+        assert isinstance(rate, float) and 0 <= rate <= total / SAMPLE_EVERY_S
+    assert entry["bytes_in_per_s"] > 0 or entry["bytes_out_per_s"] > 0  # keepalives at least
 
 
 async def test_detail_is_that_peers_full_entry_or_null(pair: Pair) -> None:

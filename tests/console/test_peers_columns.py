@@ -162,3 +162,32 @@ def test_an_idle_peers_delivery_rate_is_smoothed_a_busy_ones_is_not() -> None:
     later = frame(2.0, 0.0, 300.0)  # and gone again: it decays, it does not drop to 0
     assert 0 < later[idle] < shown[idle] and later[busy] == 300.0
     assert frame(120.0, 0.0, 300.0)[idle] == 0.0  # settles exactly, so rows are reused
+
+
+def test_a_brief_document_s_rates_are_the_nodes() -> None:
+    """A brief document from a node that computes rates carries them per peer: the rows draw
+    those (no history of byte counts kept), a row whose fields and rates did not move is
+    last frame's row, and a row whose rate moved gets its new text."""
+    builder = RowBuilder()
+    snap = fixture_snapshot(6)
+    label = fixture_label(2)
+
+    def frame(t: float, rate_in: float | None, bytes_in: int) -> Any:
+        doc = copy.deepcopy(snap)
+        doc["generated_at"] = float(snap["generated_at"]) + t
+        for peer in doc["peers"]:
+            peer["bytes_in_per_s"], peer["bytes_out_per_s"] = rate_in, 0.0
+            peer["bytes_in"] = bytes_in  # moves, but is drawn only as the node's rate
+        rows = builder.build(doc)
+        cells = rows[label].cells(("discovery", "header_sync", "block_sync"))
+        return rows[label], cells[-6:-4]
+
+    row, rates = frame(0.0, None, 100)
+    assert rates == (("", ""), ("", ""))  # the node has no rate yet
+    row, rates = frame(0.25, 2048.0, 5_000)
+    assert rates == (("2.0K/s", ""), ("0B/s", "dim"))
+    again, same = frame(0.26, 2048.0, 9_000)  # same second of age, same rates
+    assert again is row and same == rates
+    moved, rates = frame(0.5, 512.0, 9_500)
+    assert moved is not row and rates[0] == (rate_text(512.0), "")
+    assert moved.rate_in == 512.0

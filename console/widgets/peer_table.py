@@ -20,6 +20,7 @@ Why it is built the way it is (like dolphie's process list):
 from __future__ import annotations
 
 from dataclasses import replace
+from operator import ne
 
 from textual.message import Message
 
@@ -62,8 +63,9 @@ class PeerTable(LineTable):
         self._sort_values: dict[str, SortValue] = {}
         #: Counters for tests and the benchmark: cells written, rows added, sorts done.
         self.cell_updates = 0
-        #: (label, column key) of each cell the last :meth:`show` wrote.
-        self.last_written: list[tuple[str, str]] = []
+        #: (label, cells shown before, cells now) of each row the last :meth:`show` replaced:
+        #: which columns changed is worked out only when a test asks (:attr:`last_written`).
+        self._replaced: list[tuple[str, tuple[Cell, ...], tuple[Cell, ...]]] = []
         self.rows_added = 0
         self.sorts = 0
 
@@ -87,6 +89,16 @@ class PeerTable(LineTable):
         label = self.cursor_label()
         row = self._rows.get(label) if label is not None else None
         return label if row is not None and row.live else None
+
+    @property
+    def last_written(self) -> list[tuple[str, str]]:
+        """(label, column key) of each cell the last :meth:`show` wrote."""
+        return [
+            (label, spec.key)
+            for label, old, new in self._replaced
+            for spec, was, now in zip(self.specs, old, new, strict=True)
+            if was != now
+        ]
 
     def rendered_cells(self, label: str) -> tuple[Cell, ...] | None:
         """What the table shows for ``label`` (for tests and the benchmark's check)."""
@@ -179,7 +191,7 @@ class PeerTable(LineTable):
     def _sync_rows(self, rows: dict[str, PeerRow]) -> bool:
         """Remove, add and update rows by set difference; returns whether any was added."""
         before, services = self._rows, self.services
-        self.last_written = []
+        self._replaced = []
         self.remove_rows([k for k in self.keys() if k not in rows])
         added = False
         changed: list[tuple[str, tuple[Cell, ...]]] = []
@@ -193,12 +205,10 @@ class PeerTable(LineTable):
                 self.rows_added += 1
                 added = True
             elif old != cells:
-                for spec, was, now in zip(self.specs, old, cells, strict=True):
-                    if was != now:
-                        self.last_written.append((label, spec.key))
+                self._replaced.append((label, old, cells))
+                self.cell_updates += sum(map(ne, old, cells))  # cells that differ, in C
                 changed.append((label, cells))
         self.update_rows(changed)
-        self.cell_updates += len(self.last_written)
         self._rows = rows
         return added
 

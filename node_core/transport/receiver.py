@@ -52,6 +52,8 @@ class RecordSink(Protocol):
 
     def on_record(self, rec: RecordHeader, payload: memoryview, now: float) -> None: ...
     def count_in(self, nbytes: int) -> None: ...
+    def cork(self) -> None: ...
+    def uncork(self) -> None: ...
     def violation(self, ev: ProtocolViolation) -> None: ...
     def reader_failed(self, exc: Exception) -> None: ...
     def close(
@@ -144,6 +146,7 @@ class RecordReceiver(asyncio.BufferedProtocol):
         split = self._split
         now = time.monotonic()
         done = 0
+        conn.cork()
         try:
             while not conn.closed and (got := split.next()) is not None:
                 if isinstance(got, ProtocolViolation):
@@ -158,6 +161,7 @@ class RecordReceiver(asyncio.BufferedProtocol):
         except Exception as exc:  # a bug here must cost this peer only
             conn.reader_failed(exc)
         finally:
+            conn.uncork()
             conn.count_in(done)
 
     def _throttle(self, size: int) -> bool:

@@ -9,8 +9,8 @@ and the operator's throttle, which must still pace each record by its size.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from conftest import Harness
 from rawpeer import (
     DISCOVERY_FRAME_CAP,
     DISCOVERY_VERSION,
@@ -21,6 +21,9 @@ from rawpeer import (
     encode_prelude,
     encode_record,
 )
+
+if TYPE_CHECKING:
+    from conftest import Harness
 
 
 async def test_records_in_the_same_segment_as_the_confirm(harness: Harness) -> None:

@@ -56,6 +56,9 @@ CELL_CACHE_LIMIT = 16_384
 #: Entries kept in the style-sum cache (a cell style plus a cell's metadata) likewise.
 STYLE_CACHE_LIMIT = 65_536
 
+#: Entries kept in the per-line cell cache (:meth:`LineTable.line_segments`) likewise.
+LINE_CELL_CACHE_LIMIT = 65_536
+
 #: The row index of the header in metadata and hover (as ``DataTable`` numbers it).
 HEADER = -1
 
@@ -149,6 +152,11 @@ class LineTable(ScrollView, can_focus=True):
         self._strip_cache: dict[str, tuple[tuple[Any, ...], Strip]] = {}
         self._meta: dict[tuple[int, int], Style] = {}
         self._summed: dict[tuple[Style | None, Style, bool], Style] = {}
+        #: A line's look (header, cursor, hover, base style) -> (its number, row style,
+        #: component style, forced foreground); see :meth:`line_segments`.
+        self._looks: dict[tuple[bool, bool, bool, Style], tuple[int, Style, Style, Style]] = {}
+        #: (look number, row index, column index, text, style) -> that cell's segments.
+        self._line_cells: dict[tuple[int, int, int, Any, str], list[Segment]] = {}
 
     # ------------------------------------------------------------------ data
     @property
@@ -181,6 +189,7 @@ class LineTable(ScrollView, can_focus=True):
         self._headers = tuple((c.title, "") for c in self.table_columns)
         self._order, self._index, self._cells = [], {}, {}
         self._strip_cache.clear()
+        self._line_cells.clear()  # keyed by column index: the columns moved
         self._resized()
 
     def set_header(self, index: int, title: str) -> None:
@@ -358,6 +367,8 @@ class LineTable(ScrollView, can_focus=True):
         self._cell_cache.clear()
         self._strip_cache.clear()
         self._summed.clear()
+        self._looks.clear()
+        self._line_cells.clear()
         self.refresh()
 
     def render_line(self, y: int) -> Strip:
@@ -389,29 +400,55 @@ class LineTable(ScrollView, can_focus=True):
         return strip
 
     def line_segments(self, index: int, cells: tuple[Cell, ...], base: Style) -> list[Segment]:
-        """One whole line (every column, then the fill to the widget's width)."""
+        """One whole line (every column, then the fill to the widget's width).
+
+        Each cell's segments, gap and metadata included, are remembered by the line's look
+        (header, cursor, hover, base style: a small number per look), the row's index, the
+        column's and the cell itself: a line whose age or rate cell changed takes every
+        other cell from there, in one lookup each, with no style hashed."""
         header = index == HEADER
         cursor = index == self._cursor
         hover = self._show_hover and index == self._hover
-        row_style = self.get_component_styles("linetable--header").rich_style if header else base
-        component, post = self._component(header, cursor, hover)
+        look = self._looks.get((header, cursor, hover, base))
+        if look is None:
+            row_style = (
+                self.get_component_styles("linetable--header").rich_style if header else base
+            )
+            component, post = self._component(header, cursor, hover)
+            look = (len(self._looks), row_style, component, post)
+            self._looks[(header, cursor, hover, base)] = look
+        look_id, row_style, component, post = look
+        done = self._line_cells
+        if len(done) >= LINE_CELL_CACHE_LIMIT:
+            done.clear()
         segments: list[Segment] = []
         for column_index, (column, (text, style)) in enumerate(
             zip(self.table_columns, cells, strict=True)
         ):
-            meta = self._meta_style(index, column_index)
-            drawn = self._cell(text, style, column, header, row_style, component, post)
-            # The gap wears the cell's background (the cursor bar has no holes) and its
-            # metadata (a click on it selects the cell).
-            gap = None if not drawn else self._with_meta(drawn[0].style, meta, gap=True)
-            segments.append(Segment(" " * GAP, gap))
-            segments += [Segment(s.text, self._with_meta(s.style, meta)) for s in drawn]
+            key = (look_id, index, column_index, text, style)
+            cell = done.get(key)
+            if cell is None:
+                meta = self._meta_style(index, column_index)
+                drawn = self._cell(text, style, column, header, row_style, component, post)
+                # The gap wears the cell's background (the cursor bar has no holes) and its
+                # metadata (a click on it selects the cell).
+                gap = None if not drawn else self._with_meta(drawn[0].style, meta, gap=True)
+                cell = [Segment(" " * GAP, gap)]
+                cell += [Segment(s.text, self._with_meta(s.style, meta)) for s in drawn]
+                done[key] = cell
+            segments += cell
         fill = max(0, self.size.width - sum(self.column_widths()))
-        extend, _ = self._component(header, cursor, self._show_hover and index == self._hover)
-        extend = (
-            row_style + extend + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
-        )
-        segments.append(Segment(" " * fill, extend))
+        fill_key = (look_id, index, -1, fill, "")
+        cell = done.get(fill_key)
+        if cell is None:
+            extend, _ = self._component(header, cursor, hover)
+            extend = (
+                row_style
+                + extend
+                + Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
+            )
+            cell = done[fill_key] = [Segment(" " * fill, extend)]
+        segments += cell
         return segments
 
     def _component(self, header: bool, cursor: bool, hover: bool) -> tuple[Style, Style]:

@@ -35,10 +35,10 @@ from node_core.protocol.mux_state import ProtocolViolation
 from node_core.protocol.record_split import HeaderDecoder, RecordSplitter
 
 #: The read buffer of a quiet connection (idle peers hold this much each, once read from).
-MIN_READ_BYTES = 16 * 1024
+MIN_READ_BYTES = 4 * 1024
 #: The read buffer of a busy one: a read that fills the buffer doubles it, up to this.
 MAX_READ_BYTES = 256 * 1024
-#: Consecutive reads of under an eighth of the buffer after which it is halved.
+#: Consecutive reads of under an eighth of the buffer after which it drops to the minimum.
 SHRINK_AFTER_READS = 16
 
 
@@ -113,7 +113,8 @@ class RecordReceiver(asyncio.BufferedProtocol):
                 self._transport.pause_reading()
             return
         # A read that filled the buffer asks for a bigger one; a run of small ones gives it
-        # back. (A new bytearray, never a resize: the splitter still views this one.)
+        # all back (an idle peer holds MIN_READ_BYTES: issue 14's RSS per peer). A new
+        # bytearray, never a resize: the splitter still views this one.
         size = len(buf)
         if nbytes == size:
             self._small_reads = 0
@@ -123,7 +124,7 @@ class RecordReceiver(asyncio.BufferedProtocol):
             self._small_reads += 1
             if self._small_reads >= SHRINK_AFTER_READS:
                 self._small_reads = 0
-                self._buf = bytearray(size // 2)
+                self._buf = bytearray(MIN_READ_BYTES)
         self._split.feed(memoryview(buf)[:nbytes])
         self._drain()
 

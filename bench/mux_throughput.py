@@ -43,8 +43,9 @@ from node_core.transport.endpoint import READ_BUFFER_LIMIT
 NAME = "mux_throughput"
 #: Minimum acceptable ``mux / raw``. Why 0.85: issue 14's aim for the multiplexer (it was at
 #: 0.68 of raw TCP). The mux pays framing, credit and per-stream bookkeeping on both ends in
-#: one process; the figures and what limits them are in docs/ARCHITECTURE.md, "Measuring
-#: performance". The goal is the issue's, not the figure reached.
+#: one process; the figures and what limits them are in
+#: docs/ARCHITECTURE.md, "Measuring performance". The goal is the issue's, not the figure
+#: reached.
 GOAL = 0.85
 DEFAULT_SIZE_MIB = 256
 QUICK_SIZE_MIB = 16

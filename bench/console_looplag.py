@@ -32,8 +32,9 @@ the same moment and runs until the sampling ends.
 
 Reported: p99 per phase (median over repetitions), the ratio open / headless and whether both
 goals hold, and per phase how long the node's loop thread waited for a CPU while sampled
-(``node_thread_run_queue_secs``: on a busy machine that wait, not the node, sets the p99). Lower is better here: the goals are the row's ``max_value`` and ``max_ratio``. A
-phase whose node did not finish the sync, or that sampled less than half of it, is a
+(``node_thread_run_queue_secs``: on a busy machine that wait, not the node, sets the p99).
+Lower is better here: the goals are the row's ``max_value`` and ``max_ratio``. A phase whose
+node did not finish the sync, or that sampled less than half of it, is a
 :class:`bench.CorrectnessError`.
 """
 

@@ -22,6 +22,7 @@ from console.record_flag import add_record, open_record, report, start_recorder
 from console.usage import UsageError
 from node_core.block_sync.hostile import BLOCK_HOSTILE_MODES, DEFAULT_HOSTILE_RATE
 from node_core.header_sync.hostile import DEFAULT_HOSTILE_DELAY
+from node_core.observe.gcpause import freeze_startup_heap
 from zakura.api_flag import add_api, check_api, start_usage_error
 from zakura.args import (
     IDLE_TIMEOUT_DEFAULT,
@@ -392,6 +393,7 @@ async def run_node(args: argparse.Namespace) -> int:
             if err is None:
                 raise
             raise err from None
+        freeze_startup_heap()
         if writer is not None:
             from node_core.observe.record_writer import NodeSource
 

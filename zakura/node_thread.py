@@ -51,6 +51,7 @@ from console.client import (
     NodeClient,
     Snapshot,
 )
+from node_core.observe.gcpause import freeze_startup_heap
 from zakura.process import finish_leftover_tasks
 
 if TYPE_CHECKING:
@@ -193,6 +194,7 @@ class NodeThread:
                 if (exc := starting.exception()) is not None:
                     self._settle(exc)
                     return
+                freeze_startup_heap()
                 self._settle(starting.result())
                 await stopper
         finally:

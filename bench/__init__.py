@@ -21,6 +21,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Imported before any benchmark module imports asyncssh: it silences asyncssh's DSA notice
+# from cryptography 51, which otherwise opens every `make bench` with ten lines of warnings.
+import node_core.ssh  # noqa: F401
+
 
 class CorrectnessError(Exception):
     """A benchmark moved the wrong bytes (or lost some): its figures mean nothing."""

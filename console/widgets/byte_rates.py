@@ -19,9 +19,7 @@ from operator import itemgetter
 from typing import Any
 
 from console.format import rate_text
-
-#: Seconds of snapshot time a byte rate is averaged over (see the module docstring).
-RATE_WINDOW_S = 4.0
+from node_core.observe.peer_rates import RATE_WINDOW_S  # the node's window: both rates read alike
 
 #: A rate as its cell draws it: the text, and whether it is dimmed as idle.
 Drawn = tuple[str, bool]

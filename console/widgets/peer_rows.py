@@ -28,7 +28,7 @@ Why it is shaped this way:
   and the direction live in the peer detail (the summary line counts in and out, and the
   ``/`` filter still matches ``in``/``out``): the rates stay here, they show what is moving.
 * Rates carry their unit (``16K/s``). In and out are averaged over the last
-  :data:`~console.widgets.byte_rates.RATE_WINDOW_S` seconds. The block-sync delivery rate of
+  :data:`~node_core.observe.peer_rates.RATE_WINDOW_S` seconds. The block-sync delivery rate of
   an idle peer is smoothed likewise (see :meth:`RowBuilder._smoothed`).
 """
 
@@ -54,7 +54,7 @@ from console.widgets.block_sync_cells import (
     block_sync_cells,
     block_sync_row_cells,
 )
-from console.widgets.byte_rates import RATE_WINDOW_S, RateHistory, drawn_rate, rate_key
+from console.widgets.byte_rates import RateHistory, drawn_rate, rate_key
 from console.widgets.cells import (
     Cell,
     ColumnSpec,
@@ -65,6 +65,7 @@ from console.widgets.header_sync_cells import (
     header_sync_cells,
     header_sync_row_cells,
 )
+from node_core.observe.peer_rates import RATE_WINDOW_S
 
 #: How long a closed peer stays in the table, in seconds of snapshot time.
 KEEP_CLOSED_S = 5.0
@@ -203,8 +204,6 @@ class PeerRow:
     direction: str
     age: float
     conn_id: int
-    bytes_in: int
-    bytes_out: int
     rate_in: float | None
     rate_out: float | None
     misbehavior: int | None
@@ -268,8 +267,8 @@ class PeerRow:
         :func:`~console.widgets.byte_rates.rate_key`) and, when ``new_age``, the age's new text."""
         rate_in, rate_out = (None, None) if rate is None else rate
         row = PeerRow(
-            self.label, True, self.addr, self.direction, age, self.conn_id, self.bytes_in,
-            self.bytes_out, rate_in, rate_out, self.misbehavior, self.close, self.routines,
+            self.label, True, self.addr, self.direction, age, self.conn_id, rate_in, rate_out,
+            self.misbehavior, self.close, self.routines,
             self.header_sync, self.block_sync, self.stalled, self.throttled, self.glyphs,
             _hay=self._hay,
         )  # fmt: skip
@@ -307,8 +306,6 @@ class PeerRow:
                 "label": "label",
                 "age": "age",
                 "conn": "conn_id",
-                "in": "bytes_in",
-                "out": "bytes_out",
                 "in_rate": "rate_in",
                 "out_rate": "rate_out",
                 "misb": "misbehavior",
@@ -440,7 +437,7 @@ class RowBuilder:
                 got = tuple(p.get(name) for name in names)
             raw, fields = got[0], got[:8]
             age = float(got[8] or 0.0)
-            bucket = int(age) if age < 600 else 600 + int(age // 60)  # _age_bucket, inline
+            bucket = _age_bucket(age)
             if node_rates:
                 compared: Any = got[9:]
                 rate = None if got[9] is None else (float(got[9]), float(got[10] or 0.0))
@@ -529,8 +526,6 @@ class RowBuilder:
             direction=_direction(p.get("direction")),
             age=float(p.get("age_s") or 0.0),
             conn_id=int(p.get("conn_id") or 0),
-            bytes_in=int(p.get("bytes_in") or 0),
-            bytes_out=int(p.get("bytes_out") or 0),
             rate_in=None if rate is None else rate[0],
             rate_out=None if rate is None else rate[1],
             misbehavior=int(p.get("misbehavior_count") or 0),
@@ -570,8 +565,6 @@ class RowBuilder:
                 direction=_direction(c.get("direction")),
                 age=max(0.0, closed_at - float(c.get("connected_at") or 0.0)),
                 conn_id=int(c.get("conn_id") or 0),
-                bytes_in=int(c.get("bytes_in") or 0),
-                bytes_out=int(c.get("bytes_out") or 0),
                 rate_in=None,
                 rate_out=None,
                 misbehavior=misbehavior.get(str(c.get("label")), 0),

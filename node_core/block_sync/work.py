@@ -197,6 +197,14 @@ class WorkQueue:
         self._pending.add(height)
         bisect.insort(self._sorted, height)
 
+    def _add_pending_many(self, heights: list[int]) -> None:
+        """:meth:`_add_pending` for ascending heights: one sort of two ascending runs (linear)
+        instead of an insort each (the producer adds up to ``lookahead``, 4,096, heights at
+        once, on the node's loop)."""
+        self._pending.update(heights)
+        self._sorted.extend(heights)
+        self._sorted.sort()
+
     def _drop_pending(self, height: int) -> None:
         if height in self._pending:
             self._pending.discard(height)
@@ -220,11 +228,7 @@ class WorkQueue:
             added.append(height)
         if not added:
             return 0
-        # One sort of two ascending runs (linear) instead of an insort per height: the
-        # producer adds up to ``lookahead`` (4,096) heights at once, on the node's loop.
-        self._pending.update(added)
-        self._sorted.extend(added)
-        self._sorted.sort()
+        self._add_pending_many(added)
         if self.on_work is not None:
             self.on_work()
         return len(added)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 __all__ = ["RATE_WINDOW_S", "SAMPLE_EVERY_S", "PeerRates"]
 
-#: Seconds a rate is averaged over (the console's own window for a full document is the same).
+#: Seconds a rate is averaged over (console/widgets/byte_rates.py uses it for a full document).
 RATE_WINDOW_S = 4.0
 
 #: Seconds between two samples of the byte counters.

@@ -509,10 +509,6 @@ class Connection:
         if nbytes:
             self.metrics.bytes_in.inc(nbytes)
 
-    def violation(self, ev: ProtocolViolation) -> None:
-        """A record header broke a rule (the receiver found it): close as the rules say."""
-        self._violation(ev)
-
     def reader_failed(self, exc: Exception) -> None:
         """Code on the read path raised: a bug, and it costs this peer only."""
         log.error("mux reader failed for %s", self.label, exc_info=exc)
@@ -541,10 +537,11 @@ class Connection:
             elif isinstance(ev, PeerClosed):
                 self.close(ev.code, ev.reason, by_remote=True)
             else:
-                self._violation(ev)
+                self.violation(ev)
 
-    def _violation(self, ev: ProtocolViolation) -> None:
-        """The peer broke a rule: count and journal the limit it broke, if any, and close."""
+    def violation(self, ev: ProtocolViolation) -> None:
+        """The peer broke a rule (found by the stream rules or, in a record header, by the
+        receiver): count and journal the limit it broke, if any, and close."""
         limit = ev.limit
         if limit is not None:
             metrics = self.metrics
